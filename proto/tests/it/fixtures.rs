@@ -1,0 +1,1 @@
+//! Torrents made by other tools (mktorrent, transmission-create), parsed and compared.
