@@ -283,14 +283,8 @@ impl AnnounceRequest {
                 limit: MAX_QUERY_LEN,
             });
         }
-        let mut info_hash = None;
-        let mut peer_id = None;
-        let mut port = None;
-        let mut uploaded = None;
-        let mut downloaded = None;
-        let mut left = None;
-        let mut request_tail = Tail::default();
-
+        // Filled in place; `seen` records which parameters were present.
+        let mut r = AnnounceRequest::new(InfoHash::default(), PeerId::default(), 0);
         let mut seen = 0u16;
         for (count, (name, value)) in query::pairs(query).enumerate() {
             if count >= MAX_QUERY_PARAMS {
@@ -306,41 +300,37 @@ impl AnnounceRequest {
             }
             seen |= param.bit();
             match param {
-                P::InfoHash => info_hash = Some(InfoHash::new(id(value, param)?)),
-                P::PeerId => peer_id = Some(PeerId::new(id(value, param)?)),
-                P::Port => port = Some(parse_port(value)?),
-                P::Uploaded => uploaded = Some(number(value, param)?),
-                P::Downloaded => downloaded = Some(number(value, param)?),
-                P::Left => left = Some(number(value, param)?),
-                P::Event => request_tail.event = parse_event(value)?,
-                P::Compact => request_tail.compact = flag(value, param)?,
-                P::NoPeerId => request_tail.no_peer_id = flag(value, param)?,
+                P::InfoHash => r.info_hash = InfoHash::new(id(value, param)?),
+                P::PeerId => r.peer_id = PeerId::new(id(value, param)?),
+                P::Port => r.port = parse_port(value)?,
+                P::Uploaded => r.uploaded = number(value, param)?,
+                P::Downloaded => r.downloaded = number(value, param)?,
+                P::Left => r.left = number(value, param)?,
+                P::Event => r.event = parse_event(value)?,
+                P::Compact => r.compact = flag(value, param)?,
+                P::NoPeerId => r.no_peer_id = flag(value, param)?,
                 P::Numwant => {
                     let n = number(value, param)?;
                     let n = u32::try_from(n).map_err(|_| AnnounceError::InvalidNumber(param))?;
-                    request_tail.numwant = Some(n);
+                    r.numwant = Some(n);
                 }
-                P::Key => request_tail.key = Some(token(value, param)?),
-                P::Ip => request_tail.ip = parse_ip(value)?,
-                P::TrackerId => request_tail.tracker_id = Some(token(value, param)?),
+                P::Key => r.key = Some(token(value, param)?),
+                P::Ip => r.ip = parse_ip(value)?,
+                P::TrackerId => r.tracker_id = Some(token(value, param)?),
             }
         }
-
-        Ok(AnnounceRequest {
-            info_hash: info_hash.ok_or(AnnounceError::Missing(P::InfoHash))?,
-            peer_id: peer_id.ok_or(AnnounceError::Missing(P::PeerId))?,
-            port: port.ok_or(AnnounceError::Missing(P::Port))?,
-            uploaded: uploaded.ok_or(AnnounceError::Missing(P::Uploaded))?,
-            downloaded: downloaded.ok_or(AnnounceError::Missing(P::Downloaded))?,
-            left: left.ok_or(AnnounceError::Missing(P::Left))?,
-            event: request_tail.event,
-            compact: request_tail.compact,
-            no_peer_id: request_tail.no_peer_id,
-            numwant: request_tail.numwant,
-            key: request_tail.key,
-            ip: request_tail.ip,
-            tracker_id: request_tail.tracker_id,
-        })
+        const REQUIRED: [AnnounceParam; 6] = [
+            P::InfoHash,
+            P::PeerId,
+            P::Port,
+            P::Uploaded,
+            P::Downloaded,
+            P::Left,
+        ];
+        if let Some(missing) = REQUIRED.into_iter().find(|p| seen & p.bit() == 0) {
+            return Err(AnnounceError::Missing(missing));
+        }
+        Ok(r)
     }
 
     /// The query string a client sends (without the leading `?`; join it to the announce URL
@@ -387,31 +377,6 @@ impl AnnounceRequest {
             query::push_encoded(&mut out, tracker_id.as_bytes());
         }
         out
-    }
-}
-
-/// The optional parameters, gathered while parsing.
-struct Tail {
-    event: AnnounceEvent,
-    compact: bool,
-    no_peer_id: bool,
-    numwant: Option<u32>,
-    key: Option<Token>,
-    ip: Option<IpAddr>,
-    tracker_id: Option<Token>,
-}
-
-impl Default for Tail {
-    fn default() -> Self {
-        Tail {
-            event: AnnounceEvent::None,
-            compact: true,
-            no_peer_id: false,
-            numwant: None,
-            key: None,
-            ip: None,
-            tracker_id: None,
-        }
     }
 }
 
