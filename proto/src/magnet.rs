@@ -307,9 +307,8 @@ mod tests {
 
     #[test]
     fn truncated_links_never_panic() {
-        let full = format!(
-            "magnet:?xt=urn:btih:{HEX}&dn=%C3%A9t%C3%A9&tr=http%3A%2F%2Ft&ws=http://w/"
-        );
+        let full =
+            format!("magnet:?xt=urn:btih:{HEX}&dn=%C3%A9t%C3%A9&tr=http%3A%2F%2Ft&ws=http://w/");
         for cut in 0..=full.len() {
             if let Some(prefix) = full.get(..cut) {
                 let _ = Magnet::parse(prefix);

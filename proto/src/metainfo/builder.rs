@@ -334,7 +334,10 @@ impl TorrentBuilder {
             info.insert(b"files".to_vec(), Value::List(files));
         }
         info.insert(b"name".to_vec(), Value::bytes(name.as_bytes()));
-        info.insert(b"piece length".to_vec(), Value::Int(i64::from(piece_length)));
+        info.insert(
+            b"piece length".to_vec(),
+            Value::Int(i64::from(piece_length)),
+        );
         info.insert(b"pieces".to_vec(), Value::Bytes(pieces.concat()));
         if self.private {
             info.insert(b"private".to_vec(), Value::Int(1));
@@ -558,7 +561,9 @@ impl SpanReader<'_> {
         }
         let mut left = range.end - range.start;
         while left > 0 {
-            let n = usize::try_from(left).unwrap_or(usize::MAX).min(self.buf.len());
+            let n = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(self.buf.len());
             let chunk = &mut self.buf[..n];
             file.read_exact(chunk).map_err(|e| {
                 if e.kind() == io::ErrorKind::UnexpectedEof {

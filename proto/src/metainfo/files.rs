@@ -95,7 +95,10 @@ impl Info {
     /// The size of piece `index`: the piece length, except for a shorter last piece.
     pub fn piece_len(&self, index: u32) -> Option<u32> {
         let start = self.piece_offset(index)?;
-        let len = (self.total_length - start).min(u64::from(self.piece_length));
+        let len = self
+            .total_length
+            .saturating_sub(start)
+            .min(u64::from(self.piece_length));
         // At most `piece_length`, which is a u32.
         u32::try_from(len).ok()
     }
@@ -263,7 +266,10 @@ mod tests {
     fn byte_ranges_are_bounded_by_the_total() {
         let info = sample().info().clone();
         let total = info.total_length();
-        assert!(info.file_ranges(total, 0).is_some_and(|mut r| r.next().is_none()));
+        assert!(
+            info.file_ranges(total, 0)
+                .is_some_and(|mut r| r.next().is_none())
+        );
         assert!(info.file_ranges(total - 1, 2).is_none());
         assert!(info.file_ranges(u64::MAX, 2).is_none());
         let runs: Vec<FileRange> = info.file_ranges(9_999, 2).unwrap().collect();

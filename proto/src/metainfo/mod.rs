@@ -305,7 +305,10 @@ impl Metainfo {
         let created_by = opt_string(dict, "created by", "created by")?;
         let creation_date = match dict.lookup(b"creation date") {
             None => None,
-            Some(v) => Some(v.int().ok_or_else(|| wrong("creation date", "an integer"))?),
+            Some(v) => Some(
+                v.int()
+                    .ok_or_else(|| wrong("creation date", "an integer"))?,
+            ),
         };
 
         Ok(Metainfo {
@@ -709,7 +712,10 @@ fn parse_files(
             .ok_or_else(|| wrong(key("path"), "a list of strings"))?;
         let mut parts = Vec::with_capacity(components.len());
         for c in components {
-            parts.push(c.bytes().ok_or_else(|| wrong(key("path"), "a list of strings"))?);
+            parts.push(
+                c.bytes()
+                    .ok_or_else(|| wrong(key("path"), "a list of strings"))?,
+            );
         }
         let path = RelativePath::from_byte_components(parts)
             .map_err(|source| MetainfoError::InvalidPath { index, source })?;

@@ -44,7 +44,9 @@ fn file_entry(length: i64, path: &[&[u8]]) -> Value {
 }
 
 fn multi_info(files: &[(i64, &[&[u8]])]) -> Value {
-    let total = files.iter().fold(0i64, |t, (l, _)| t.saturating_add((*l).max(0)));
+    let total = files
+        .iter()
+        .fold(0i64, |t, (l, _)| t.saturating_add((*l).max(0)));
     dict(vec![
         (
             "files",
@@ -94,7 +96,10 @@ fn sample_multi() -> Value {
 fn parses_a_single_file_torrent() {
     let m = parse(single_info(40_000)).unwrap();
     let info = m.info();
-    assert_eq!(m.announce.as_deref(), Some("http://tracker.example/announce"));
+    assert_eq!(
+        m.announce.as_deref(),
+        Some("http://tracker.example/announce")
+    );
     assert_eq!(info.name(), "file.bin");
     assert_eq!(info.piece_length(), 16 * 1024);
     assert_eq!(info.piece_count(), 3);
@@ -187,13 +192,22 @@ fn info_hash_is_over_the_raw_info_bytes() {
 fn url_list_may_be_a_string() {
     let base = dict(vec![("info", single_info(10))]);
     let as_string = with(base.clone(), "url-list", s("http://seed/"));
-    let as_list = with(base.clone(), "url-list", Value::List(vec![s("http://seed/")]));
+    let as_list = with(
+        base.clone(),
+        "url-list",
+        Value::List(vec![s("http://seed/")]),
+    );
     let a = Metainfo::from_bytes(&as_string.to_bytes()).unwrap();
     let b = Metainfo::from_bytes(&as_list.to_bytes()).unwrap();
     assert_eq!(a.url_list, ["http://seed/"]);
     assert_eq!(a, b);
     let empty = with(base, "url-list", s(""));
-    assert!(Metainfo::from_bytes(&empty.to_bytes()).unwrap().url_list.is_empty());
+    assert!(
+        Metainfo::from_bytes(&empty.to_bytes())
+            .unwrap()
+            .url_list
+            .is_empty()
+    );
 }
 
 #[test]
@@ -304,7 +318,11 @@ fn rejects_bad_names() {
 #[test]
 fn rejects_duplicate_paths() {
     assert_eq!(
-        parse(multi_info(&[(10, &[b"a", b"b"]), (5, &[b"c"]), (10, &[b"a", b"b"])])),
+        parse(multi_info(&[
+            (10, &[b"a", b"b"]),
+            (5, &[b"c"]),
+            (10, &[b"a", b"b"])
+        ])),
         Err(MetainfoError::DuplicatePath("a/b".into()))
     );
 }
@@ -313,7 +331,11 @@ fn rejects_duplicate_paths() {
 fn rejects_a_file_that_is_also_a_folder() {
     // `a`, `a-b`, `a/b`: the clash is not between neighbours in string order.
     assert_eq!(
-        parse(multi_info(&[(10, &[b"a"]), (5, &[b"a-b"]), (10, &[b"a", b"b"])])),
+        parse(multi_info(&[
+            (10, &[b"a"]),
+            (5, &[b"a-b"]),
+            (10, &[b"a", b"b"])
+        ])),
         Err(MetainfoError::PathConflict {
             file: "a".into(),
             other: "a/b".into()
@@ -359,11 +381,20 @@ fn rejects_bad_piece_lengths() {
         with_length(3 * K16),
         Err(MetainfoError::PieceLengthNotPowerOfTwo(3 * K16))
     );
-    assert_eq!(with_length(8192), Err(MetainfoError::PieceLengthTooSmall(8192)));
+    assert_eq!(
+        with_length(8192),
+        Err(MetainfoError::PieceLengthTooSmall(8192))
+    );
     assert_eq!(with_length(0), Err(MetainfoError::PieceLengthTooSmall(0)));
-    assert_eq!(with_length(-K16), Err(MetainfoError::PieceLengthTooSmall(-K16)));
+    assert_eq!(
+        with_length(-K16),
+        Err(MetainfoError::PieceLengthTooSmall(-K16))
+    );
     let big = 32 * 1024 * 1024;
-    assert_eq!(with_length(big), Err(MetainfoError::PieceLengthTooLarge(big)));
+    assert_eq!(
+        with_length(big),
+        Err(MetainfoError::PieceLengthTooLarge(big))
+    );
     assert_eq!(
         with_length(i64::MAX),
         Err(MetainfoError::PieceLengthTooLarge(i64::MAX))
@@ -476,12 +507,18 @@ fn rejects_missing_keys() {
         Metainfo::from_bytes(&dict(vec![("announce", s("x"))]).to_bytes()),
         missing("info")
     );
-    assert_eq!(parse(without(single_info(10), "name")), missing("info.name"));
+    assert_eq!(
+        parse(without(single_info(10), "name")),
+        missing("info.name")
+    );
     assert_eq!(
         parse(without(single_info(10), "piece length")),
         missing("info.piece length")
     );
-    assert_eq!(parse(without(single_info(10), "pieces")), missing("info.pieces"));
+    assert_eq!(
+        parse(without(single_info(10), "pieces")),
+        missing("info.pieces")
+    );
     assert_eq!(
         parse(without(single_info(10), "length")),
         missing("info.length or info.files")
@@ -513,39 +550,78 @@ fn rejects_wrong_types() {
         Metainfo::from_bytes(b"li1ee"),
         Err(MetainfoError::NotADictionary)
     );
-    assert_wrong("info", Metainfo::from_bytes(&dict(vec![("info", s("x"))]).to_bytes()));
-    assert_wrong("info.name", parse(with(single_info(10), "name", Value::Int(1))));
-    assert_wrong("info.piece length", parse(with(single_info(10), "piece length", s("16384"))));
-    assert_wrong("info.pieces", parse(with(single_info(10), "pieces", Value::List(vec![]))));
-    assert_wrong("info.length", parse(with(single_info(10), "length", s("10"))));
-    assert_wrong("info.private", parse(with(single_info(10), "private", s("1"))));
-    assert_wrong("info.files", parse(with(sample_multi(), "files", Value::Int(1))));
-    assert_wrong("info.files[0]", parse(with(
-        sample_multi(),
-        "files",
-        Value::List(vec![Value::Int(1)]),
-    )));
-    assert_wrong("info.files[0].path", parse(with(
-        sample_multi(),
-        "files",
-        Value::List(vec![dict(vec![("length", Value::Int(1)), ("path", s("a/b"))])]),
-    )));
-    assert_wrong("info.files[0].path", parse(with(
-        sample_multi(),
-        "files",
-        Value::List(vec![dict(vec![
-            ("length", Value::Int(1)),
-            ("path", Value::List(vec![Value::Int(3)])),
-        ])]),
-    )));
+    assert_wrong(
+        "info",
+        Metainfo::from_bytes(&dict(vec![("info", s("x"))]).to_bytes()),
+    );
+    assert_wrong(
+        "info.name",
+        parse(with(single_info(10), "name", Value::Int(1))),
+    );
+    assert_wrong(
+        "info.piece length",
+        parse(with(single_info(10), "piece length", s("16384"))),
+    );
+    assert_wrong(
+        "info.pieces",
+        parse(with(single_info(10), "pieces", Value::List(vec![]))),
+    );
+    assert_wrong(
+        "info.length",
+        parse(with(single_info(10), "length", s("10"))),
+    );
+    assert_wrong(
+        "info.private",
+        parse(with(single_info(10), "private", s("1"))),
+    );
+    assert_wrong(
+        "info.files",
+        parse(with(sample_multi(), "files", Value::Int(1))),
+    );
+    assert_wrong(
+        "info.files[0]",
+        parse(with(
+            sample_multi(),
+            "files",
+            Value::List(vec![Value::Int(1)]),
+        )),
+    );
+    assert_wrong(
+        "info.files[0].path",
+        parse(with(
+            sample_multi(),
+            "files",
+            Value::List(vec![dict(vec![
+                ("length", Value::Int(1)),
+                ("path", s("a/b")),
+            ])]),
+        )),
+    );
+    assert_wrong(
+        "info.files[0].path",
+        parse(with(
+            sample_multi(),
+            "files",
+            Value::List(vec![dict(vec![
+                ("length", Value::Int(1)),
+                ("path", Value::List(vec![Value::Int(3)])),
+            ])]),
+        )),
+    );
     let outer = |key: &str, value: Value| {
         Metainfo::from_bytes(&dict(vec![("info", single_info(10)), (key, value)]).to_bytes())
     };
     assert_wrong("announce", outer("announce", Value::Int(1)));
     assert_wrong("announce-list", outer("announce-list", s("http://a/")));
-    assert_wrong("announce-list[0]", outer("announce-list", Value::List(vec![s("http://a/")])));
+    assert_wrong(
+        "announce-list[0]",
+        outer("announce-list", Value::List(vec![s("http://a/")])),
+    );
     assert_wrong("url-list", outer("url-list", Value::Int(1)));
-    assert_wrong("url-list[0]", outer("url-list", Value::List(vec![Value::Int(1)])));
+    assert_wrong(
+        "url-list[0]",
+        outer("url-list", Value::List(vec![Value::Int(1)])),
+    );
     assert_wrong("comment", outer("comment", Value::List(vec![])));
     assert_wrong("creation date", outer("creation date", s("today")));
     assert_eq!(
@@ -565,7 +641,10 @@ fn rejects_both_layouts_at_once() {
 #[test]
 fn rejects_torrents_without_data() {
     assert_eq!(parse(multi_info(&[])), Err(MetainfoError::Empty));
-    assert_eq!(parse(multi_info(&[(0, &[b"a"]), (0, &[b"b"])])), Err(MetainfoError::Empty));
+    assert_eq!(
+        parse(multi_info(&[(0, &[b"a"]), (0, &[b"b"])])),
+        Err(MetainfoError::Empty)
+    );
     assert_eq!(parse(single_info(0)), Err(MetainfoError::Empty));
 }
 
@@ -628,15 +707,30 @@ fn arb_path() -> impl Strategy<Value = RelativePath> {
         .prop_map(|parts| RelativePath::from_components(parts).unwrap())
 }
 
-fn arb_files() -> impl Strategy<Value = Vec<(RelativePath, Vec<u8>)>> {
-    proptest::collection::vec(
-        (arb_path(), proptest::collection::vec(any::<u8>(), 0..40_000)),
-        1..5,
-    )
-    .prop_filter("paths must not clash", |files| {
-        check_unique_paths(files.iter().map(|(p, _)| p)).is_ok()
-            && files.iter().any(|(_, b)| !b.is_empty())
+/// File contents up to 40 000 bytes (crossing 16 KiB piece boundaries), generated from a
+/// length and a seed: drawing 40 000 separate bytes would make each case slow.
+fn arb_content() -> impl Strategy<Value = Vec<u8>> {
+    (0usize..40_000, any::<u64>()).prop_map(|(len, seed)| {
+        let mut state = seed | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
     })
+}
+
+fn arb_files() -> impl Strategy<Value = Vec<(RelativePath, Vec<u8>)>> {
+    proptest::collection::vec((arb_path(), arb_content()), 1..5).prop_filter(
+        "paths must not clash",
+        |files| {
+            check_unique_paths(files.iter().map(|(p, _)| p)).is_ok()
+                && files.iter().any(|(_, b)| !b.is_empty())
+        },
+    )
 }
 
 fn arb_url() -> impl Strategy<Value = String> {

@@ -131,7 +131,10 @@ fn folder_mode_and_nested_paths_make_multi_file_torrents() {
         .add_bytes(path("js/only.js"), b"x".to_vec())
         .build()
         .unwrap();
-    assert_eq!(nested.info().files()[0].path.to_string(), "bundle/js/only.js");
+    assert_eq!(
+        nested.info().files()[0].path.to_string(),
+        "bundle/js/only.js"
+    );
 }
 
 #[test]
@@ -188,10 +191,7 @@ fn files_are_sorted_by_joined_path_whatever_the_input_order() {
         .map(|f| f.path.to_string())
         .collect();
     // Byte order of the joined path: `-` (0x2d) sorts before `/` (0x2f), as mktorrent does.
-    assert_eq!(
-        order,
-        ["site/a-b", "site/a/b/d", "site/a/c", "site/z.txt"]
-    );
+    assert_eq!(order, ["site/a-b", "site/a/b/d", "site/a/c", "site/z.txt"]);
 }
 
 #[test]
@@ -233,7 +233,10 @@ fn many_threads_hash_like_one() {
     let dir = TempDir::new("threads");
     // 100 pieces across files of awkward sizes, half on disk, half in memory.
     let mut builder_files = Vec::new();
-    for (i, len) in [K16 * 40 + 3, 1, K16 * 30 - 7, 0, K16 * 29 + 10].iter().enumerate() {
+    for (i, len) in [K16 * 40 + 3, 1, K16 * 30 - 7, 0, K16 * 29 + 10]
+        .iter()
+        .enumerate()
+    {
         let data = filler(*len, i as u8);
         let name = format!("f{i}");
         if i % 2 == 0 {
@@ -322,7 +325,9 @@ fn limits_are_applied() {
             .url_list(vec!["http://a/".into(), "http://b/".into()])
             .limits(small)
             .build(),
-        Err(BuildError::Invalid(MetainfoError::TooManyWebSeeds { limit: 1 }))
+        Err(BuildError::Invalid(MetainfoError::TooManyWebSeeds {
+            limit: 1
+        }))
     ));
 }
 
@@ -336,7 +341,9 @@ fn bad_piece_lengths_are_refused() {
     };
     assert!(matches!(
         with_length(3 * K16 as u32),
-        Err(BuildError::Invalid(MetainfoError::PieceLengthNotPowerOfTwo(_)))
+        Err(BuildError::Invalid(
+            MetainfoError::PieceLengthNotPowerOfTwo(_)
+        ))
     ));
     assert!(matches!(
         with_length(8192),
