@@ -1,0 +1,427 @@
+//! The torrent builder: layout, ordering, piece hashes, sources, limits.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::bencode;
+use crate::metainfo::FileLayout;
+
+const K16: usize = 16 * 1024;
+
+/// A folder under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!(
+            "swarmcdn-builder-{tag}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn write(&self, relative: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.0.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn path(text: &str) -> RelativePath {
+    RelativePath::parse(text).unwrap()
+}
+
+/// Deterministic filler bytes.
+fn filler(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3] ^ seed)
+        .collect()
+}
+
+fn sha1(bytes: &[u8]) -> [u8; 20] {
+    Sha1::digest(bytes).into()
+}
+
+fn info_keys(m: &Metainfo) -> BTreeSet<String> {
+    let info = bencode::decode(m.info_bytes(), &bencode::Limits::DEFAULT).unwrap();
+    info.as_dict()
+        .unwrap()
+        .keys()
+        .map(|k| String::from_utf8(k.clone()).unwrap())
+        .collect()
+}
+
+#[test]
+fn exact_multiple_of_the_piece_length_has_no_extra_hash() {
+    let data = filler(4 * K16, 1);
+    let m = TorrentBuilder::new("x")
+        .add_bytes(path("four.bin"), data.clone())
+        .piece_length(K16 as u32)
+        .build()
+        .unwrap();
+    assert_eq!(m.info().piece_count(), 4);
+    let expected: Vec<[u8; 20]> = data.chunks(K16).map(sha1).collect();
+    assert_eq!(m.info().pieces(), expected.as_slice());
+    assert_eq!(m.info().piece_len(3), Some(K16 as u32));
+}
+
+#[test]
+fn piece_hashes_run_across_file_boundaries() {
+    let a = filler(10_000, 1);
+    let b = filler(30_000, 2);
+    let m = TorrentBuilder::new("x")
+        .add_bytes(path("a"), a.clone())
+        .add_bytes(path("b"), b.clone())
+        .piece_length(K16 as u32)
+        .build()
+        .unwrap();
+    let all = [a, b].concat();
+    let expected: Vec<[u8; 20]> = all.chunks(K16).map(sha1).collect();
+    assert_eq!(m.info().pieces(), expected.as_slice());
+    assert_eq!(m.info().piece_count(), 3);
+}
+
+#[test]
+fn one_file_makes_a_single_file_torrent() {
+    let m = TorrentBuilder::new("ignored")
+        .add_bytes(path("only.js"), b"x".to_vec())
+        .build()
+        .unwrap();
+    assert_eq!(m.info().name(), "only.js");
+    assert_eq!(m.info().layout(), &FileLayout::Single { length: 1 });
+    assert_eq!(m.info().files()[0].path.to_string(), "only.js");
+    assert_eq!(
+        info_keys(&m),
+        ["length", "name", "piece length", "pieces"]
+            .map(String::from)
+            .into()
+    );
+}
+
+#[test]
+fn folder_mode_and_nested_paths_make_multi_file_torrents() {
+    let m = TorrentBuilder::new("bundle")
+        .add_bytes(path("only.js"), b"x".to_vec())
+        .folder(true)
+        .build()
+        .unwrap();
+    assert!(m.info().is_multi_file());
+    assert_eq!(m.info().files()[0].path.to_string(), "bundle/only.js");
+    assert_eq!(
+        info_keys(&m),
+        ["files", "name", "piece length", "pieces"]
+            .map(String::from)
+            .into()
+    );
+
+    let nested = TorrentBuilder::new("bundle")
+        .add_bytes(path("js/only.js"), b"x".to_vec())
+        .build()
+        .unwrap();
+    assert_eq!(
+        nested.info().files()[0].path.to_string(),
+        "bundle/js/only.js"
+    );
+}
+
+#[test]
+fn output_is_deterministic_and_minimal_by_default() {
+    let build = || {
+        TorrentBuilder::new("b")
+            .add_bytes(path("a"), b"1".to_vec())
+            .add_bytes(path("b"), b"2".to_vec())
+            .build()
+            .unwrap()
+    };
+    let m = build();
+    assert_eq!(m.to_bytes(), build().to_bytes());
+    assert_eq!(m.announce, None);
+    assert_eq!(m.created_by, None);
+    assert_eq!(m.creation_date, None);
+    assert!(m.to_bytes().starts_with(b"d4:infod"));
+}
+
+#[test]
+fn private_flag_is_written_only_when_set() {
+    let m = TorrentBuilder::new("b")
+        .add_bytes(path("a"), b"1".to_vec())
+        .private(true)
+        .build()
+        .unwrap();
+    assert!(m.info().is_private());
+    assert!(info_keys(&m).contains("private"));
+    let public = TorrentBuilder::new("b")
+        .add_bytes(path("a"), b"1".to_vec())
+        .build()
+        .unwrap();
+    assert_ne!(public.info_hash(), m.info_hash());
+}
+
+#[test]
+fn files_are_sorted_by_joined_path_whatever_the_input_order() {
+    let files = [("z.txt", 1u8), ("a/c", 2), ("a-b", 3), ("a/b/d", 4)];
+    let build = |order: &[usize]| {
+        let mut b = TorrentBuilder::new("site");
+        for &i in order {
+            let (p, seed) = files[i];
+            b = b.add_bytes(path(p), filler(5_000, seed));
+        }
+        b.build().unwrap()
+    };
+    let one = build(&[0, 1, 2, 3]);
+    let two = build(&[3, 2, 1, 0]);
+    assert_eq!(one.to_bytes(), two.to_bytes());
+    let order: Vec<String> = one
+        .info()
+        .files()
+        .iter()
+        .map(|f| f.path.to_string())
+        .collect();
+    // Byte order of the joined path: `-` (0x2d) sorts before `/` (0x2f), as mktorrent does.
+    assert_eq!(order, ["site/a-b", "site/a/b/d", "site/a/c", "site/z.txt"]);
+}
+
+#[test]
+fn files_on_disk_hash_like_bytes_in_memory() {
+    let dir = TempDir::new("disk");
+    let a = filler(3 * K16 + 17, 7);
+    let b = filler(K16 - 1, 8);
+    let c = filler(5, 9);
+    let pa = dir.write("a.bin", &a);
+    let pb = dir.write("sub/b.bin", &b);
+    let pc = dir.write("c.bin", &c);
+    let on_disk = TorrentBuilder::new("t")
+        .add_file(path("a.bin"), pa)
+        .add_file(path("sub/b.bin"), pb)
+        .add_file(path("c.bin"), pc)
+        .piece_length(K16 as u32)
+        .build()
+        .unwrap();
+    let in_memory = TorrentBuilder::new("t")
+        .add_bytes(path("a.bin"), a)
+        .add_bytes(path("sub/b.bin"), b)
+        .add_bytes(path("c.bin"), c)
+        .piece_length(K16 as u32)
+        .build()
+        .unwrap();
+    assert_eq!(on_disk, in_memory);
+
+    let walked = TorrentBuilder::new("t")
+        .add_dir(&dir.0)
+        .unwrap()
+        .piece_length(K16 as u32)
+        .build()
+        .unwrap();
+    assert_eq!(walked, in_memory);
+}
+
+#[test]
+fn many_threads_hash_like_one() {
+    let dir = TempDir::new("threads");
+    // 100 pieces across files of awkward sizes, half on disk, half in memory.
+    let mut builder_files = Vec::new();
+    for (i, len) in [K16 * 40 + 3, 1, K16 * 30 - 7, 0, K16 * 29 + 10]
+        .iter()
+        .enumerate()
+    {
+        let data = filler(*len, i as u8);
+        let name = format!("f{i}");
+        if i % 2 == 0 {
+            builder_files.push((path(&name), Source::File(dir.write(&name, &data))));
+        } else {
+            builder_files.push((path(&name), Source::Bytes(data)));
+        }
+    }
+    let build = |threads: usize| {
+        let mut b = TorrentBuilder::new("t")
+            .piece_length(K16 as u32)
+            .threads(NonZeroUsize::new(threads).unwrap());
+        for (p, s) in &builder_files {
+            b = b.add(p.clone(), s.clone());
+        }
+        b.build().unwrap()
+    };
+    let one = build(1);
+    assert_eq!(one.info().piece_count(), 100);
+    for threads in [2, 3, 7, 64] {
+        assert_eq!(build(threads), one, "{threads} threads");
+    }
+}
+
+#[test]
+fn automatic_piece_length_follows_total_size() {
+    assert_eq!(auto_piece_length(1), MIN_PIECE_LENGTH);
+    assert_eq!(auto_piece_length(2000 * 16 * 1024), MIN_PIECE_LENGTH);
+    assert_eq!(auto_piece_length(2000 * 16 * 1024 + 1), 32 * 1024);
+    assert_eq!(auto_piece_length(1 << 30), 1 << 20);
+    assert_eq!(auto_piece_length(u64::MAX), MAX_PIECE_LENGTH);
+    for total in [40_000_000u64, 100_000_000, 999_999_999, 1 << 30, 2 << 30] {
+        let pieces = total.div_ceil(u64::from(auto_piece_length(total)));
+        assert!(
+            (1000..=TARGET_MAX_PIECES).contains(&pieces),
+            "{total}: {pieces}"
+        );
+    }
+}
+
+#[test]
+fn empty_input_is_an_error() {
+    assert!(matches!(
+        TorrentBuilder::new("x").build(),
+        Err(BuildError::NoFiles)
+    ));
+    assert!(matches!(
+        TorrentBuilder::new("x")
+            .add_bytes(path("a"), Vec::new())
+            .add_bytes(path("b"), Vec::new())
+            .build(),
+        Err(BuildError::Invalid(MetainfoError::Empty))
+    ));
+}
+
+#[test]
+fn limits_are_applied() {
+    let small = MetainfoLimits {
+        max_total_length: 100,
+        max_files: 2,
+        max_web_seeds: 1,
+        ..MetainfoLimits::DEFAULT
+    };
+    assert!(matches!(
+        TorrentBuilder::new("x")
+            .add_bytes(path("a"), vec![0; 101])
+            .limits(small)
+            .build(),
+        Err(BuildError::TotalTooLarge {
+            total: 101,
+            limit: 100
+        })
+    ));
+    assert!(matches!(
+        TorrentBuilder::new("x")
+            .add_bytes(path("a"), vec![0; 1])
+            .add_bytes(path("b"), vec![0; 1])
+            .add_bytes(path("c"), vec![0; 1])
+            .limits(small)
+            .build(),
+        Err(BuildError::TooManyFiles { count: 3, limit: 2 })
+    ));
+    assert!(matches!(
+        TorrentBuilder::new("x")
+            .add_bytes(path("a"), vec![0; 1])
+            .url_list(vec!["http://a/".into(), "http://b/".into()])
+            .limits(small)
+            .build(),
+        Err(BuildError::Invalid(MetainfoError::TooManyWebSeeds {
+            limit: 1
+        }))
+    ));
+}
+
+#[test]
+fn bad_piece_lengths_are_refused() {
+    let with_length = |l: u32| {
+        TorrentBuilder::new("x")
+            .add_bytes(path("a"), vec![0; 10])
+            .piece_length(l)
+            .build()
+    };
+    assert!(matches!(
+        with_length(3 * K16 as u32),
+        Err(BuildError::Invalid(
+            MetainfoError::PieceLengthNotPowerOfTwo(_)
+        ))
+    ));
+    assert!(matches!(
+        with_length(8192),
+        Err(BuildError::Invalid(MetainfoError::PieceLengthTooSmall(_)))
+    ));
+    assert!(matches!(
+        with_length(1 << 25),
+        Err(BuildError::Invalid(MetainfoError::PieceLengthTooLarge(_)))
+    ));
+}
+
+#[test]
+fn clashing_paths_and_bad_names_fail_before_any_read() {
+    let missing = Path::new("/nonexistent/swarmcdn/file");
+    let dup = TorrentBuilder::new("x")
+        .add_file(path("a/b"), missing)
+        .add_file(path("a/b"), missing)
+        .build();
+    assert!(matches!(
+        dup,
+        Err(BuildError::Invalid(MetainfoError::DuplicatePath(_)))
+    ));
+    let clash = TorrentBuilder::new("x")
+        .add_file(path("a"), missing)
+        .add_file(path("a/b"), missing)
+        .build();
+    assert!(matches!(
+        clash,
+        Err(BuildError::Invalid(MetainfoError::PathConflict { .. }))
+    ));
+    let bad_name = TorrentBuilder::new("..")
+        .add_file(path("a"), missing)
+        .add_file(path("b"), missing)
+        .build();
+    assert!(matches!(
+        bad_name,
+        Err(BuildError::Invalid(MetainfoError::InvalidName(_)))
+    ));
+}
+
+#[test]
+fn read_errors_name_the_file() {
+    let missing = Path::new("/nonexistent/swarmcdn/file.bin");
+    let err = TorrentBuilder::new("x")
+        .add_file(path("a"), missing)
+        .build()
+        .unwrap_err();
+    assert!(matches!(&err, BuildError::Io { path, .. } if path == missing));
+    assert!(err.to_string().contains("/nonexistent/swarmcdn/file.bin"));
+
+    let dir = TempDir::new("notfile");
+    let err = TorrentBuilder::new("x")
+        .add_file(path("a"), &dir.0)
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, BuildError::NotAFile { .. }));
+}
+
+#[cfg(unix)]
+#[test]
+fn folder_walk_refuses_non_utf8_names() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = TempDir::new("nonutf8");
+    dir.write("ok.txt", b"ok");
+    let bad = dir.0.join(std::ffi::OsStr::from_bytes(b"bad\xff.txt"));
+    std::fs::write(&bad, b"x").unwrap();
+    let err = TorrentBuilder::new("x").add_dir(&dir.0).unwrap_err();
+    assert!(
+        matches!(&err, BuildError::BadDiskName { path, source: PathError::NotUtf8 } if *path == bad),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn folder_walk_of_an_empty_folder_is_an_error() {
+    let dir = TempDir::new("empty");
+    assert!(matches!(
+        TorrentBuilder::new("x").add_dir(&dir.0),
+        Err(BuildError::NoFiles)
+    ));
+}
