@@ -242,6 +242,27 @@ pub(crate) fn decode_ref<'a>(
     BencodeRef::decode(bytes, opts).map_err(|e| map_error(&e, bytes.len(), limits))
 }
 
+/// Decodes the one value at the start of `bytes` and returns it with the number of bytes it
+/// spans; whatever follows is left alone. BEP 9 metadata pieces need this: the raw piece bytes
+/// follow the bencoded dictionary in the same message. `limits.max_input` applies to the whole
+/// of `bytes`.
+pub(crate) fn decode_prefix_ref<'a>(
+    bytes: &'a [u8],
+    limits: &Limits,
+) -> Result<(BencodeRef<'a>, usize), BencodeError> {
+    if bytes.len() > limits.max_input {
+        return Err(BencodeError::TooLarge {
+            len: bytes.len(),
+            limit: limits.max_input,
+        });
+    }
+    let opts = BDecodeOpt::new(limits.max_depth, false, false);
+    let value = BencodeRef::decode(bytes, opts).map_err(|e| map_error(&e, bytes.len(), limits))?;
+    // The top-level value starts at offset 0, so its raw span's length is where it ends.
+    let end = value.buffer().len();
+    Ok((value, end))
+}
+
 fn map_error(e: &bip_bencode::BencodeParseError, len: usize, limits: &Limits) -> BencodeError {
     use bip_bencode::BencodeParseErrorKind as K;
     match e.kind() {
@@ -391,6 +412,29 @@ mod tests {
         for cut in 0..full.len() {
             assert!(d(&full[..cut]).is_err(), "prefix of {cut} bytes decoded");
         }
+    }
+
+    #[test]
+    fn prefix_decode_reports_where_the_value_ends() {
+        let input = b"d1:ai1ee\x00raw tail";
+        let (value, end) = decode_prefix_ref(input, &Limits::default()).unwrap();
+        assert_eq!(end, 8);
+        assert_eq!(value.buffer(), b"d1:ai1ee");
+        // A value that is the whole input ends at the input's end.
+        assert_eq!(decode_prefix_ref(b"i7e", &Limits::default()).unwrap().1, 3);
+        // A cut value is still an error, and the limits still apply.
+        assert!(matches!(
+            decode_prefix_ref(b"d1:ai1e", &Limits::default()),
+            Err(BencodeError::Truncated { .. })
+        ));
+        let shallow = Limits {
+            max_depth: 1,
+            ..Limits::default()
+        };
+        assert_eq!(
+            decode_prefix_ref(b"lleetail", &shallow).map(|(_, end)| end),
+            Err(BencodeError::TooDeep { limit: 1 })
+        );
     }
 
     pub(crate) fn arb_value() -> impl Strategy<Value = Value> {
