@@ -405,7 +405,7 @@ mod tests {
                 0,
                 0,
             ))
-        } else if step.peer % 3 == 0 {
+        } else if step.peer.is_multiple_of(3) {
             let v4 = Ipv4Addr::new(192, 0, 2, host);
             SocketAddr::V6(SocketAddrV6::new(v4.to_ipv6_mapped(), step.port, 0, 0))
         } else {

@@ -243,7 +243,8 @@ pub trait PeerStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// The counters of each torrent in `info_hashes`, in the same order; a torrent without
-    /// swarm state has all counters at zero.
+    /// swarm state has all counters at zero. The caller bounds the list (the service's
+    /// `max_scrape_hashes`).
     fn scrape(&self, info_hashes: &[InfoHash]) -> Result<Vec<SwarmStats>, StoreError>;
 
     /// Drops every peer whose last announce is older than the peer timeout at `now`.
