@@ -20,7 +20,11 @@ pub(super) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
     }
     if value.bytes().all(|b| b.is_ascii_digit()) {
         // All digits: only overflow can fail, and a huge delay is capped by the caller.
-        return Some(value.parse::<u64>().map_or(Duration::MAX, Duration::from_secs));
+        return Some(
+            value
+                .parse::<u64>()
+                .map_or(Duration::MAX, Duration::from_secs),
+        );
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
@@ -83,7 +87,10 @@ mod tests {
     fn retry_after_seconds() {
         let now = at(1_000_000_000);
         assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(parse_retry_after("0", now), Some(Duration::ZERO));
         // Too many digits for a u64: the longest wait, which the caller caps.
         assert_eq!(
@@ -116,7 +123,10 @@ mod tests {
             parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", at(date + 5)),
             Some(Duration::ZERO)
         );
-        assert_eq!(parse_retry_after("Sun, 32 Nov 1994 08:49:37 GMT", now), None);
+        assert_eq!(
+            parse_retry_after("Sun, 32 Nov 1994 08:49:37 GMT", now),
+            None
+        );
         assert_eq!(
             parse_retry_after(&httpdate::fmt_http_date(at(date + 3600)), at(date)),
             Some(Duration::from_secs(3600))

@@ -26,6 +26,21 @@
 //! seed for the file ([`WebSeedError::Status`]), distrust the server
 //! ([`WebSeedError::WrongLength`], [`WebSeedError::BadContentRange`]) or treat the network
 //! as down for now ([`WebSeedError::Transport`]).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use swarmcdn_client::webseed::{WebSeed, WebSeedError, WebSeedLimits, http_client};
+//! # async fn run(torrent: swarmcdn_proto::metainfo::Metainfo) -> Result<(), Box<dyn std::error::Error>> {
+//! let limits = WebSeedLimits::default();
+//! let info = Arc::new(torrent.info().clone());
+//! let seed = WebSeed::new(&torrent.url_list[0], info, http_client(&limits)?, limits)?;
+//! match seed.fetch_pieces(4..8).await {
+//!     Ok(bytes) => { /* split into pieces 4..8, SHA-1 check each */ }
+//!     Err(WebSeedError::Backoff { retry_after }) => { /* ask again after `retry_after` */ }
+//!     Err(other) => return Err(other.into()),
+//! }
+//! # Ok(()) }
+//! ```
 
 mod headers;
 mod url;
@@ -125,8 +140,7 @@ pub enum WebSeedError {
         /// [`WebSeedLimits::default_retry_after`], clamped to the limits.
         retry_after: Duration,
     },
-    /// Any other unexpected status (`404`, `410`, `416`, `500`, a `206` to a whole-file
-    /// request...): this seed cannot serve the file.
+    /// Any other status (`404`, `410`, `416`, `500`, ...): this seed cannot serve the file.
     #[error("web seed answered {status} for {url}")]
     Status {
         /// The file URL requested.
@@ -327,7 +341,11 @@ impl WebSeed {
     /// header, any other with one `Range` request; up to
     /// [`WebSeedLimits::max_concurrent_requests`] run at once. The first failure (in torrent
     /// order) is returned and the other requests are cancelled.
-    pub async fn fetch_range(&self, torrent_offset: u64, length: u64) -> Result<Bytes, WebSeedError> {
+    pub async fn fetch_range(
+        &self,
+        torrent_offset: u64,
+        length: u64,
+    ) -> Result<Bytes, WebSeedError> {
         if length > self.limits.max_fetch_length {
             return Err(WebSeedError::TooLarge {
                 length,
@@ -347,26 +365,20 @@ impl WebSeed {
             .iter()
             .map(|run| self.request_for(run))
             .collect::<Result<Vec<_>, _>>()?;
-        let concurrency = self.limits.max_concurrent_requests.max(1);
-        let mut bodies = stream::iter(requests.iter().map(|r| self.fetch_file(r))).buffered(concurrency);
-
-        let mut out: Option<BytesMut> = None;
-        let mut single: Option<Bytes> = None;
-        while let Some(body) = bodies.next().await {
-            let body = body?;
-            if requests.len() == 1 {
-                single = Some(body);
-            } else {
-                out.get_or_insert_with(|| {
-                    BytesMut::with_capacity(usize::try_from(length).unwrap_or(0))
-                })
-                .extend_from_slice(&body);
+        let bytes = match requests.as_slice() {
+            [] => Bytes::new(),
+            // One file: its body as received, without a copy.
+            [only] => self.fetch_file(only).await?,
+            many => {
+                let concurrency = self.limits.max_concurrent_requests.max(1);
+                let mut bodies =
+                    stream::iter(many.iter().map(|r| self.fetch_file(r))).buffered(concurrency);
+                let mut joined = BytesMut::with_capacity(usize::try_from(length).unwrap_or(0));
+                while let Some(body) = bodies.next().await {
+                    joined.extend_from_slice(&body?);
+                }
+                joined.freeze()
             }
-        }
-        let bytes = match (single, out) {
-            (Some(body), _) => body,
-            (None, Some(joined)) => joined.freeze(),
-            (None, None) => Bytes::new(),
         };
         // Each body was checked against its own length; check the sum as well, so that
         // the promise of an exact length never rests on the file mapping alone.
@@ -387,8 +399,15 @@ impl WebSeed {
             length: run.length,
             total: self.info.total_length(),
         };
-        let file = self.info.files().get(run.file_index).ok_or_else(out_of_bounds)?;
-        let url = self.file_urls.get(run.file_index).ok_or_else(out_of_bounds)?;
+        let file = self
+            .info
+            .files()
+            .get(run.file_index)
+            .ok_or_else(out_of_bounds)?;
+        let url = self
+            .file_urls
+            .get(run.file_index)
+            .ok_or_else(out_of_bounds)?;
         Ok(FileRequest {
             url,
             file_length: file.length,
@@ -412,16 +431,25 @@ impl WebSeed {
             let Range { start, end } = request.wanted;
             builder = builder.header(RANGE, format!("bytes={start}-{}", end - 1));
         }
-        let response = builder.send().await.map_err(|source| WebSeedError::Transport {
-            url: request.url_string(),
-            source,
-        })?;
+        let response = builder
+            .send()
+            .await
+            .map_err(|source| WebSeedError::Transport {
+                url: request.url_string(),
+                source,
+            })?;
 
         match response.status() {
             StatusCode::OK => {
                 // A whole-file answer: to a plain GET as asked, or from a server that
                 // ignores `Range`. Either way the body must be the whole file.
-                read_body(response, request, request.wanted.clone(), request.file_length).await
+                read_body(
+                    response,
+                    request,
+                    request.wanted.clone(),
+                    request.file_length,
+                )
+                .await
             }
             StatusCode::PARTIAL_CONTENT => {
                 check_content_range(response.headers(), request)?;
@@ -448,7 +476,10 @@ fn backoff(headers: &HeaderMap, now: SystemTime, limits: &WebSeedLimits) -> Dura
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, now))
         .unwrap_or(limits.default_retry_after)
-        .clamp(limits.min_retry_after, limits.max_retry_after.max(limits.min_retry_after))
+        .clamp(
+            limits.min_retry_after,
+            limits.max_retry_after.max(limits.min_retry_after),
+        )
 }
 
 /// Checks that a `206` carries exactly the range asked for, of a file of the right size.
@@ -501,19 +532,22 @@ async fn read_body(
         got,
     };
     let declared = response.content_length();
-    if let Some(declared) = declared {
-        if declared != total {
-            return Err(wrong(declared));
-        }
+    if let Some(declared) = declared
+        && declared != total
+    {
+        return Err(wrong(declared));
     }
     let capacity = usize::try_from(keep.end - keep.start).unwrap_or(0);
     let mut out = BytesMut::with_capacity(capacity);
     let mut pos: u64 = 0;
     loop {
-        let chunk = response.chunk().await.map_err(|source| WebSeedError::Transport {
-            url: request.url_string(),
-            source,
-        })?;
+        let chunk = response
+            .chunk()
+            .await
+            .map_err(|source| WebSeedError::Transport {
+                url: request.url_string(),
+                source,
+            })?;
         let Some(chunk) = chunk else { break };
         let chunk_start = pos;
         pos = pos.saturating_add(chunk.len() as u64);

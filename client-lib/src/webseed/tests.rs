@@ -133,7 +133,9 @@ impl TestServer {
         let result = tokio::time::timeout(Duration::from_secs(10), self.task)
             .await
             .expect("server stops within 10 s");
-        result.expect("server task did not panic").expect("server ran without error");
+        result
+            .expect("server task did not panic")
+            .expect("server ran without error");
         assert!(
             std::net::TcpListener::bind(self.addr).is_ok(),
             "port {} still bound",
@@ -178,7 +180,11 @@ fn reply(status: u16) -> axum::http::response::Builder {
 fn requested_range(value: &str, len: usize) -> Option<Range<usize>> {
     let (a, b) = value.strip_prefix("bytes=")?.split_once('-')?;
     let a: usize = a.parse().ok()?;
-    let b: usize = if b.is_empty() { len - 1 } else { b.parse().ok()? };
+    let b: usize = if b.is_empty() {
+        len - 1
+    } else {
+        b.parse().ok()?
+    };
     (a <= b && a < len).then(|| a..(b + 1).min(len))
 }
 
@@ -223,9 +229,7 @@ fn respond(served: &Arc<Served>, seen: &Seen) -> HttpResponse {
         Behaviour::Normal | Behaviour::IgnoreRange => with_range(reply(status))
             .body(Body::from(file.slice(body_range)))
             .unwrap(),
-        Behaviour::Truncated => reply(200)
-            .body(Body::from(file.slice(..len - 1)))
-            .unwrap(),
+        Behaviour::Truncated => reply(200).body(Body::from(file.slice(..len - 1))).unwrap(),
         Behaviour::ShortStreamed => {
             let short = file.slice(body_range.start..body_range.end - 1);
             let body = futures::stream::iter([Ok::<_, Infallible>(short)]);
@@ -300,10 +304,7 @@ async fn single_file_pieces_take_one_request_per_fetch() {
     assert_eq!(torrent.info().piece_count(), 4);
     let server = TestServer::start(&[("/seed/data.bin", &data)], Behaviour::Normal).await;
     let seed = web_seed(&server.url("/seed/"), &torrent, limits());
-    assert_eq!(
-        seed.url_for_file(0).unwrap(),
-        server.url("/seed/data.bin")
-    );
+    assert_eq!(seed.url_for_file(0).unwrap(), server.url("/seed/data.bin"));
 
     let one = seed.fetch_pieces(1..2).await.unwrap();
     assert_eq!(one, data[K16..2 * K16]);
@@ -395,7 +396,10 @@ async fn multi_file_run_fetches_a_small_file_whole_and_cuts_the_others() {
     );
 
     // The whole torrent: three plain GETs, bytes in torrent order.
-    let all = seed.fetch_pieces(0..torrent.info().piece_count()).await.unwrap();
+    let all = seed
+        .fetch_pieces(0..torrent.info().piece_count())
+        .await
+        .unwrap();
     assert_eq!(all, joined);
     assert!(server.seen()[3..].iter().all(|s| s.range.is_none()));
     assert_eq!(server.seen().len(), 6);
@@ -420,8 +424,7 @@ async fn requests_for_different_files_run_concurrently_within_the_limit() {
         .map(|(p, (_, bytes))| (p.as_str(), bytes.as_slice()))
         .collect();
     let server =
-        TestServer::start_with_delay(&served, Behaviour::Normal, Duration::from_millis(300))
-            .await;
+        TestServer::start_with_delay(&served, Behaviour::Normal, Duration::from_millis(300)).await;
     let seed = web_seed(
         &server.url("/"),
         &torrent,

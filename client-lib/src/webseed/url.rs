@@ -159,7 +159,10 @@ mod tests {
             (
                 "http://o.example",
                 multi("s"),
-                &["http://o.example/s/a/b%20c.js", "http://o.example/s/icons/x.svg"],
+                &[
+                    "http://o.example/s/a/b%20c.js",
+                    "http://o.example/s/icons/x.svg",
+                ],
             ),
             // spaces, unicode, `#`, `?`, `%`, `+`, `&` in names are escaped
             (
