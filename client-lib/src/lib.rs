@@ -10,3 +10,4 @@
 //! - `router()`: serves verified files to browsers, never a `.torrent`.
 
 pub mod tracker_client;
+pub mod webseed;
