@@ -79,7 +79,8 @@ impl PieceAssembler {
     /// of that piece.
     pub fn block_len(&self, piece: u32, begin: u32) -> Option<u32> {
         let piece_len = self.info.piece_len(piece)?;
-        (begin % BLOCK_SIZE == 0 && begin < piece_len).then(|| (piece_len - begin).min(BLOCK_SIZE))
+        (begin.is_multiple_of(BLOCK_SIZE) && begin < piece_len)
+            .then(|| (piece_len - begin).min(BLOCK_SIZE))
     }
 
     /// Adds a block of piece `piece` starting at byte `begin` of the piece. Returns the whole
@@ -148,7 +149,7 @@ impl PieceAssembler {
 
     /// Whether the block at `begin` of `piece` has been received (for a piece in progress).
     pub fn has_block(&self, piece: u32, begin: u32) -> bool {
-        begin % BLOCK_SIZE == 0
+        begin.is_multiple_of(BLOCK_SIZE)
             && self.partial.get(&piece).is_some_and(|p| {
                 p.received
                     .get((begin / BLOCK_SIZE) as usize)
@@ -181,6 +182,8 @@ impl PieceAssembler {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::LazyLock;
+
     use proptest::prelude::*;
 
     use super::*;
@@ -190,7 +193,10 @@ mod tests {
 
     /// 64 KiB pieces (4 blocks each); the last piece is 1.5 blocks.
     fn release() -> Release {
-        Release::single_with_piece_length(3 * 64 * 1024 + K16 + K16 / 2, 64 * 1024)
+        static RELEASE: LazyLock<Release> = LazyLock::new(|| {
+            Release::single_with_piece_length(3 * 64 * 1024 + K16 + K16 / 2, 64 * 1024)
+        });
+        RELEASE.clone()
     }
 
     #[test]

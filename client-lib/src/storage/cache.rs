@@ -320,8 +320,9 @@ impl Cache {
     /// The store for a release, marking it used: the open one if there is one; else what is
     /// on disk for it, verified ([`Store::open_existing`]); else a new, empty store placed
     /// as `placement` says, after evicting releases to make room (see the module docs).
-    /// A new disk release gets its torrent stored next to it. Blocking (verification
-    /// reads the whole release).
+    /// A release found on disk is opened there whatever `placement` says. A new disk
+    /// release gets its torrent stored next to it. Blocking (verification reads the whole
+    /// release).
     pub fn open_or_create(
         &self,
         metainfo: &Metainfo,
@@ -378,8 +379,9 @@ impl Cache {
 
     /// Opens every release in the cache folder whose torrent is stored next to it,
     /// verifying each (the start-up path: afterwards the site seeds what it has without
-    /// asking the tracker). Releases without a usable torrent stay registered, least
-    /// recently used, until evicted or removed. Blocking, and it reads every release.
+    /// asking the tracker). Releases without a usable torrent, or that fail to open (logged),
+    /// stay registered, least recently used, until evicted or removed. Only listing the
+    /// cache folder can fail the whole call. Blocking, and it reads every release.
     pub fn restore(&self) -> Result<Vec<Arc<Store>>, StorageError> {
         let mut stores = Vec::new();
         for release in self.scan()? {
@@ -391,7 +393,14 @@ impl Cache {
                     continue;
                 }
             };
-            stores.push(self.open_or_create(&metainfo, Placement::Disk)?);
+            match self.open_or_create(&metainfo, Placement::Disk) {
+                Ok(store) => stores.push(store),
+                // One unreadable or oversized release must not keep the others from
+                // being seeded; it stays registered until evicted or removed.
+                Err(e) => {
+                    tracing::warn!(info_hash = %release.info_hash, error = %e, "cannot restore cached release");
+                }
+            }
         }
         Ok(stores)
     }

@@ -10,7 +10,7 @@
 //!   `C/H` therefore only exists once its content was complete and durable; a crash at any
 //!   moment leaves at worst a `.partial` folder.
 //!
-//! File paths come only from [`RelativePath::to_path_under`](swarmcdn_proto::RelativePath),
+//! File paths come only from [`RelativePath::to_path_under`](swarmcdn_proto::RelativePath::to_path_under),
 //! whose components were validated when the torrent was parsed: no `..`, no absolute path,
 //! no separators, so nothing is written outside the release's folder.
 //!
@@ -185,7 +185,11 @@ impl DiskPieces {
                 .get(start..start + range.length as usize)
                 .unwrap_or_default();
             let write = || -> io::Result<()> {
-                let mut file = OpenOptions::new().write(true).create(true).open(&path)?;
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&path)?;
                 file.seek(SeekFrom::Start(range.file_offset))?;
                 file.write_all(chunk)
             };
@@ -263,7 +267,11 @@ fn prepare_files(root: &Path, info: &Info) -> Result<(), StorageError> {
             continue;
         }
         let prepare = || -> io::Result<()> {
-            let handle = OpenOptions::new().write(true).create(true).open(&path)?;
+            let handle = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)?;
             handle.set_len(file.length)
         };
         prepare().map_err(|e| StorageError::io(&path, e))?;

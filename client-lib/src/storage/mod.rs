@@ -7,6 +7,31 @@
 //! The [`Cache`] decides which backend a release gets, keeps the disk and memory budgets and
 //! evicts least-recently-used releases.
 //!
+//! ```
+//! use bytes::Bytes;
+//! use swarmcdn_client::storage::{Store, StorageError};
+//! use swarmcdn_proto::RelativePath;
+//! use swarmcdn_proto::metainfo::TorrentBuilder;
+//!
+//! let content = b"export const share = () => {};\n".to_vec();
+//! let torrent = TorrentBuilder::new("share-button-1.0.0")
+//!     .add_bytes(RelativePath::parse("button.js")?, content.clone())
+//!     .folder(true)
+//!     .build()?;
+//! let store = Store::memory(&torrent);
+//!
+//! // A piece that does not hash right is refused; the caller drops its source.
+//! let forged = Bytes::from(vec![0; content.len()]);
+//! assert!(matches!(store.commit_piece(0, forged), Err(StorageError::HashMismatch { piece: 0 })));
+//! assert!(matches!(store.read_file(0), Err(StorageError::NotVerified { piece: 0 })));
+//!
+//! store.commit_piece(0, Bytes::from(content.clone()))?;
+//! assert!(store.is_complete());
+//! let path = RelativePath::parse("share-button-1.0.0/button.js")?;
+//! assert_eq!(store.read_path(&path)?, content);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Why it is shaped this way
 //!
 //! - **Nothing unverified is ever readable.** [`Store::commit_piece`] checks the length and

@@ -290,6 +290,10 @@ fn disk_layout_is_the_torrent_layout_under_the_info_hash() {
         fs::read(complete.join("site/c/big.bin")).unwrap(),
         release.file(2)
     );
+    // Paths that could leave the folder cannot even be built, so no torrent holds one.
+    for escape in ["../x", "/etc/passwd", "a/../../x", "a/./b"] {
+        assert!(RelativePath::parse(escape).is_err(), "{escape}");
+    }
     // Only the release folder exists in the cache folder: nothing was written beside it.
     let top: Vec<_> = fs::read_dir(dir.path())
         .unwrap()
@@ -549,6 +553,46 @@ fn parallel_verification_agrees_with_one_thread() {
     assert_eq!(one, four);
     let expected: Vec<u32> = (0..40).filter(|i| i % 3 != 0).collect();
     assert_eq!(four.pieces().collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn concurrent_commits_and_reads_complete_the_release_once() {
+    let release = Release::single(12 * K16 + 1);
+    for (store, _dir) in stores(&release) {
+        let count = release.piece_count();
+        std::thread::scope(|scope| {
+            for t in 0..4u32 {
+                let (store, release) = (&store, &release);
+                scope.spawn(move || {
+                    for k in 0..count {
+                        // Each thread walks the pieces from a different start.
+                        let i = (k + t * 3) % count;
+                        store.commit_piece(i, release.piece(i)).unwrap();
+                        // Whatever is marked as had reads back right, even mid-download.
+                        if store.has_piece(i) {
+                            let len = release.piece(i).len().min(64);
+                            assert_eq!(
+                                store.read_block(i, 0, len as u32).unwrap(),
+                                release.piece(i).slice(..len)
+                            );
+                        }
+                    }
+                });
+            }
+        });
+        assert!(store.is_complete());
+        assert_eq!(store.read_file(0).unwrap(), release.content);
+    }
+}
+
+#[test]
+fn stores_and_the_cache_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    fn sent<T: Send>() {}
+    shared::<Store>();
+    shared::<Cache>();
+    sent::<PieceAssembler>();
+    sent::<StorageError>();
 }
 
 #[test]
