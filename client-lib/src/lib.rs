@@ -11,3 +11,4 @@
 
 pub mod tracker_client;
 pub mod webseed;
+pub mod storage;

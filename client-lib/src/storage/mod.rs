@@ -1,0 +1,500 @@
+//! Where a release's verified pieces live while the site serves and seeds them.
+//!
+//! A [`Store`] holds one torrent's pieces, in memory ([`Store::memory`], for small releases)
+//! or as files in the cache folder ([`Store::disk`]). The session hands it whole pieces,
+//! assembled from peer blocks by a [`PieceAssembler`] or fetched whole from a web seed; the
+//! upload path reads blocks back for other peers, and the site router reads whole files.
+//! The [`Cache`] decides which backend a release gets, keeps the disk and memory budgets and
+//! evicts least-recently-used releases.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use swarmcdn_client::storage::{Store, StorageError};
+//! use swarmcdn_proto::RelativePath;
+//! use swarmcdn_proto::metainfo::TorrentBuilder;
+//!
+//! let content = b"export const share = () => {};\n".to_vec();
+//! let torrent = TorrentBuilder::new("share-button-1.0.0")
+//!     .add_bytes(RelativePath::parse("button.js")?, content.clone())
+//!     .folder(true)
+//!     .build()?;
+//! let store = Store::memory(&torrent);
+//!
+//! // A piece that does not hash right is refused; the caller drops its source.
+//! let forged = Bytes::from(vec![0; content.len()]);
+//! assert!(matches!(store.commit_piece(0, forged), Err(StorageError::HashMismatch { piece: 0 })));
+//! assert!(matches!(store.read_file(0), Err(StorageError::NotVerified { piece: 0 })));
+//!
+//! store.commit_piece(0, Bytes::from(content.clone()))?;
+//! assert!(store.is_complete());
+//! let path = RelativePath::parse("share-button-1.0.0/button.js")?;
+//! assert_eq!(store.read_path(&path)?, content);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Why it is shaped this way
+//!
+//! - **Nothing unverified is ever readable.** [`Store::commit_piece`] checks the length and
+//!   the SHA-1 before storing anything, and every read checks the "have" bitfield first: a
+//!   block of a piece we do not hold is [`StorageError::NotVerified`], a file is readable
+//!   only once every piece covering it is. A piece is marked as had only after its bytes are
+//!   in place, so a concurrent reader never sees a half-written piece.
+//! - **Everything a peer names is bounds-checked** against the torrent before use: piece
+//!   index, offset, length (at most [`MAX_READ_BLOCK_LEN`]). Errors, never panics.
+//! - **Crash safety without a journal** (see the `disk` module): a release is downloaded
+//!   into `<cache>/<infohash>.partial/`, and only renamed to `<cache>/<infohash>/` after
+//!   every piece is verified and synced. At start-up [`Store::open_existing`] re-hashes
+//!   whatever is there on all cores, so neither a `.partial` folder nor a complete one is
+//!   trusted blindly: pieces that hash wrong are simply missing again.
+//!
+//! # Sync API, with async wrappers
+//!
+//! The store's methods are synchronous and take `&self` (the store locks internally), so a
+//! store is shared as `Arc<Store>` between the session, the upload path and the router. The
+//! memory backend never blocks: its reads are reference-counted [`Bytes`] slices, fine to
+//! call straight from async code. The disk backend does blocking `std::fs` I/O, so async
+//! callers use [`Store::commit_piece_async`], [`Store::read_block_async`] and
+//! [`Store::read_file_async`], which run disk work on tokio's blocking pool through
+//! `spawn_blocking` and call the memory backend inline. Keeping the core synchronous keeps
+//! it testable without a runtime and lets start-up verification use plain threads
+//! (`std::thread::scope`). Opening a store and the [`Cache`] operations that touch disk are
+//! also blocking: call them from `spawn_blocking` (or at start-up, before serving).
+
+mod assembler;
+mod cache;
+mod disk;
+mod error;
+mod memory;
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use bytes::Bytes;
+use sha1::{Digest, Sha1};
+use swarmcdn_proto::metainfo::{Info, Metainfo};
+use swarmcdn_proto::peer::Bitfield;
+use swarmcdn_proto::{InfoHash, RelativePath};
+
+pub use assembler::{BLOCK_SIZE, DEFAULT_MAX_PARTIAL_PIECES, PieceAssembler};
+pub use cache::{
+    Cache, CacheConfig, CacheUsage, CachedRelease, DEFAULT_DISK_BUDGET, DEFAULT_MEMORY_BUDGET,
+    DEFAULT_MEMORY_THRESHOLD, Placement,
+};
+pub use disk::PARTIAL_SUFFIX;
+pub use error::StorageError;
+
+use disk::DiskPieces;
+use memory::MemoryPieces;
+
+/// The longest block [`Store::read_block`] serves. Peers request 16 KiB ([`BLOCK_SIZE`]);
+/// some clients ask for up to 128 KiB and BEP 3 lets us refuse more.
+pub const MAX_READ_BLOCK_LEN: u32 = 128 * 1024;
+
+/// Memory pieces up to this size are hashed inline by [`Store::commit_piece_async`]
+/// (a quarter of a millisecond of SHA-1); larger ones go to the blocking pool.
+const INLINE_HASH_MAX: usize = 256 * 1024;
+
+/// Which backend a store uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoreKind {
+    /// Pieces kept in memory; nothing written to disk.
+    Memory,
+    /// Files in the cache folder.
+    Disk,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Memory(MemoryPieces),
+    Disk(DiskPieces),
+}
+
+/// One torrent's verified pieces; see the module docs.
+#[derive(Debug)]
+pub struct Store {
+    info_hash: InfoHash,
+    info: Arc<Info>,
+    /// The verified pieces. Set only after a piece's bytes are stored; never cleared during
+    /// the store's life.
+    have: RwLock<Bitfield>,
+    /// Serialises storing pieces (hashing happens before, in parallel), so completion runs
+    /// once.
+    commit: Mutex<()>,
+    backend: Backend,
+}
+
+impl Store {
+    /// An empty store kept in memory.
+    pub fn memory(metainfo: &Metainfo) -> Store {
+        let info = Arc::new(metainfo.info().clone());
+        let backend = Backend::Memory(MemoryPieces::new(info.piece_count()));
+        Self::with_backend(metainfo.info_hash(), info, backend, None)
+    }
+
+    /// A store in the cache folder `cache_dir`: whatever is on disk for this release is
+    /// verified and kept ([`Store::open_existing`]), otherwise a new download starts in
+    /// `<cache_dir>/<infohash>.partial/`. Blocking.
+    pub fn disk(cache_dir: &Path, metainfo: &Metainfo) -> Result<Store, StorageError> {
+        if let Some(store) = Self::open_existing(cache_dir, metainfo)? {
+            return Ok(store);
+        }
+        let info = Arc::new(metainfo.info().clone());
+        let pieces = DiskPieces::create(cache_dir, metainfo.info_hash(), &info)?;
+        Ok(Self::with_backend(
+            metainfo.info_hash(),
+            info,
+            Backend::Disk(pieces),
+            None,
+        ))
+    }
+
+    /// Reopens a release left in `cache_dir` by an earlier run: `None` if there is none.
+    ///
+    /// Every piece is re-hashed (on all cores for releases of some size): a complete folder
+    /// whose pieces all hash right is seeded again at once; a damaged one goes back to
+    /// `.partial` with its bad pieces missing; a `.partial` folder keeps the pieces that hash
+    /// right. Blocking, and it reads the whole release: run it at start-up or in
+    /// `spawn_blocking`.
+    pub fn open_existing(
+        cache_dir: &Path,
+        metainfo: &Metainfo,
+    ) -> Result<Option<Store>, StorageError> {
+        let threads = disk::verify_threads(metainfo.info());
+        Self::open_existing_with_threads(cache_dir, metainfo, threads)
+    }
+
+    /// [`Store::open_existing`] with a chosen number of hashing threads.
+    pub(crate) fn open_existing_with_threads(
+        cache_dir: &Path,
+        metainfo: &Metainfo,
+        threads: usize,
+    ) -> Result<Option<Store>, StorageError> {
+        let info = Arc::new(metainfo.info().clone());
+        let opened = DiskPieces::open(cache_dir, metainfo.info_hash(), &info, threads)?;
+        Ok(opened.map(|(pieces, have)| {
+            Self::with_backend(
+                metainfo.info_hash(),
+                info,
+                Backend::Disk(pieces),
+                Some(have),
+            )
+        }))
+    }
+
+    fn with_backend(
+        info_hash: InfoHash,
+        info: Arc<Info>,
+        backend: Backend,
+        have: Option<Bitfield>,
+    ) -> Store {
+        let have = have.unwrap_or_else(|| Bitfield::new(info.piece_count()));
+        Store {
+            info_hash,
+            info,
+            have: RwLock::new(have),
+            commit: Mutex::new(()),
+            backend,
+        }
+    }
+
+    /// The release's info-hash.
+    pub fn info_hash(&self) -> InfoHash {
+        self.info_hash
+    }
+
+    /// The torrent's geometry (pieces, files).
+    pub fn info(&self) -> &Arc<Info> {
+        &self.info
+    }
+
+    /// The content size in bytes.
+    pub fn size(&self) -> u64 {
+        self.info.total_length()
+    }
+
+    /// Which backend holds the pieces.
+    pub fn kind(&self) -> StoreKind {
+        match self.backend {
+            Backend::Memory(_) => StoreKind::Memory,
+            Backend::Disk(_) => StoreKind::Disk,
+        }
+    }
+
+    /// The release's folder for a disk store (`…/<infohash>.partial` or `…/<infohash>`).
+    pub fn path(&self) -> Option<PathBuf> {
+        match &self.backend {
+            Backend::Memory(_) => None,
+            Backend::Disk(disk) => Some(disk.root()),
+        }
+    }
+
+    /// A copy of the verified pieces, e.g. for a `bitfield` message. (A copy, because the
+    /// set changes as pieces arrive.)
+    pub fn have(&self) -> Bitfield {
+        read_lock(&self.have).clone()
+    }
+
+    /// Whether piece `index` is verified and stored.
+    pub fn has_piece(&self, index: u32) -> bool {
+        read_lock(&self.have).has(index)
+    }
+
+    /// How many pieces are verified and stored.
+    pub fn have_count(&self) -> u32 {
+        read_lock(&self.have).count()
+    }
+
+    /// Whether every piece is verified and stored, and for a disk store, synced and moved to
+    /// its complete folder.
+    pub fn is_complete(&self) -> bool {
+        read_lock(&self.have).is_complete()
+            && match &self.backend {
+                Backend::Memory(_) => true,
+                Backend::Disk(disk) => disk.is_finished(),
+            }
+    }
+
+    /// Verifies and stores piece `index`.
+    ///
+    /// The piece must be exactly as long as the torrent says ([`StorageError::WrongPieceLength`])
+    /// and hash to the torrent's SHA-1 ([`StorageError::HashMismatch`]); otherwise nothing is
+    /// stored and the caller should drop whoever sent it. A piece already held is verified
+    /// and then ignored. Storing the last piece of a disk store completes it (sync and
+    /// rename); if that fails the error is returned, the pieces stay readable, and
+    /// [`Store::finish`] retries. Blocking for a disk store.
+    pub fn commit_piece(&self, index: u32, data: Bytes) -> Result<(), StorageError> {
+        let (Some(expected), Some(hash)) =
+            (self.info.piece_len(index), self.info.piece_hash(index))
+        else {
+            return Err(StorageError::OutOfRange {
+                piece: index,
+                begin: 0,
+                len: data.len() as u64,
+            });
+        };
+        if data.len() != expected as usize {
+            return Err(StorageError::WrongPieceLength {
+                piece: index,
+                expected,
+                got: data.len(),
+            });
+        }
+        if Sha1::digest(&data).as_slice() != hash {
+            return Err(StorageError::HashMismatch { piece: index });
+        }
+
+        let _commit = lock(&self.commit);
+        if !self.has_piece(index) {
+            match &self.backend {
+                Backend::Memory(memory) => memory.put(index, data),
+                Backend::Disk(disk) => disk.write_piece(&self.info, index, &data)?,
+            }
+            write_lock(&self.have)
+                .set(index)
+                .map_err(|_| StorageError::OutOfRange {
+                    piece: index,
+                    begin: 0,
+                    len: u64::from(expected),
+                })?;
+        }
+        self.finish_if_complete()
+    }
+
+    /// Completes a disk store whose pieces are all verified (sync, rename to the complete
+    /// folder), if that has not happened yet. [`Store::commit_piece`] does this on the last
+    /// piece; call it again only if that reported an I/O error. Blocking.
+    pub fn finish(&self) -> Result<(), StorageError> {
+        let _commit = lock(&self.commit);
+        self.finish_if_complete()
+    }
+
+    fn finish_if_complete(&self) -> Result<(), StorageError> {
+        match &self.backend {
+            Backend::Disk(disk) if read_lock(&self.have).is_complete() => disk.finish(&self.info),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads `len` bytes at `begin` of verified piece `piece`, to upload to a peer.
+    ///
+    /// Every argument comes from an untrusted peer and is checked: the piece must exist
+    /// ([`StorageError::OutOfRange`]), `len` must be in `1..=`[`MAX_READ_BLOCK_LEN`]
+    /// ([`StorageError::BadBlockLength`]), the block must lie inside the piece
+    /// ([`StorageError::OutOfRange`]) and the piece must be verified
+    /// ([`StorageError::NotVerified`]). Blocking for a disk store.
+    pub fn read_block(&self, piece: u32, begin: u32, len: u32) -> Result<Bytes, StorageError> {
+        let piece_len = self.info.piece_len(piece).ok_or(StorageError::OutOfRange {
+            piece,
+            begin,
+            len: u64::from(len),
+        })?;
+        if len == 0 || len > MAX_READ_BLOCK_LEN {
+            return Err(StorageError::BadBlockLength {
+                len,
+                max: MAX_READ_BLOCK_LEN,
+            });
+        }
+        if u64::from(begin) + u64::from(len) > u64::from(piece_len) {
+            return Err(StorageError::OutOfRange {
+                piece,
+                begin,
+                len: u64::from(len),
+            });
+        }
+        if !self.has_piece(piece) {
+            return Err(StorageError::NotVerified { piece });
+        }
+        let offset = self.info.piece_offset(piece).unwrap_or(0) + u64::from(begin);
+        self.read_verified(offset, u64::from(len))
+    }
+
+    /// The index in [`Info::files`] of the file at `path` (the full path, starting with the
+    /// torrent's folder for a multi-file torrent: `share-button-1.0.0/button.js`).
+    pub fn file_index(&self, path: &RelativePath) -> Option<usize> {
+        self.info.files().iter().position(|f| &f.path == path)
+    }
+
+    /// The whole content of file `index` of [`Info::files`], once every piece covering it is
+    /// verified ([`StorageError::NotVerified`] names the first that is not). An empty file
+    /// is always readable. Blocking for a disk store.
+    pub fn read_file(&self, index: usize) -> Result<Bytes, StorageError> {
+        let length = self
+            .info
+            .files()
+            .get(index)
+            .ok_or_else(|| StorageError::NoSuchFile(format!("#{index}")))?
+            .length;
+        self.read_file_range(index, 0, length)
+    }
+
+    /// [`Store::read_file`] by path (see [`Store::file_index`]).
+    pub fn read_path(&self, path: &RelativePath) -> Result<Bytes, StorageError> {
+        let index = self
+            .file_index(path)
+            .ok_or_else(|| StorageError::NoSuchFile(path.to_string()))?;
+        self.read_file(index)
+    }
+
+    /// `len` bytes at `offset` of file `index` (for HTTP range requests, or to stream a large
+    /// file in parts), once the pieces covering those bytes are verified. A range reaching
+    /// past the end of the file is [`StorageError::BeyondFile`]. Blocking for a disk store.
+    pub fn read_file_range(
+        &self,
+        index: usize,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, StorageError> {
+        let file = self
+            .info
+            .files()
+            .get(index)
+            .ok_or_else(|| StorageError::NoSuchFile(format!("#{index}")))?;
+        if offset.checked_add(len).is_none_or(|end| end > file.length) {
+            return Err(StorageError::BeyondFile {
+                file: index,
+                offset,
+                len,
+                file_len: file.length,
+            });
+        }
+        self.read_verified(file.offset + offset, len)
+    }
+
+    fn piece_length(&self) -> u64 {
+        u64::from(self.info.piece_length())
+    }
+
+    /// Reads a range of the torrent (inside it, as checked by the caller) after checking
+    /// that every piece it touches is verified.
+    fn read_verified(&self, offset: u64, len: u64) -> Result<Bytes, StorageError> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let first = offset / self.piece_length();
+        let last = (offset + len - 1) / self.piece_length();
+        {
+            let have = read_lock(&self.have);
+            for piece in first..=last {
+                let piece = u32::try_from(piece).unwrap_or(u32::MAX);
+                if !have.has(piece) {
+                    return Err(StorageError::NotVerified { piece });
+                }
+            }
+        }
+        match &self.backend {
+            Backend::Memory(memory) => memory.read(&self.info, offset, len),
+            Backend::Disk(disk) => disk.read(&self.info, offset, len),
+        }
+    }
+
+    /// [`Store::commit_piece`] for async callers: disk work (and hashing large pieces) runs
+    /// on the blocking pool.
+    pub async fn commit_piece_async(
+        self: &Arc<Self>,
+        index: u32,
+        data: Bytes,
+    ) -> Result<(), StorageError> {
+        if self.kind() == StoreKind::Memory && data.len() <= INLINE_HASH_MAX {
+            return self.commit_piece(index, data);
+        }
+        let store = Arc::clone(self);
+        blocking(move || store.commit_piece(index, data)).await
+    }
+
+    /// [`Store::read_block`] for async callers: inline for memory, on the blocking pool for
+    /// disk.
+    pub async fn read_block_async(
+        self: &Arc<Self>,
+        piece: u32,
+        begin: u32,
+        len: u32,
+    ) -> Result<Bytes, StorageError> {
+        if self.kind() == StoreKind::Memory {
+            return self.read_block(piece, begin, len);
+        }
+        let store = Arc::clone(self);
+        blocking(move || store.read_block(piece, begin, len)).await
+    }
+
+    /// [`Store::read_file`] for async callers: inline for memory, on the blocking pool for
+    /// disk.
+    pub async fn read_file_async(self: &Arc<Self>, index: usize) -> Result<Bytes, StorageError> {
+        if self.kind() == StoreKind::Memory {
+            return self.read_file(index);
+        }
+        let store = Arc::clone(self);
+        blocking(move || store.read_file(index)).await
+    }
+}
+
+/// Runs `work` on tokio's blocking pool; a panic in it is resumed here.
+async fn blocking<T, F>(work: F) -> Result<T, StorageError>
+where
+    F: FnOnce() -> Result<T, StorageError> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(StorageError::Cancelled),
+    }
+}
+
+// A panic while a lock is held leaves data that is still consistent here (every update is a
+// single assignment), so poisoned locks are used as they are.
+
+fn read_lock<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write_lock<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lock<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
+    lock.lock().unwrap_or_else(PoisonError::into_inner)
+}
