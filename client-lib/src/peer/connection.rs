@@ -19,7 +19,9 @@
 //!   block data reaches the session as a slice of the receive buffer. It reserves room for a
 //!   whole frame as soon as the length prefix is in (after the prefix is checked against
 //!   [`swarmcdn_proto::peer::WireLimits`]), so a 16 KiB block is received into one
-//!   allocation instead of growing the buffer read by read.
+//!   allocation instead of growing the buffer read by read. A block shares its receive
+//!   chunk ([`READ_CHUNK`]) with its neighbours, so a session should copy blocks into its
+//!   piece buffers (or drop them) promptly rather than hold on to them.
 //! - **One `Closed` event, last.** The reader task is the connection's main task: when it
 //!   stops (error, end of stream, idle timeout, cancellation) it stops the writer, waits for
 //!   it, releases the connection permit and only then reports `PeerEvent::Closed` with the
@@ -210,6 +212,12 @@ impl PeerConnection {
     /// Whether the connection holds a [`ConnectionPermit`].
     pub fn has_permit(&self) -> bool {
         self.permit.is_some()
+    }
+
+    /// How many bytes the peer sent after its handshake that were read with it.
+    #[cfg(test)]
+    pub(super) fn received_len(&self) -> usize {
+        self.received.len()
     }
 
     /// Starts the reader and writer tasks on `tasks` and returns the session's handle.
@@ -482,17 +490,17 @@ impl Writer {
     /// (and writing what is batched before it, so earlier control messages are not held
     /// back by the wait). `Ok(false)` when cancelled meanwhile.
     async fn push(&mut self, message: Message) -> Result<bool, PeerError> {
-        if let (Message::Piece { data, .. }, Some(limiter)) = (&message, &self.limiter) {
-            if !limiter.try_acquire(data.len()) {
-                let limiter = limiter.clone();
-                if !self.flush().await? {
-                    return Ok(false);
-                }
-                tokio::select! {
-                    biased;
-                    () = self.cancel.cancelled() => return Ok(false),
-                    () = limiter.acquire(data.len()) => {}
-                }
+        if let (Message::Piece { data, .. }, Some(limiter)) = (&message, &self.limiter)
+            && !limiter.try_acquire(data.len())
+        {
+            let limiter = limiter.clone();
+            if !self.flush().await? {
+                return Ok(false);
+            }
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => return Ok(false),
+                () = limiter.acquire(data.len()) => {}
             }
         }
         if let Message::Piece { data, .. } = &message {

@@ -44,8 +44,9 @@ pub struct ConnectionOptions {
     pub idle_timeout: Duration,
     /// A keep-alive is sent when we have sent nothing for this long.
     pub keep_alive_interval: Duration,
-    /// A connection is closed when the peer does not take our bytes for this long (it stopped
-    /// reading; our queue would otherwise fill up forever).
+    /// A connection is closed when one batch of our bytes (at most
+    /// [`super::MAX_BATCH_BYTES`] plus one message) is not taken by the peer within this long:
+    /// it stopped reading, and our queue would otherwise stay full forever.
     pub write_timeout: Duration,
     /// How many outgoing messages may wait for the writer per connection. The most memory a
     /// connection can hold in its queue is this many `piece` messages (16 KiB each).

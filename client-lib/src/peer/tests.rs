@@ -144,10 +144,10 @@ impl Session {
     /// Waits for `key`'s `Closed` event (skipping its messages) and returns its error.
     async fn closed(&mut self, key: u64) -> Option<PeerError> {
         loop {
-            if let (PeerKey(k), PeerEvent::Closed(error)) = self.next().await {
-                if k == key {
-                    return error;
-                }
+            if let (PeerKey(k), PeerEvent::Closed(error)) = self.next().await
+                && k == key
+            {
+                return error;
             }
         }
     }
@@ -348,25 +348,76 @@ async fn nodelay_is_set_on_both_sides() {
 
 #[tokio::test]
 async fn bytes_right_behind_the_handshake_are_not_lost() {
-    // Clients often send their bitfield in the same segment as the handshake.
+    // Clients often send their bitfield in the same segment as the handshake; here a peer
+    // sends far more than the handshake buffer holds before reading anything.
     let opts = ConnectionOptions::default();
     let mut server = Server::start(opts.clone()).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     let mut opening = handshake_bytes(&handshake(CLIENT_ID));
     let bitfield = Message::Bitfield(Bytes::from_static(&[0xf0, 0x0f]));
     bitfield.encode(&mut opening);
+    for piece in 0..300 {
+        Message::Have { piece }.encode(&mut opening);
+    }
     Message::Unchoke.encode(&mut opening);
+    assert!(opening.len() > 10 * HANDSHAKE_READ_CAPACITY);
     stream.write_all(&opening).await.unwrap();
 
+    let accepted = server.accept().await;
+    // The handshake reader took at most its bounded buffer's worth.
+    assert!(accepted.received_len() <= HANDSHAKE_READ_CAPACITY - Handshake::LEN);
     let mut session = Session::new(opts);
-    let handle = session.start(server.accept().await, 5);
+    let handle = session.start(accepted, 5);
     assert!(matches!(session.next().await, (PeerKey(5), PeerEvent::Message(m)) if m == bitfield));
+    for piece in 0..300 {
+        assert!(matches!(
+            session.next().await,
+            (PeerKey(5), PeerEvent::Message(Message::Have { piece: p })) if p == piece
+        ));
+    }
     assert!(matches!(
         session.next().await,
         (PeerKey(5), PeerEvent::Message(Message::Unchoke))
     ));
     drop(handle);
     assert!(session.closed(5).await.is_none());
+    session.assert_stopped().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_reading_is_closed_after_the_write_timeout() {
+    let opts = ConnectionOptions {
+        write_timeout: Duration::from_millis(300),
+        ..ConnectionOptions::default()
+    };
+    let mut server = Server::start(opts.clone()).await;
+    // The raw peer never reads after its handshake.
+    let (stream, _) = raw_peer(server.addr, handshake(CLIENT_ID)).await;
+    let mut session = Session::new(opts);
+    let handle = session.start(server.accept().await, 8);
+    let block = Bytes::from(vec![0x5a; 16 * 1024]);
+    let sender = tokio::spawn(async move {
+        // Until the socket buffers are full and the writer gives up.
+        while handle
+            .send(Message::Piece {
+                index: 0,
+                begin: 0,
+                data: block.clone(),
+            })
+            .await
+            .is_ok()
+        {}
+        handle
+    });
+    let error = session.closed(8).await;
+    assert!(
+        matches!(error, Some(PeerError::WriteTimeout(d)) if d == Duration::from_millis(300)),
+        "{error:?}"
+    );
+    let handle = timeout(WAIT, sender).await.unwrap().unwrap();
+    assert!(handle.is_closed());
+    drop((handle, stream));
     session.assert_stopped().await;
     server.stop().await;
 }
