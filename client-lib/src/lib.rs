@@ -12,3 +12,4 @@
 pub mod tracker_client;
 pub mod webseed;
 pub mod storage;
+pub mod peer;

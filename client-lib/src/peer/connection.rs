@@ -1,0 +1,535 @@
+//! One established peer connection, run as two tokio tasks with channels toward its session.
+//!
+//! Why it is shaped this way:
+//!
+//! - **A reader task and a writer task.** Reading and writing never wait on each other: a
+//!   peer that stops reading cannot stop us from taking its requests off the wire, and a slow
+//!   session (which applies backpressure to the reader through its bounded event channel)
+//!   cannot stop keep-alives from going out.
+//! - **All of a session's peers share one event channel.** The session passes in one
+//!   `mpsc::Sender<(PeerKey, PeerEvent)>`; each event carries the [`PeerKey`] the session
+//!   chose, so its event loop has one receiver for every peer and the scheduler never sees
+//!   addresses.
+//! - **The writer batches.** It takes every message queued so far (up to
+//!   [`MAX_BATCH_BYTES`]), encodes them into one reused buffer and writes it with one
+//!   `write_all`. With TCP_NODELAY on, a lone message leaves at once (no Nagle delay), and a
+//!   burst of requests or haves still leaves as a few full segments rather than one tiny
+//!   packet each.
+//! - **Zero-copy reads.** The reader decodes with `Message::decode_from` on a `BytesMut`;
+//!   block data reaches the session as a slice of the receive buffer. It reserves room for a
+//!   whole frame as soon as the length prefix is in (after the prefix is checked against
+//!   [`swarmcdn_proto::peer::WireLimits`]), so a 16 KiB block is received into one
+//!   allocation instead of growing the buffer read by read. A block shares its receive
+//!   chunk ([`READ_CHUNK`]) with its neighbours, so a session should copy blocks into its
+//!   piece buffers (or drop them) promptly rather than hold on to them.
+//! - **One `Closed` event, last.** The reader task is the connection's main task: when it
+//!   stops (error, end of stream, idle timeout, cancellation) it stops the writer, waits for
+//!   it, releases the connection permit and only then reports `PeerEvent::Closed` with the
+//!   first error of either side. After that event no task of the connection runs.
+//! - **Everything stops on cancellation.** Each connection has a child token of the
+//!   session's shutdown token; `PeerHandle::close`, dropping the handle and the session's
+//!   shutdown all cancel it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use swarmcdn_proto::peer::{Handshake, Message, WireLimits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::{ConnectionOptions, PeerError, UploadLimiter};
+
+/// The writer stops adding queued messages to a batch once this many bytes are encoded.
+/// Bounds the writer's buffer (plus one message) and the size of a single `write_all`.
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// The reader allocates receive room in steps of at least this many bytes (four 16 KiB
+/// blocks with headers), so a stream of blocks is read in few system calls.
+pub const READ_CHUNK: usize = 64 * 1024;
+/// The reader makes sure at least this much room is free before each read.
+pub const MIN_READ_ROOM: usize = 4 * 1024;
+
+/// The session's number for one of its connections. Events carry it; the session maps it to
+/// its own state for the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerKey(pub u64);
+
+/// Who opened the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// We dialled the peer.
+    Outgoing,
+    /// The peer dialled our listener.
+    Incoming,
+}
+
+/// What a connection reports to its session.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// A message from the peer, in the order received. Keep-alives are not reported (they
+    /// only reset the idle timeout).
+    Message(Message),
+    /// The connection is closed and both of its tasks have ended. `None` when we closed it
+    /// (handle closed or dropped, session shutdown); otherwise why it ended. Always the last
+    /// event of a connection, and sent once.
+    Closed(Option<PeerError>),
+}
+
+/// Byte counters of one connection, readable by the session at any time.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    uploaded: AtomicU64,
+    downloaded: AtomicU64,
+}
+
+impl ConnectionStats {
+    /// Block payload bytes sent to the peer (counted once written to the socket).
+    pub fn uploaded(&self) -> u64 {
+        self.uploaded.load(Ordering::Relaxed)
+    }
+
+    /// Block payload bytes received from the peer.
+    pub fn downloaded(&self) -> u64 {
+        self.downloaded.load(Ordering::Relaxed)
+    }
+}
+
+/// A count of peer connections shared by the listener and outgoing dials. Clones share the
+/// count.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimit {
+    semaphore: Arc<Semaphore>,
+    max: usize,
+}
+
+/// One connection's place in a [`ConnectionLimit`], given back when dropped. A started
+/// connection holds its permit until both of its tasks have ended.
+#[derive(Debug)]
+pub struct ConnectionPermit {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl ConnectionLimit {
+    /// A limit of `max` connections open at once.
+    pub fn new(max: usize) -> Self {
+        ConnectionLimit {
+            semaphore: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// A permit if fewer than the maximum are taken; never waits.
+    pub fn try_acquire(&self) -> Option<ConnectionPermit> {
+        let permit = Arc::clone(&self.semaphore).try_acquire_owned().ok()?;
+        Some(ConnectionPermit { _permit: permit })
+    }
+
+    /// How many more connections may be opened now.
+    pub fn available(&self) -> usize {
+        self.semaphore.available_permits()
+    }
+
+    /// The maximum.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}
+
+/// A connection whose handshake is done, not yet running. The session starts it with
+/// [`PeerConnection::start`] once it has decided to keep the peer.
+#[derive(Debug)]
+pub struct PeerConnection {
+    stream: TcpStream,
+    peer_addr: SocketAddr,
+    direction: Direction,
+    ours: Handshake,
+    theirs: Handshake,
+    /// Bytes the peer sent right after its handshake, not yet decoded.
+    received: BytesMut,
+    permit: Option<ConnectionPermit>,
+}
+
+impl PeerConnection {
+    pub(super) fn new(
+        stream: TcpStream,
+        peer_addr: SocketAddr,
+        direction: Direction,
+        ours: Handshake,
+        theirs: Handshake,
+        received: BytesMut,
+    ) -> Self {
+        PeerConnection {
+            stream,
+            peer_addr,
+            direction,
+            ours,
+            theirs,
+            received,
+            permit: None,
+        }
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// Who opened the connection.
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    /// The handshake we sent.
+    pub fn local_handshake(&self) -> &Handshake {
+        &self.ours
+    }
+
+    /// The handshake the peer sent (its peer id and extension bits).
+    pub fn remote_handshake(&self) -> &Handshake {
+        &self.theirs
+    }
+
+    /// Whether TCP_NODELAY is set on the socket (it always is; exposed for tests).
+    pub fn nodelay(&self) -> std::io::Result<bool> {
+        self.stream.nodelay()
+    }
+
+    /// Makes the connection hold `permit` until it is closed (for outgoing connections that
+    /// count against the listener's [`ConnectionLimit`]). Replaces any permit it held.
+    pub fn set_permit(&mut self, permit: ConnectionPermit) {
+        self.permit = Some(permit);
+    }
+
+    /// Whether the connection holds a [`ConnectionPermit`].
+    pub fn has_permit(&self) -> bool {
+        self.permit.is_some()
+    }
+
+    /// How many bytes the peer sent after its handshake that were read with it.
+    #[cfg(test)]
+    pub(super) fn received_len(&self) -> usize {
+        self.received.len()
+    }
+
+    /// Starts the reader and writer tasks on `tasks` and returns the session's handle.
+    ///
+    /// Events go to `events`, tagged with `key`. The tasks stop when `shutdown` is cancelled,
+    /// when the handle is closed or dropped, or when the connection fails; then
+    /// `PeerEvent::Closed` is sent (unless `shutdown` was cancelled, when nobody listens).
+    pub fn start(
+        self,
+        key: PeerKey,
+        events: mpsc::Sender<(PeerKey, PeerEvent)>,
+        opts: &ConnectionOptions,
+        tasks: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) -> PeerHandle {
+        let PeerConnection {
+            stream,
+            peer_addr,
+            received,
+            permit,
+            ..
+        } = self;
+        let cancel = shutdown.child_token();
+        let stats = Arc::new(ConnectionStats::default());
+        let (outgoing, queue) = mpsc::channel(opts.send_queue_len.max(1));
+        let (read_half, write_half) = stream.into_split();
+
+        let writer = Writer {
+            socket: write_half,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            unflushed_upload: 0,
+            stats: Arc::clone(&stats),
+            limiter: opts.upload_limiter.clone(),
+            write_timeout: opts.write_timeout,
+            cancel: cancel.clone(),
+        };
+        let writer_span = tracing::debug_span!("peer_writer", peer = %peer_addr, key = key.0);
+        let write_task = tasks.spawn(
+            writer
+                .run(queue, opts.keep_alive_interval)
+                .instrument(writer_span),
+        );
+
+        let reader = Reader {
+            socket: read_half,
+            buf: received,
+            key,
+            events: events.clone(),
+            stats: Arc::clone(&stats),
+            limits: opts.wire_limits,
+            idle_timeout: opts.idle_timeout,
+            cancel: cancel.clone(),
+        };
+        let reader_span = tracing::debug_span!("peer_reader", peer = %peer_addr, key = key.0);
+        let shutdown = shutdown.clone();
+        let reader_cancel = cancel.clone();
+        tasks.spawn(
+            async move {
+                let read_result = reader.run().await;
+                reader_cancel.cancel();
+                let write_result = write_task.await.unwrap_or(Ok(()));
+                drop(permit);
+                let error = read_result.err().or(write_result.err());
+                tracing::debug!(error = ?error, "peer connection closed");
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => {}
+                    _ = events.send((key, PeerEvent::Closed(error))) => {}
+                }
+            }
+            .instrument(reader_span),
+        );
+
+        PeerHandle {
+            key,
+            peer_addr,
+            outgoing,
+            stats,
+            cancel: cancel.clone(),
+            _close_on_drop: cancel.drop_guard(),
+        }
+    }
+}
+
+/// The session's side of a running connection. Dropping it closes the connection.
+#[derive(Debug)]
+pub struct PeerHandle {
+    key: PeerKey,
+    peer_addr: SocketAddr,
+    outgoing: mpsc::Sender<Message>,
+    stats: Arc<ConnectionStats>,
+    cancel: CancellationToken,
+    _close_on_drop: DropGuard,
+}
+
+/// The connection is closed; the message was not sent.
+#[derive(Debug, thiserror::Error)]
+#[error("the peer connection is closed")]
+pub struct ConnectionClosed(pub Message);
+
+impl PeerHandle {
+    /// The session's key for this connection.
+    pub fn key(&self) -> PeerKey {
+        self.key
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// Byte counters of the connection.
+    pub fn stats(&self) -> &Arc<ConnectionStats> {
+        &self.stats
+    }
+
+    /// Queues `message`, waiting while the queue is full. Messages go out in the order
+    /// queued.
+    pub async fn send(&self, message: Message) -> Result<(), ConnectionClosed> {
+        self.outgoing
+            .send(message)
+            .await
+            .map_err(|e| ConnectionClosed(e.0))
+    }
+
+    /// Queues `message` if there is room now. A session's event loop should prefer this (and
+    /// treat a full queue as a slow peer) so that one peer cannot stall the loop.
+    pub fn try_send(&self, message: Message) -> Result<(), TrySendError<Message>> {
+        self.outgoing.try_send(message)
+    }
+
+    /// Closes the connection now. Messages still queued are dropped; the session then
+    /// receives `PeerEvent::Closed(None)`.
+    pub fn close(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Whether the connection has been closed (by either side).
+    pub fn is_closed(&self) -> bool {
+        self.cancel.is_cancelled() || self.outgoing.is_closed()
+    }
+}
+
+/// The reading half: decodes messages and forwards them to the session.
+struct Reader {
+    socket: OwnedReadHalf,
+    buf: BytesMut,
+    key: PeerKey,
+    events: mpsc::Sender<(PeerKey, PeerEvent)>,
+    stats: Arc<ConnectionStats>,
+    limits: WireLimits,
+    idle_timeout: Duration,
+    cancel: CancellationToken,
+}
+
+impl Reader {
+    /// Runs until the connection ends. `Ok(())` means we stopped it (cancelled, or the
+    /// session no longer listens).
+    async fn run(mut self) -> Result<(), PeerError> {
+        loop {
+            while let Some(message) = Message::decode_from(&mut self.buf, &self.limits)? {
+                match &message {
+                    Message::KeepAlive => continue,
+                    Message::Piece { data, .. } => {
+                        self.stats
+                            .downloaded
+                            .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+                tokio::select! {
+                    biased;
+                    () = self.cancel.cancelled() => return Ok(()),
+                    sent = self.events.send((self.key, PeerEvent::Message(message))) => {
+                        if sent.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            self.make_room()?;
+            let read = tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => return Ok(()),
+                read = timeout(self.idle_timeout, self.socket.read_buf(&mut self.buf)) => read,
+            };
+            match read {
+                Err(_elapsed) => return Err(PeerError::IdleTimeout(self.idle_timeout)),
+                Ok(Ok(0)) => return Err(PeerError::ClosedByPeer),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Makes sure the buffer has room for the rest of the frame being received (its length
+    /// is known, and within the limits, once the prefix is in) and for at least
+    /// [`MIN_READ_ROOM`] bytes.
+    fn make_room(&mut self) -> Result<(), PeerError> {
+        let frame = Message::frame_len(&self.buf, &self.limits)?.unwrap_or(0);
+        let need = frame.saturating_sub(self.buf.len()).max(MIN_READ_ROOM);
+        if self.buf.capacity() - self.buf.len() < need {
+            self.buf.reserve(need.max(READ_CHUNK));
+        }
+        Ok(())
+    }
+}
+
+/// The writing half: batches queued messages, paces block data, sends keep-alives.
+struct Writer {
+    socket: OwnedWriteHalf,
+    buf: BytesMut,
+    /// Block payload bytes encoded in `buf` and not yet written.
+    unflushed_upload: u64,
+    stats: Arc<ConnectionStats>,
+    limiter: Option<UploadLimiter>,
+    write_timeout: Duration,
+    cancel: CancellationToken,
+}
+
+impl Writer {
+    /// Runs until the connection ends. `Ok(())` means we stopped it (cancelled, or the
+    /// handle was dropped). Always cancels the connection when it returns, so the reader
+    /// stops too.
+    async fn run(
+        mut self,
+        mut queue: mpsc::Receiver<Message>,
+        keep_alive: Duration,
+    ) -> Result<(), PeerError> {
+        let result = self.write_loop(&mut queue, keep_alive).await;
+        self.cancel.cancel();
+        result
+    }
+
+    async fn write_loop(
+        &mut self,
+        queue: &mut mpsc::Receiver<Message>,
+        keep_alive: Duration,
+    ) -> Result<(), PeerError> {
+        let mut quiet_until = Instant::now() + keep_alive;
+        loop {
+            let first = tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => return Ok(()),
+                message = queue.recv() => match message {
+                    Some(message) => message,
+                    None => return Ok(()),
+                },
+                () = sleep_until(quiet_until) => Message::KeepAlive,
+            };
+            if !self.push(first).await? {
+                return Ok(());
+            }
+            while self.buf.len() < MAX_BATCH_BYTES {
+                let Ok(message) = queue.try_recv() else {
+                    break;
+                };
+                if !self.push(message).await? {
+                    return Ok(());
+                }
+            }
+            if !self.flush().await? {
+                return Ok(());
+            }
+            quiet_until = Instant::now() + keep_alive;
+        }
+    }
+
+    /// Adds `message` to the batch, first waiting for the upload limiter if it is a block
+    /// (and writing what is batched before it, so earlier control messages are not held
+    /// back by the wait). `Ok(false)` when cancelled meanwhile.
+    async fn push(&mut self, message: Message) -> Result<bool, PeerError> {
+        if let (Message::Piece { data, .. }, Some(limiter)) = (&message, &self.limiter)
+            && !limiter.try_acquire(data.len())
+        {
+            let limiter = limiter.clone();
+            if !self.flush().await? {
+                return Ok(false);
+            }
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => return Ok(false),
+                () = limiter.acquire(data.len()) => {}
+            }
+        }
+        if let Message::Piece { data, .. } = &message {
+            self.unflushed_upload += data.len() as u64;
+        }
+        message.encode(&mut self.buf);
+        Ok(true)
+    }
+
+    /// Writes the batch. `Ok(false)` when cancelled meanwhile.
+    async fn flush(&mut self) -> Result<bool, PeerError> {
+        if self.buf.is_empty() {
+            return Ok(true);
+        }
+        let written = tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => return Ok(false),
+            written = timeout(self.write_timeout, self.socket.write_all(&self.buf)) => written,
+        };
+        match written {
+            Err(_elapsed) => return Err(PeerError::WriteTimeout(self.write_timeout)),
+            Ok(Err(e)) => return Err(e.into()),
+            Ok(Ok(())) => {}
+        }
+        self.buf.clear();
+        self.stats
+            .uploaded
+            .fetch_add(self.unflushed_upload, Ordering::Relaxed);
+        self.unflushed_upload = 0;
+        Ok(true)
+    }
+}
