@@ -239,7 +239,7 @@ mod tests {
         );
         assert_eq!(
             body(response).await,
-            b"d14:failure reason31:the announce query has no `peer_id`e"
+            b"d14:failure reason35:the announce query has no `peer_id`e"
         );
     }
 

@@ -1,0 +1,1 @@
+//! Real BitTorrent clients (aria2, Transmission) finding each other through our tracker.
