@@ -29,7 +29,12 @@ use swarmcdn_tracker::registry::Registry;
 #[command(name = "swarmcdn-tracker", version, about, long_about)]
 pub(crate) struct Cli {
     /// TOML configuration file (see --print-config). Without it, the defaults apply.
-    #[arg(long, global = true, value_name = "FILE", env = "SWARMCDN_TRACKER_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "SWARMCDN_TRACKER_CONFIG"
+    )]
     pub(crate) config: Option<PathBuf>,
 
     /// The registry database (SQLite file), overriding `database` from the configuration.
@@ -196,7 +201,9 @@ pub(crate) fn publisher(config: &Config, command: PublisherCommand) -> Result<()
         PublisherCommand::RotateToken { name } => {
             let token = registry.rotate_token(&name)?;
             println!("new token for {name}: {}", token.as_str());
-            println!("The old token no longer works. Store this one now: it cannot be shown again.");
+            println!(
+                "The old token no longer works. Store this one now: it cannot be shown again."
+            );
         }
     }
     Ok(())

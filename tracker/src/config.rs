@@ -355,7 +355,10 @@ mod tests {
             ("max_peers_per_torrent = 0", "max_peers_per_torrent"),
             ("max_scrape_hashes = 0", "max_scrape_hashes"),
             ("max_scrape_hashes = 65", "max_scrape_hashes"),
-            ("[limits]\nidle_timeout_secs = 0", "limits.idle_timeout_secs"),
+            (
+                "[limits]\nidle_timeout_secs = 0",
+                "limits.idle_timeout_secs",
+            ),
             ("[limits]\nmax_query_bytes = 0", "limits.max_query_bytes"),
             (
                 "[limits]\nmax_publish_body_bytes = 0",

@@ -35,8 +35,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let config = cli::load_config(&cli)?;
     match cli.command {
-        Some(Command::Serve { listen }) => tokio::runtime::Runtime::new()?
-            .block_on(cli::serve(config, listen)),
+        Some(Command::Serve { listen }) => {
+            tokio::runtime::Runtime::new()?.block_on(cli::serve(config, listen))
+        }
         Some(Command::Publisher(command)) => cli::publisher(&config, command),
         None => anyhow::bail!("no command given; see `swarmcdn-tracker --help`"),
     }

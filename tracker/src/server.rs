@@ -77,7 +77,8 @@ pub async fn serve(
     );
     let stop_tasks = CancellationToken::new();
     let purge = tokio::spawn(
-        purge_loop(state.clone(), stop_tasks.clone()).instrument(tracing::info_span!("swarm_purge")),
+        purge_loop(state.clone(), stop_tasks.clone())
+            .instrument(tracing::info_span!("swarm_purge")),
     );
 
     let listener = LimitedListener::new(

@@ -62,7 +62,10 @@ pub(crate) async fn announce(
     check_query_len(query, &state)?;
     let request = AnnounceRequest::from_query(query)?;
     if !state.is_registered(&request.info_hash) {
-        return Err(Error::tracker("unregistered_torrent", "unregistered torrent"));
+        return Err(Error::tracker(
+            "unregistered_torrent",
+            "unregistered torrent",
+        ));
     }
     // `request.ip` is deliberately unused: see `client_addr`.
     let ip = client_ip(connection, &headers, state.trusted_proxies())?;

@@ -160,7 +160,9 @@ mod tests {
         assert!(!matches_etag(&headers, &tag));
         headers.insert(
             header::IF_NONE_MATCH,
-            format!("\"x\", W/{}", tag.to_str().unwrap()).parse().unwrap(),
+            format!("\"x\", W/{}", tag.to_str().unwrap())
+                .parse()
+                .unwrap(),
         );
         assert!(matches_etag(&headers, &tag));
         headers.insert(header::IF_NONE_MATCH, "*".parse().unwrap());

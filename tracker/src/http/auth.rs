@@ -14,7 +14,10 @@ use crate::registry::Publisher;
 const MAX_AUTHORIZATION_LEN: usize = 256;
 
 /// The publisher the request's bearer token belongs to.
-pub(crate) async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Publisher, Error> {
+pub(crate) async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Publisher, Error> {
     let token = bearer_token(headers)?.to_owned();
     let registry = state.registry().clone();
     tokio::task::spawn_blocking(move || registry.authenticate(&token))

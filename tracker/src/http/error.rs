@@ -115,7 +115,11 @@ impl IntoResponse for Error {
             Error::Internal(source) => {
                 // The one place internal errors are logged; the client learns nothing.
                 tracing::error!(error = %ErrorChain(&*source), "request failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, json_error("internal error")).into_response()
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json_error("internal error"),
+                )
+                    .into_response()
             }
         };
         response.extensions_mut().insert(reason);
@@ -245,7 +249,8 @@ mod tests {
 
     #[tokio::test]
     async fn api_errors_are_json_with_their_status() {
-        let response = Error::api(StatusCode::CONFLICT, "duplicate_release", "taken").into_response();
+        let response =
+            Error::api(StatusCode::CONFLICT, "duplicate_release", "taken").into_response();
         assert_eq!(response.status(), StatusCode::CONFLICT);
         assert_eq!(
             response.headers()[header::CONTENT_TYPE],

@@ -158,7 +158,9 @@ impl Metrics {
                 AnnounceEvent::None => "none",
                 other => other.as_str(),
             };
-            announce_family.get_or_create(&EventLabels { event }).clone()
+            announce_family
+                .get_or_create(&EventLabels { event })
+                .clone()
         });
         registry.register(
             "announces",
@@ -210,7 +212,11 @@ impl Metrics {
             "Torrents registered by publishers (announces accepted)",
         );
         let swarms = gauge(&mut registry, "swarms", "Torrents with swarm state");
-        let peers = gauge(&mut registry, "peers", "Peers tracked, seeders and leechers");
+        let peers = gauge(
+            &mut registry,
+            "peers",
+            "Peers tracked, seeders and leechers",
+        );
         let seeders = gauge(&mut registry, "seeders", "Seeders tracked");
         let connections = gauge(
             &mut registry,
@@ -371,7 +377,10 @@ mod tests {
             "tracker_announces_total{event=\"started\"} 0",
             "tracker_request_duration_seconds_count{endpoint=\"announce\"} 1",
         ] {
-            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
         }
     }
 }

@@ -33,14 +33,20 @@ async fn compact_peers_by_default_and_never_the_announcer() {
     assert!(reply.text().contains("5:peers6:"), "{}", reply.text());
     let answer = reply.success();
     // The port comes from the announce, the IP from the connection.
-    assert_eq!(answer.peers, vec![SocketAddrV4::new([192, 0, 2, 1].into(), 6881)]);
+    assert_eq!(
+        answer.peers,
+        vec![SocketAddrV4::new([192, 0, 2, 1].into(), 6881)]
+    );
     assert_eq!((answer.complete, answer.incomplete), (1, 1));
     assert!(answer.peers6.is_empty());
 
     // Announcing again, each gets the other and never itself.
     for _ in 0..5 {
         let again = h.announce(&seeder, addr("192.0.2.1:50001")).await.success();
-        assert_eq!(again.peers, vec![SocketAddrV4::new([192, 0, 2, 2].into(), 6882)]);
+        assert_eq!(
+            again.peers,
+            vec![SocketAddrV4::new([192, 0, 2, 2].into(), 6882)]
+        );
     }
 }
 
@@ -61,13 +67,24 @@ async fn compact_zero_gets_dictionary_peers() {
     leecher.compact = false;
     let reply = h.announce(&leecher, addr("192.0.2.2:1")).await;
     let text = reply.text();
-    assert!(text.contains("5:peersld2:ip9:192.0.2.14:porti6881ee"), "{text}");
+    assert!(
+        text.contains("5:peersld2:ip9:192.0.2.14:porti6881ee"),
+        "{text}"
+    );
     assert!(text.contains("d2:ip11:2001:db8::34:porti7000ee"), "{text}");
     let answer = reply.success();
-    assert_eq!(answer.peers, vec![SocketAddrV4::new([192, 0, 2, 1].into(), 6881)]);
+    assert_eq!(
+        answer.peers,
+        vec![SocketAddrV4::new([192, 0, 2, 1].into(), 6881)]
+    );
     assert_eq!(
         answer.peers6,
-        vec![SocketAddrV6::new("2001:db8::3".parse().unwrap(), 7000, 0, 0)]
+        vec![SocketAddrV6::new(
+            "2001:db8::3".parse().unwrap(),
+            7000,
+            0,
+            0
+        )]
     );
 }
 
@@ -95,9 +112,17 @@ async fn ipv6_peers_go_to_peers6() {
     let answer = reply.success();
     assert_eq!(
         answer.peers6,
-        vec![SocketAddrV6::new("2001:db8::1".parse().unwrap(), 6881, 0, 0)]
+        vec![SocketAddrV6::new(
+            "2001:db8::1".parse().unwrap(),
+            6881,
+            0,
+            0
+        )]
     );
-    assert_eq!(answer.peers, vec![SocketAddrV4::new([192, 0, 2, 2].into(), 6882)]);
+    assert_eq!(
+        answer.peers,
+        vec![SocketAddrV4::new([192, 0, 2, 2].into(), 6882)]
+    );
 }
 
 async fn scrape(h: &Harness, ih: swarmcdn_proto::InfoHash) -> swarmcdn_proto::tracker::ScrapeStats {
@@ -120,20 +145,32 @@ async fn started_completed_stopped() {
     h.announce(&announce_request(ih, 1, 6881, 0, AnnounceEvent::Started), a)
         .await
         .success();
-    h.announce(&announce_request(ih, 2, 6882, 500, AnnounceEvent::Started), b)
-        .await
-        .success();
+    h.announce(
+        &announce_request(ih, 2, 6882, 500, AnnounceEvent::Started),
+        b,
+    )
+    .await
+    .success();
     let stats = scrape(&h, ih).await;
-    assert_eq!((stats.complete, stats.incomplete, stats.downloaded), (1, 1, 0));
+    assert_eq!(
+        (stats.complete, stats.incomplete, stats.downloaded),
+        (1, 1, 0)
+    );
 
     // The leecher finishes: one download, two seeders.
     let done = h
-        .announce(&announce_request(ih, 2, 6882, 0, AnnounceEvent::Completed), b)
+        .announce(
+            &announce_request(ih, 2, 6882, 0, AnnounceEvent::Completed),
+            b,
+        )
         .await
         .success();
     assert_eq!((done.complete, done.incomplete), (2, 0));
     let stats = scrape(&h, ih).await;
-    assert_eq!((stats.complete, stats.incomplete, stats.downloaded), (2, 0, 1));
+    assert_eq!(
+        (stats.complete, stats.incomplete, stats.downloaded),
+        (2, 0, 1)
+    );
 
     // The first seeder leaves: gone from counts and from peer lists.
     let gone = h
@@ -142,7 +179,10 @@ async fn started_completed_stopped() {
         .success();
     assert!(gone.peers.is_empty(), "a stopping peer gets no peers");
     let stats = scrape(&h, ih).await;
-    assert_eq!((stats.complete, stats.incomplete, stats.downloaded), (1, 0, 1));
+    assert_eq!(
+        (stats.complete, stats.incomplete, stats.downloaded),
+        (1, 0, 1)
+    );
     let newcomer = h
         .announce(
             &announce_request(ih, 3, 6883, 10, AnnounceEvent::Started),
@@ -150,12 +190,24 @@ async fn started_completed_stopped() {
         )
         .await
         .success();
-    assert_eq!(newcomer.peers, vec![SocketAddrV4::new([192, 0, 2, 2].into(), 6882)]);
+    assert_eq!(
+        newcomer.peers,
+        vec![SocketAddrV4::new([192, 0, 2, 2].into(), 6882)]
+    );
 
     let metrics = h.metrics().await;
-    assert_eq!(metric(&metrics, "tracker_announces_total{event=\"started\"}"), 3.0);
-    assert_eq!(metric(&metrics, "tracker_announces_total{event=\"completed\"}"), 1.0);
-    assert_eq!(metric(&metrics, "tracker_announces_total{event=\"stopped\"}"), 1.0);
+    assert_eq!(
+        metric(&metrics, "tracker_announces_total{event=\"started\"}"),
+        3.0
+    );
+    assert_eq!(
+        metric(&metrics, "tracker_announces_total{event=\"completed\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(&metrics, "tracker_announces_total{event=\"stopped\"}"),
+        1.0
+    );
     assert_eq!(metric(&metrics, "tracker_scrapes_total"), 3.0);
     assert_eq!(metric(&metrics, "tracker_peers"), 2.0);
     assert_eq!(metric(&metrics, "tracker_seeders"), 1.0);
@@ -184,11 +236,17 @@ async fn x_forwarded_for_is_believed_only_from_a_trusted_proxy() {
     .header("x-forwarded-for", "203.0.113.77")
     .body(axum::body::Body::empty())
     .unwrap();
-    h.send_from(untrusted, addr("198.51.100.9:5000")).await.success();
+    h.send_from(untrusted, addr("198.51.100.9:5000"))
+        .await
+        .success();
 
     let mut probe = announce_request(ih, 3, 6883, 10, AnnounceEvent::Started);
     probe.numwant = Some(50);
-    let mut peers = h.announce(&probe, addr("192.0.2.3:1")).await.success().peers;
+    let mut peers = h
+        .announce(&probe, addr("192.0.2.3:1"))
+        .await
+        .success()
+        .peers;
     peers.sort();
     assert_eq!(
         peers,

@@ -94,7 +94,11 @@ async fn expect_refusal(h: &Harness, endpoint: &str, query: &str, words: &str, r
         &query[..query.len().min(120)]
     );
     let counted = errors(&h.metrics().await, endpoint, reason);
-    assert_eq!(counted, counted_before + 1.0, "{reason} not counted for {words}");
+    assert_eq!(
+        counted,
+        counted_before + 1.0,
+        "{reason} not counted for {words}"
+    );
     assert_eq!(snapshot(h), before, "state changed by {words}");
 }
 
@@ -103,25 +107,85 @@ async fn malformed_announces_are_refused_counted_and_change_nothing() {
     let (h, release) = setup(test_config()).await;
     let ih = &release.info_hash;
     let cases: Vec<(String, &str, &str)> = vec![
-        (without(ih, "peer_id"), "has no `peer_id`", "missing_parameter"),
+        (
+            without(ih, "peer_id"),
+            "has no `peer_id`",
+            "missing_parameter",
+        ),
         (without(ih, "port"), "has no `port`", "missing_parameter"),
         (String::new(), "has no `info_hash`", "missing_parameter"),
-        (with(ih, "info_hash", &"%aa".repeat(19)), "`info_hash` must be 20 bytes, got 19", "bad_id_length"),
-        (with(ih, "info_hash", &"%aa".repeat(21)), "`info_hash` must be 20 bytes, got 21", "bad_id_length"),
-        (with(ih, "peer_id", "short"), "`peer_id` must be 20 bytes, got 5", "bad_id_length"),
-        (with(ih, "port", "0"), "`port` must be a number from 1 to 65535", "invalid_port"),
-        (with(ih, "port", "65536"), "`port` must be a number from 1 to 65535", "invalid_port"),
-        (with(ih, "port", "http"), "`port` must be a number from 1 to 65535", "invalid_port"),
-        (with(ih, "left", "-1"), "`left` is not a valid number", "invalid_number"),
-        (with(ih, "numwant", "99999999999999999999999"), "`numwant` is not a valid number", "invalid_number"),
-        (with(ih, "event", "exploded"), "unknown `event`", "unknown_event"),
-        (with(ih, "peer_id", "%zz%zz"), "`peer_id` is not correctly percent-encoded", "bad_encoding"),
-        (format!("{}&info_hash={}", query(&valid_pairs(ih)), "%aa".repeat(20)), "`info_hash` appears more than once", "duplicate_parameter"),
-        (with(ih, "key", &"k".repeat(65)), "`key` is longer than 64 bytes", "value_too_long"),
+        (
+            with(ih, "info_hash", &"%aa".repeat(19)),
+            "`info_hash` must be 20 bytes, got 19",
+            "bad_id_length",
+        ),
+        (
+            with(ih, "info_hash", &"%aa".repeat(21)),
+            "`info_hash` must be 20 bytes, got 21",
+            "bad_id_length",
+        ),
+        (
+            with(ih, "peer_id", "short"),
+            "`peer_id` must be 20 bytes, got 5",
+            "bad_id_length",
+        ),
+        (
+            with(ih, "port", "0"),
+            "`port` must be a number from 1 to 65535",
+            "invalid_port",
+        ),
+        (
+            with(ih, "port", "65536"),
+            "`port` must be a number from 1 to 65535",
+            "invalid_port",
+        ),
+        (
+            with(ih, "port", "http"),
+            "`port` must be a number from 1 to 65535",
+            "invalid_port",
+        ),
+        (
+            with(ih, "left", "-1"),
+            "`left` is not a valid number",
+            "invalid_number",
+        ),
+        (
+            with(ih, "numwant", "99999999999999999999999"),
+            "`numwant` is not a valid number",
+            "invalid_number",
+        ),
+        (
+            with(ih, "event", "exploded"),
+            "unknown `event`",
+            "unknown_event",
+        ),
+        (
+            with(ih, "peer_id", "%zz%zz"),
+            "`peer_id` is not correctly percent-encoded",
+            "bad_encoding",
+        ),
+        (
+            format!("{}&info_hash={}", query(&valid_pairs(ih)), "%aa".repeat(20)),
+            "`info_hash` appears more than once",
+            "duplicate_parameter",
+        ),
+        (
+            with(ih, "key", &"k".repeat(65)),
+            "`key` is longer than 64 bytes",
+            "value_too_long",
+        ),
         // Longer than the wire parser's bound (2048), within the service's (8192).
-        (with(ih, "pad", &"x".repeat(3000)), "the announce query is", "query_too_long"),
+        (
+            with(ih, "pad", &"x".repeat(3000)),
+            "the announce query is",
+            "query_too_long",
+        ),
         // Longer than the service's configured bound.
-        (with(ih, "pad", &"x".repeat(9000)), "the limit is 8192", "query_too_long"),
+        (
+            with(ih, "pad", &"x".repeat(9000)),
+            "the limit is 8192",
+            "query_too_long",
+        ),
         (
             with(ih, "info_hash", &"%bb".repeat(20)),
             "unregistered torrent",
@@ -134,7 +198,10 @@ async fn malformed_announces_are_refused_counted_and_change_nothing() {
     // An unregistered info-hash leaves no swarm behind (checked by the snapshot above), and
     // the registered one still works.
     let ok = h
-        .get_from(&format!("/announce?{}", query(&valid_pairs(ih))), addr("192.0.2.42:1"))
+        .get_from(
+            &format!("/announce?{}", query(&valid_pairs(ih))),
+            addr("192.0.2.42:1"),
+        )
         .await;
     assert_eq!(ok.success().complete, 1);
 }
@@ -158,12 +225,36 @@ async fn malformed_scrapes_are_refused_counted_and_change_nothing() {
     let five: Vec<String> = (0..5).map(hash).collect();
     let sixty_five: Vec<String> = (0..65).map(hash).collect();
     let cases = [
-        (String::new(), "full scrapes are not supported", "full_scrape"),
-        (five.join("&"), "at most 4 info-hashes", "too_many_info_hashes"),
-        (sixty_five.join("&"), "at most 64 info-hashes", "too_many_info_hashes"),
-        ("info_hash=abc".to_owned(), "must be 20 bytes, got 3", "bad_id_length"),
-        ("info_hash=%zz".to_owned(), "not correctly percent-encoded", "bad_encoding"),
-        (format!("info_hash={}", "x".repeat(9000)), "the limit is 8192", "query_too_long"),
+        (
+            String::new(),
+            "full scrapes are not supported",
+            "full_scrape",
+        ),
+        (
+            five.join("&"),
+            "at most 4 info-hashes",
+            "too_many_info_hashes",
+        ),
+        (
+            sixty_five.join("&"),
+            "at most 64 info-hashes",
+            "too_many_info_hashes",
+        ),
+        (
+            "info_hash=abc".to_owned(),
+            "must be 20 bytes, got 3",
+            "bad_id_length",
+        ),
+        (
+            "info_hash=%zz".to_owned(),
+            "not correctly percent-encoded",
+            "bad_encoding",
+        ),
+        (
+            format!("info_hash={}", "x".repeat(9000)),
+            "the limit is 8192",
+            "query_too_long",
+        ),
     ];
     for (query, words, reason) in cases {
         expect_refusal(&h, "scrape", &query, words, reason).await;
@@ -217,41 +308,172 @@ async fn bad_publish_requests_are_refused_counted_and_change_nothing() {
     let ok = Some(token.as_str());
 
     // Token.
-    expect_api_refusal(&h, good.body(), None, StatusCode::UNAUTHORIZED, "missing `Authorization", "unauthorized").await;
-    expect_api_refusal(&h, good.body(), Some(&"0".repeat(64)), StatusCode::UNAUTHORIZED, "not valid", "unauthorized").await;
+    expect_api_refusal(
+        &h,
+        good.body(),
+        None,
+        StatusCode::UNAUTHORIZED,
+        "missing `Authorization",
+        "unauthorized",
+    )
+    .await;
+    expect_api_refusal(
+        &h,
+        good.body(),
+        Some(&"0".repeat(64)),
+        StatusCode::UNAUTHORIZED,
+        "not valid",
+        "unauthorized",
+    )
+    .await;
 
     // Body shape and size.
-    expect_api_refusal(&h, "{not json", ok, StatusCode::BAD_REQUEST, "the body must be", "bad_json").await;
-    expect_api_refusal(&h, r#"{"metainfo": "AAAA"}"#, ok, StatusCode::BAD_REQUEST, "missing field `manifest`", "bad_json").await;
+    expect_api_refusal(
+        &h,
+        "{not json",
+        ok,
+        StatusCode::BAD_REQUEST,
+        "the body must be",
+        "bad_json",
+    )
+    .await;
+    expect_api_refusal(
+        &h,
+        r#"{"metainfo": "AAAA"}"#,
+        ok,
+        StatusCode::BAD_REQUEST,
+        "missing field `manifest`",
+        "bad_json",
+    )
+    .await;
     let huge = publish_body(&vec![b'x'; 300_000], &good.manifest.to_json());
-    expect_api_refusal(&h, huge, ok, StatusCode::PAYLOAD_TOO_LARGE, "larger than 200000 bytes", "body_too_large").await;
-    let bad_b64 = good.body().replacen("\"metainfo\":\"", "\"metainfo\":\"!!", 1);
-    expect_api_refusal(&h, bad_b64, ok, StatusCode::BAD_REQUEST, "not standard base64", "bad_base64").await;
+    expect_api_refusal(
+        &h,
+        huge,
+        ok,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "larger than 200000 bytes",
+        "body_too_large",
+    )
+    .await;
+    let bad_b64 = good
+        .body()
+        .replacen("\"metainfo\":\"", "\"metainfo\":\"!!", 1);
+    expect_api_refusal(
+        &h,
+        bad_b64,
+        ok,
+        StatusCode::BAD_REQUEST,
+        "not standard base64",
+        "bad_base64",
+    )
+    .await;
 
     // A metainfo that is not bencode at all, and bencode that is not a torrent.
     let not_bencode = publish_body(b"this is not bencode", &good.manifest.to_json());
-    expect_api_refusal(&h, not_bencode, ok, StatusCode::BAD_REQUEST, "not a valid torrent", "bad_metainfo").await;
+    expect_api_refusal(
+        &h,
+        not_bencode,
+        ok,
+        StatusCode::BAD_REQUEST,
+        "not a valid torrent",
+        "bad_metainfo",
+    )
+    .await;
     let not_torrent = publish_body(b"d3:fooi1ee", &good.manifest.to_json());
-    expect_api_refusal(&h, not_torrent, ok, StatusCode::BAD_REQUEST, "not a valid torrent", "bad_metainfo").await;
+    expect_api_refusal(
+        &h,
+        not_torrent,
+        ok,
+        StatusCode::BAD_REQUEST,
+        "not a valid torrent",
+        "bad_metainfo",
+    )
+    .await;
 
     // Manifests: malformed, signed by another key, signature not matching, wrong info-hash.
-    let malformed = publish_body(&good.metainfo, r#"{"manifest": {}, "public_key": "00", "signature": "00"}"#);
-    expect_api_refusal(&h, malformed, ok, StatusCode::BAD_REQUEST, "not a valid signed manifest", "bad_manifest").await;
+    let malformed = publish_body(
+        &good.metainfo,
+        r#"{"manifest": {}, "public_key": "00", "signature": "00"}"#,
+    );
+    expect_api_refusal(
+        &h,
+        malformed,
+        ok,
+        StatusCode::BAD_REQUEST,
+        "not a valid signed manifest",
+        "bad_manifest",
+    )
+    .await;
     let other_key = signing_key_from_seed(OTHER_SEED);
     let foreign = Release::small("share-button", "1.1.0", 2, &other_key);
-    expect_api_refusal(&h, foreign.body(), ok, StatusCode::UNPROCESSABLE_ENTITY, "not by the key registered for publisher", "bad_signature").await;
+    expect_api_refusal(
+        &h,
+        foreign.body(),
+        ok,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not by the key registered for publisher",
+        "bad_signature",
+    )
+    .await;
     let mut tampered: serde_json::Value = serde_json::from_str(&good.manifest.to_json()).unwrap();
     tampered["manifest"]["created"] = serde_json::json!(1_700_000_001);
     let tampered = publish_body(&good.metainfo, &tampered.to_string());
-    expect_api_refusal(&h, tampered, ok, StatusCode::UNPROCESSABLE_ENTITY, "signature", "bad_signature").await;
-    let mismatched = Release::with_info_hash("share-button", "1.1.0", b"x", &h.key, good.metainfo.clone(), InfoHash([0xcd; 20]));
-    expect_api_refusal(&h, mismatched.body(), ok, StatusCode::UNPROCESSABLE_ENTITY, "the manifest names torrent cdcd", "info_hash_mismatch").await;
+    expect_api_refusal(
+        &h,
+        tampered,
+        ok,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "signature",
+        "bad_signature",
+    )
+    .await;
+    let mismatched = Release::with_info_hash(
+        "share-button",
+        "1.1.0",
+        b"x",
+        &h.key,
+        good.metainfo.clone(),
+        InfoHash([0xcd; 20]),
+    );
+    expect_api_refusal(
+        &h,
+        mismatched.body(),
+        ok,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the manifest names torrent cdcd",
+        "info_hash_mismatch",
+    )
+    .await;
 
     // Duplicates: same version again, and the same torrent under another version.
     let again = Release::small("share-button", "1.0.0", 3, &h.key);
-    expect_api_refusal(&h, again.body(), ok, StatusCode::CONFLICT, "already exists", "duplicate_release").await;
-    let same_torrent = Release::with_info_hash("share-button", "1.2.0", b"x", &h.key, v1.metainfo.clone(), v1.info_hash);
-    expect_api_refusal(&h, same_torrent.body(), ok, StatusCode::CONFLICT, "already registered", "duplicate_torrent").await;
+    expect_api_refusal(
+        &h,
+        again.body(),
+        ok,
+        StatusCode::CONFLICT,
+        "already exists",
+        "duplicate_release",
+    )
+    .await;
+    let same_torrent = Release::with_info_hash(
+        "share-button",
+        "1.2.0",
+        b"x",
+        &h.key,
+        v1.metainfo.clone(),
+        v1.info_hash,
+    );
+    expect_api_refusal(
+        &h,
+        same_torrent.body(),
+        ok,
+        StatusCode::CONFLICT,
+        "already registered",
+        "duplicate_torrent",
+    )
+    .await;
 
     // Another publisher's name.
     let other_token = h
@@ -261,7 +483,15 @@ async fn bad_publish_requests_are_refused_counted_and_change_nothing() {
         .unwrap()
         .into_string();
     let squat = Release::small("share-button", "9.0.0", 4, &other_key);
-    expect_api_refusal(&h, squat.body(), Some(&other_token), StatusCode::FORBIDDEN, "belongs to another publisher", "name_taken").await;
+    expect_api_refusal(
+        &h,
+        squat.body(),
+        Some(&other_token),
+        StatusCode::FORBIDDEN,
+        "belongs to another publisher",
+        "name_taken",
+    )
+    .await;
 
     // Nothing above registered anything: the refused torrent is not served or tracked.
     let reply = h.get(&format!("/api/v1/torrents/{}", good.info_hash)).await;
@@ -282,32 +512,79 @@ async fn bad_api_reads_and_deletes_get_their_status() {
     let (h, release) = setup(test_config()).await;
     let before = snapshot(&h);
     let cases = [
-        ("/api/v1/assets/Not_A_Name", StatusCode::BAD_REQUEST, "bad release name", "asset", "bad_name"),
-        ("/api/v1/assets/nothing-here", StatusCode::NOT_FOUND, "no release", "asset", "not_found"),
-        ("/api/v1/assets/share-button/2.0.0", StatusCode::NOT_FOUND, "no such release", "asset", "not_found"),
-        ("/api/v1/torrents/xyz", StatusCode::BAD_REQUEST, "40 hex digits", "torrent", "bad_info_hash"),
-        ("/api/v1/torrents/cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd", StatusCode::NOT_FOUND, "no registered torrent", "torrent", "not_found"),
-        ("/no/such/endpoint", StatusCode::NOT_FOUND, "no such endpoint", "other", "not_found"),
+        (
+            "/api/v1/assets/Not_A_Name",
+            StatusCode::BAD_REQUEST,
+            "bad release name",
+            "asset",
+            "bad_name",
+        ),
+        (
+            "/api/v1/assets/nothing-here",
+            StatusCode::NOT_FOUND,
+            "no release",
+            "asset",
+            "not_found",
+        ),
+        (
+            "/api/v1/assets/share-button/2.0.0",
+            StatusCode::NOT_FOUND,
+            "no such release",
+            "asset",
+            "not_found",
+        ),
+        (
+            "/api/v1/torrents/xyz",
+            StatusCode::BAD_REQUEST,
+            "40 hex digits",
+            "torrent",
+            "bad_info_hash",
+        ),
+        (
+            "/api/v1/torrents/cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd",
+            StatusCode::NOT_FOUND,
+            "no registered torrent",
+            "torrent",
+            "not_found",
+        ),
+        (
+            "/no/such/endpoint",
+            StatusCode::NOT_FOUND,
+            "no such endpoint",
+            "other",
+            "not_found",
+        ),
     ];
     for (uri, status, words, endpoint, reason) in cases {
         let counted_before = errors(&h.metrics().await, endpoint, reason);
         let reply = h.get(uri).await;
         assert_eq!(reply.status, status, "{uri}");
         assert!(reply.error().contains(words), "{uri}: {}", reply.text());
-        assert_eq!(errors(&h.metrics().await, endpoint, reason), counted_before + 1.0, "{uri}");
+        assert_eq!(
+            errors(&h.metrics().await, endpoint, reason),
+            counted_before + 1.0,
+            "{uri}"
+        );
     }
 
     // Deleting: wrong token, unknown release, someone else's release.
-    let reply = h.delete_release("share-button", "1.0.0", &"0".repeat(64)).await;
+    let reply = h
+        .delete_release("share-button", "1.0.0", &"0".repeat(64))
+        .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     let reply = h.delete_release("share-button", "3.0.0", &h.token).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     let other = h
         .state
         .registry()
-        .add_publisher("globex", signing_key_from_seed(OTHER_SEED).verifying_key().as_bytes())
+        .add_publisher(
+            "globex",
+            signing_key_from_seed(OTHER_SEED).verifying_key().as_bytes(),
+        )
         .unwrap();
-    let reply = h.delete_release("share-button", "1.0.0", other.as_str()).await;
+    let reply = h
+        .delete_release("share-button", "1.0.0", other.as_str())
+        .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text());
     let metrics = h.metrics().await;
     assert_eq!(errors(&metrics, "unpublish", "unauthorized"), 1.0);
@@ -323,5 +600,8 @@ async fn bad_api_reads_and_deletes_get_their_status() {
         .send(Request::put("/announce").body(Body::from("x")).unwrap())
         .await;
     assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(errors(&h.metrics().await, "announce", "method_not_allowed"), 1.0);
+    assert_eq!(
+        errors(&h.metrics().await, "announce", "method_not_allowed"),
+        1.0
+    );
 }

@@ -38,7 +38,10 @@ fn token_in(text: &str) -> String {
 fn print_config_prints_the_defaults_as_toml() {
     let output = tracker(&["--print-config"]);
     assert!(output.status.success());
-    assert_eq!(Config::from_toml(&stdout(&output)).unwrap(), Config::default());
+    assert_eq!(
+        Config::from_toml(&stdout(&output)).unwrap(),
+        Config::default()
+    );
     let help = tracker(&["--help"]);
     assert!(stdout(&help).contains("publisher add NAME --public-key HEX"));
 }
@@ -58,7 +61,11 @@ fn publishers_are_added_listed_rotated_and_removed() {
     assert_eq!(registry.authenticate(&token).unwrap().unwrap().name, "acme");
 
     let listed = tracker(&["publisher", "list", "--db", db]);
-    assert!(stdout(&listed).contains(&format!("acme\t{key}")), "{}", stdout(&listed));
+    assert!(
+        stdout(&listed).contains(&format!("acme\t{key}")),
+        "{}",
+        stdout(&listed)
+    );
 
     let rotated = tracker(&["publisher", "rotate-token", "acme", "--db", db]);
     assert!(rotated.status.success());
@@ -74,16 +81,36 @@ fn publishers_are_added_listed_rotated_and_removed() {
     // Errors exit non-zero and say what is wrong.
     let bad_key = tracker(&["publisher", "add", "x", "--public-key", "abcd", "--db", db]);
     assert!(!bad_key.status.success());
-    assert!(stderr(&bad_key).contains("64 hex digits"), "{}", stderr(&bad_key));
-    let bad_name = tracker(&["publisher", "add", "Bad Name", "--public-key", &key, "--db", db]);
+    assert!(
+        stderr(&bad_key).contains("64 hex digits"),
+        "{}",
+        stderr(&bad_key)
+    );
+    let bad_name = tracker(&[
+        "publisher",
+        "add",
+        "Bad Name",
+        "--public-key",
+        &key,
+        "--db",
+        db,
+    ]);
     assert!(!bad_name.status.success());
-    assert!(stderr(&bad_name).contains("invalid name"), "{}", stderr(&bad_name));
+    assert!(
+        stderr(&bad_name).contains("invalid name"),
+        "{}",
+        stderr(&bad_name)
+    );
     let missing = tracker(&["publisher", "remove", "nobody", "--db", db]);
     assert!(!missing.status.success());
     assert!(stderr(&missing).contains("no publisher"));
     let no_file = tracker(&["serve", "--config", "/nonexistent/tracker.toml"]);
     assert!(!no_file.status.success());
-    assert!(stderr(&no_file).contains("--print-config"), "{}", stderr(&no_file));
+    assert!(
+        stderr(&no_file).contains("--print-config"),
+        "{}",
+        stderr(&no_file)
+    );
     let in_memory = tracker(&["publisher", "list", "--db", ":memory:"]);
     assert!(!in_memory.status.success());
     let nothing = tracker(&[]);
@@ -111,7 +138,11 @@ async fn serve_runs_until_sigterm_and_exits_cleanly() {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let address = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("address=").nth(1).filter(|_| line.contains("listening")) {
+            if let Some(rest) = line
+                .split("address=")
+                .nth(1)
+                .filter(|_| line.contains("listening"))
+            {
                 return rest.split_whitespace().next().unwrap().to_owned();
             }
         }
@@ -119,11 +150,19 @@ async fn serve_runs_until_sigterm_and_exits_cleanly() {
     })
     .await
     .expect("no `tracker listening` line within 20 s");
-    let health = reqwest::get(format!("http://{address}/healthz")).await.unwrap();
+    let health = reqwest::get(format!("http://{address}/healthz"))
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
 
     let pid = child.id().unwrap().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
         .await
         .expect("the tracker did not exit within 15 s of SIGTERM")

@@ -155,7 +155,8 @@ impl Harness {
 
     /// `POST /api/v1/releases` with `body` and `token` (none: no Authorization header).
     pub(crate) async fn post_release(&self, body: impl Into<Body>, token: Option<&str>) -> Reply {
-        let mut builder = Request::post("/api/v1/releases").header("content-type", "application/json");
+        let mut builder =
+            Request::post("/api/v1/releases").header("content-type", "application/json");
         if let Some(token) = token {
             builder = builder.header("authorization", format!("Bearer {token}"));
         }
@@ -221,7 +222,13 @@ pub(crate) struct Release {
 
 impl Release {
     /// A release of `payload` signed with `key`; the torrent announces to `announce`.
-    pub(crate) fn build(name: &str, version: &str, payload: &[u8], key: &SigningKey, announce: &str) -> Self {
+    pub(crate) fn build(
+        name: &str,
+        version: &str,
+        payload: &[u8],
+        key: &SigningKey,
+        announce: &str,
+    ) -> Self {
         let path = RelativePath::parse("payload.bin").unwrap();
         let metainfo = TorrentBuilder::new(name)
             .add_bytes(path.clone(), payload.to_vec())
@@ -268,7 +275,13 @@ impl Release {
     /// A small release with a payload derived from `n`, signed with `key`.
     pub(crate) fn small(name: &str, version: &str, n: u8, key: &SigningKey) -> Self {
         let payload: Vec<u8> = (0..40_000u32).map(|i| (i as u8) ^ n).collect();
-        Self::build(name, version, &payload, key, "http://127.0.0.1:6969/announce")
+        Self::build(
+            name,
+            version,
+            &payload,
+            key,
+            "http://127.0.0.1:6969/announce",
+        )
     }
 
     /// The publish request body.
@@ -288,7 +301,13 @@ pub(crate) fn publish_body(metainfo: &[u8], manifest_json: &str) -> String {
 }
 
 /// An announce for `info_hash` by peer `n` on `port`.
-pub(crate) fn announce_request(info_hash: InfoHash, n: u8, port: u16, left: u64, event: AnnounceEvent) -> AnnounceRequest {
+pub(crate) fn announce_request(
+    info_hash: InfoHash,
+    n: u8,
+    port: u16,
+    left: u64,
+    event: AnnounceEvent,
+) -> AnnounceRequest {
     let mut request = AnnounceRequest::new(info_hash, PeerId::new([n; 20]), port);
     request.left = left;
     request.event = event;

@@ -12,10 +12,16 @@ use tokio::net::TcpStream;
 use crate::common::*;
 
 /// Announces peer `n` (port 6880 + n; a seeder when `n` is odd) over a real connection.
-async fn announce_over_http(client: &reqwest::Client, server: &Running, release: &Release, n: u8) -> AnnounceResponse {
-    let left = u64::from(n % 2 == 0);
+async fn announce_over_http(
+    client: &reqwest::Client,
+    server: &Running,
+    release: &Release,
+    n: u8,
+) -> AnnounceResponse {
+    let left = u64::from(n.is_multiple_of(2));
     let port = 6880 + u16::from(n);
-    let query = announce_request(release.info_hash, n, port, left, AnnounceEvent::Started).to_query();
+    let query =
+        announce_request(release.info_hash, n, port, left, AnnounceEvent::Started).to_query();
     let body = client
         .get(server.url(&format!("/announce?{query}")))
         .send()
@@ -54,10 +60,15 @@ async fn registrations_survive_a_restart_and_shutdown_is_clean() {
     assert_eq!(reply.status(), 201, "{}", reply.text().await.unwrap());
     // The peer's address is the real connection's.
     let answer = announce_over_http(&client, &first, &release, 1).await;
-    assert!(matches!(answer, AnnounceResponse::Success(ref s) if s.complete == 1), "{answer:?}");
+    assert!(
+        matches!(answer, AnnounceResponse::Success(ref s) if s.complete == 1),
+        "{answer:?}"
+    );
     let second_peer = announce_over_http(&client, &first, &release, 2).await;
     match second_peer {
-        AnnounceResponse::Success(s) => assert_eq!(s.peers, vec!["127.0.0.1:6881".parse().unwrap()]),
+        AnnounceResponse::Success(s) => {
+            assert_eq!(s.peers, vec!["127.0.0.1:6881".parse().unwrap()])
+        }
         other => panic!("{other:?}"),
     }
     // The client keeps its connection alive; shutdown must close it and still finish fast.
@@ -72,7 +83,9 @@ async fn registrations_survive_a_restart_and_shutdown_is_clean() {
     let answer = announce_over_http(&client, &second, &release, 3).await;
     match answer {
         // Swarms rebuild from announces: the old peers are gone, the registration is not.
-        AnnounceResponse::Success(s) => assert_eq!((s.complete, s.incomplete, s.peers.len()), (1, 0, 0)),
+        AnnounceResponse::Success(s) => {
+            assert_eq!((s.complete, s.incomplete, s.peers.len()), (1, 0, 0))
+        }
         other => panic!("{other:?}"),
     }
     let latest = client
@@ -112,7 +125,10 @@ async fn run_refuses_an_invalid_config_and_an_unusable_database() {
     let error = swarmcdn_tracker::run(config, listener, std::future::pending())
         .await
         .unwrap_err();
-    assert!(matches!(error, swarmcdn_tracker::ServeError::Registry(_)), "{error}");
+    assert!(
+        matches!(error, swarmcdn_tracker::ServeError::Registry(_)),
+        "{error}"
+    );
 }
 
 /// Writes `request` on a new connection.
@@ -128,7 +144,9 @@ async fn read_until(stream: &mut TcpStream, needle: &str, within: Duration) -> O
     let mut buf = [0u8; 4096];
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        let read = tokio::time::timeout_at(deadline, stream.read(&mut buf)).await.ok()?;
+        let read = tokio::time::timeout_at(deadline, stream.read(&mut buf))
+            .await
+            .ok()?;
         match read {
             Ok(0) | Err(_) => return Some(String::from_utf8_lossy(&seen).into_owned()),
             Ok(n) => seen.extend_from_slice(&buf[..n]),
@@ -150,7 +168,9 @@ async fn connections_beyond_max_connections_wait_for_a_free_slot() {
     let server = Running::serve(h.state.clone()).await;
 
     let mut first = send_raw(&server, HEALTH).await;
-    let answer = read_until(&mut first, "ok\n", Duration::from_secs(5)).await.unwrap();
+    let answer = read_until(&mut first, "ok\n", Duration::from_secs(5))
+        .await
+        .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     // `first` stays open (keep-alive) and holds the only slot: the second waits.
     let mut second = send_raw(&server, HEALTH).await;
@@ -180,12 +200,20 @@ async fn a_request_slower_than_the_request_timeout_gets_408() {
         h.token
     );
     let mut stream = send_raw(&server, &request).await;
-    let answer = read_until(&mut stream, "\r\n\r\n", Duration::from_secs(5)).await.unwrap();
+    let answer = read_until(&mut stream, "\r\n\r\n", Duration::from_secs(5))
+        .await
+        .unwrap();
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(4), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
     drop(stream);
-    assert_eq!(errors(&h.metrics().await, "publish", "request_timeout"), 1.0);
+    assert_eq!(
+        errors(&h.metrics().await, "publish", "request_timeout"),
+        1.0
+    );
     assert_eq!(h.state.registered_count(), 0);
     server.stop().await;
 }
@@ -205,14 +233,54 @@ async fn idle_and_slow_header_connections_are_closed() {
         assert!(ended.is_some(), "an idle connection was kept open for 5 s");
     }
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(4), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
     // A connection that keeps talking is not cut off.
     let mut busy = send_raw(&server, HEALTH).await;
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(600)).await;
         busy.write_all(HEALTH.as_bytes()).await.unwrap();
     }
-    let answers = read_until(&mut busy, "never appears", Duration::from_secs(3)).await.unwrap();
+    let answers = read_until(&mut busy, "never appears", Duration::from_secs(3))
+        .await
+        .unwrap();
     assert_eq!(answers.matches("HTTP/1.1 200").count(), 4, "{answers}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_purge_task_drops_silent_peers_while_serving() {
+    let mut config = test_config();
+    config.announce_interval_secs = 1;
+    config.min_announce_interval_secs = 1;
+    config.peer_timeout_intervals = 1;
+    config.purge_interval_secs = 1;
+    let h = Harness::with_config(config);
+    let release = Release::small("share-button", "1.0.0", 1, &h.key);
+    h.publish(&release).await;
+    let server = Running::serve(h.state.clone()).await;
+    for n in 1..=3u8 {
+        h.announce(
+            &announce_request(release.info_hash, n, 6881, 0, AnnounceEvent::Started),
+            addr(&format!("192.0.2.{n}:1")),
+        )
+        .await
+        .success();
+    }
+    assert_eq!(h.peer_count(), (3, 3));
+    // Peers time out after 1 s; the sweep runs every second. Poll rather than guess.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while h.peer_count() != (0, 0) {
+        assert!(
+            Instant::now() < deadline,
+            "peers not purged: {:?}",
+            h.peer_count()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The registration outlives the swarm.
+    assert!(h.state.is_registered(&release.info_hash));
     server.stop().await;
 }

@@ -42,7 +42,10 @@ async fn publish_announce_fetch_update_and_withdraw() {
     assert_eq!(latest.headers[header::CACHE_CONTROL], "no-cache");
     let manifest = SignedManifest::from_json(&latest.body).unwrap();
     assert_eq!(manifest, v1.manifest);
-    assert_eq!(manifest.verify_with(&key).unwrap().info_hash(), v1.info_hash);
+    assert_eq!(
+        manifest.verify_with(&key).unwrap().info_hash(),
+        v1.info_hash
+    );
     let exact = h.get("/api/v1/assets/share-button/1.0.0").await;
     assert_eq!(exact.status, StatusCode::OK);
     assert_eq!(exact.body, latest.body);
@@ -61,7 +64,10 @@ async fn publish_announce_fetch_update_and_withdraw() {
     );
     let etag = torrent.headers[header::ETAG].clone();
     assert_eq!(etag, format!("\"{}\"", v1.info_hash).as_str());
-    assert_eq!(Metainfo::from_bytes(&torrent.body).unwrap().info_hash(), v1.info_hash);
+    assert_eq!(
+        Metainfo::from_bytes(&torrent.body).unwrap().info_hash(),
+        v1.info_hash
+    );
     // Base32 names the same torrent; a revalidation with the tag is a 304.
     let by_base32 = h
         .get(&format!("/api/v1/torrents/{}", v1.info_hash.to_base32()))
@@ -80,12 +86,18 @@ async fn publish_announce_fetch_update_and_withdraw() {
     h.publish(&v2).await;
     let latest = h.get("/api/v1/assets/share-button").await;
     let manifest = SignedManifest::from_json(&latest.body).unwrap();
-    assert_eq!(manifest.verify_with(&key).unwrap().version().to_string(), "2.0.0");
+    assert_eq!(
+        manifest.verify_with(&key).unwrap().version().to_string(),
+        "2.0.0"
+    );
     assert_eq!(
         latest.headers[header::ETAG],
         format!("\"{}\"", v2.info_hash).as_str()
     );
-    assert_eq!(h.get("/api/v1/assets/share-button/1.0.0").await.status, StatusCode::OK);
+    assert_eq!(
+        h.get("/api/v1/assets/share-button/1.0.0").await.status,
+        StatusCode::OK
+    );
 
     // Withdraw 1.0.0: announces refused, swarm dropped, metainfo gone; 2.0.0 unaffected.
     let reply = h.delete_release("share-button", "1.0.0", &h.token).await;
@@ -96,7 +108,9 @@ async fn publish_announce_fetch_update_and_withdraw() {
     );
     assert_eq!(h.peer_count(), (0, 0));
     assert_eq!(
-        h.get(&format!("/api/v1/torrents/{}", v1.info_hash)).await.status,
+        h.get(&format!("/api/v1/torrents/{}", v1.info_hash))
+            .await
+            .status,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
@@ -114,7 +128,10 @@ async fn publish_announce_fetch_update_and_withdraw() {
     assert_eq!(metric(&metrics, "tracker_releases_published_total"), 2.0);
     assert_eq!(metric(&metrics, "tracker_registered_torrents"), 1.0);
     assert!(
-        metric(&metrics, "tracker_request_duration_seconds_count{endpoint=\"publish\"}") >= 2.0
+        metric(
+            &metrics,
+            "tracker_request_duration_seconds_count{endpoint=\"publish\"}"
+        ) >= 2.0
     );
 }
 
@@ -122,9 +139,15 @@ async fn publish_announce_fetch_update_and_withdraw() {
 async fn probes_answer() {
     let h = Harness::new();
     let health = h.get("/healthz").await;
-    assert_eq!((health.status, health.text().as_str()), (StatusCode::OK, "ok\n"));
+    assert_eq!(
+        (health.status, health.text().as_str()),
+        (StatusCode::OK, "ok\n")
+    );
     let ready = h.get("/readyz").await;
-    assert_eq!((ready.status, ready.text().as_str()), (StatusCode::OK, "ready\n"));
+    assert_eq!(
+        (ready.status, ready.text().as_str()),
+        (StatusCode::OK, "ready\n")
+    );
     let metrics = h.get("/metrics").await;
     assert!(
         metrics.headers[header::CONTENT_TYPE]
