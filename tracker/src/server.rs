@@ -87,6 +87,8 @@ pub async fn serve(
         Duration::from_secs(config.limits.idle_timeout_secs),
         state.metrics().connections().clone(),
     )
+    // A no-op tap: it makes axum's `Connected` impl for tapped listeners give handlers the
+    // peer's `SocketAddr`, which a custom listener does not get otherwise.
     .tap_io(|_| {});
     let stopping = CancellationToken::new();
     let signal = {
