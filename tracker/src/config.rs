@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use swarmcdn_proto::tracker::MAX_SCRAPE_HASHES;
 
 use crate::swarm::StoreConfig;
 
@@ -86,7 +87,8 @@ pub struct Config {
     /// twice the largest swarm we plan for.
     pub max_peers_per_torrent: u32,
 
-    /// The most info-hashes one scrape request may ask about; a longer request is refused.
+    /// The most info-hashes one scrape request may ask about (at most [`MAX_SCRAPE_HASHES`]);
+    /// a longer request is refused.
     pub max_scrape_hashes: u32,
 
     /// Reverse proxies whose `X-Forwarded-For` header is believed. A request from any other
@@ -94,7 +96,8 @@ pub struct Config {
     /// Empty by default: with no proxy in front, the header is a client's free claim.
     pub trusted_proxies: Vec<IpAddr>,
 
-    /// Whether `GET /metrics` serves Prometheus metrics.
+    /// Whether `GET /metrics` serves Prometheus metrics. The endpoint is unauthenticated: keep
+    /// it away from the public side of a reverse proxy.
     pub metrics_enabled: bool,
 
     /// Bounds on what one client can make the server hold or do.
@@ -117,6 +120,11 @@ pub struct Limits {
     /// Seconds a request may take, from its first byte to the end of its response, before it
     /// is cut off. Stops slow clients from holding connections open.
     pub request_timeout_secs: u64,
+
+    /// Seconds a connection may go without sending or receiving a byte before it is closed:
+    /// bounds clients that send their headers slowly or open connections and never use them,
+    /// and idle kept-alive connections.
+    pub idle_timeout_secs: u64,
 
     /// Most connections served at once; further ones wait to be accepted. Keep the process's
     /// open-file limit above this.
@@ -149,6 +157,7 @@ impl Default for Limits {
             max_query_bytes: 8 * 1024,
             max_publish_body_bytes: 16 * 1024 * 1024,
             request_timeout_secs: 10,
+            idle_timeout_secs: 60,
             max_connections: 8_192,
         }
     }
@@ -214,6 +223,12 @@ impl Config {
         if self.max_scrape_hashes == 0 {
             return invalid("max_scrape_hashes", "must be at least 1");
         }
+        if self.max_scrape_hashes as usize > MAX_SCRAPE_HASHES {
+            return invalid(
+                "max_scrape_hashes",
+                "must be at most 64 (the wire parser's bound)",
+            );
+        }
         let limits = &self.limits;
         if limits.max_query_bytes == 0 {
             return invalid("limits.max_query_bytes", "must be at least 1");
@@ -223,6 +238,9 @@ impl Config {
         }
         if limits.request_timeout_secs == 0 {
             return invalid("limits.request_timeout_secs", "must be at least 1");
+        }
+        if limits.idle_timeout_secs == 0 {
+            return invalid("limits.idle_timeout_secs", "must be at least 1");
         }
         if limits.max_connections == 0 {
             return invalid("limits.max_connections", "must be at least 1");
@@ -336,6 +354,11 @@ mod tests {
             ("numwant_max = 1001", "numwant_max"),
             ("max_peers_per_torrent = 0", "max_peers_per_torrent"),
             ("max_scrape_hashes = 0", "max_scrape_hashes"),
+            ("max_scrape_hashes = 65", "max_scrape_hashes"),
+            (
+                "[limits]\nidle_timeout_secs = 0",
+                "limits.idle_timeout_secs",
+            ),
             ("[limits]\nmax_query_bytes = 0", "limits.max_query_bytes"),
             (
                 "[limits]\nmax_publish_body_bytes = 0",

@@ -10,6 +10,8 @@
 //! | [`swarm`] | the [`PeerStore`](swarm::PeerStore) trait and the sharded in-memory store: who is in which swarm, and whom to introduce to whom |
 //! | [`registry`] | publishers, releases and torrents in SQLite (embedded) |
 //! | [`config`] | the service's one configuration struct, read from TOML |
+//! | [`http`] | the HTTP service: announce, scrape, the publish and asset API, metrics, probes |
+//! | [`server`] | running it: [`run`] serves until a shutdown signal, then stops cleanly |
 //!
 //! The announce path touches only the swarm store and an in-memory set of registered
 //! info-hashes; SQLite is for publishing and for the release API, both rare by comparison.
@@ -43,5 +45,10 @@
 //! ```
 
 pub mod config;
+pub mod http;
 pub mod registry;
+pub mod server;
 pub mod swarm;
+
+pub use http::{AppState, router};
+pub use server::{ServeError, run, serve};

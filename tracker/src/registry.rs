@@ -35,9 +35,11 @@ use rand::Rng;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
 use swarmcdn_proto::InfoHash;
+use swarmcdn_proto::manifest::{NameError, ReleaseName};
 
-/// Longest publisher or release name accepted.
-pub const MAX_NAME_LEN: usize = 64;
+/// Longest publisher or release name accepted (that of [`ReleaseName`]); versions are held to
+/// the same length.
+pub const MAX_NAME_LEN: usize = ReleaseName::MAX_LEN;
 
 /// Random bytes in a publisher token (shown to the publisher as twice as many hex digits).
 pub const TOKEN_BYTES: usize = 32;
@@ -112,13 +114,13 @@ pub enum RegistryError {
         /// Version text.
         version: String,
     },
-    /// A publisher or release name outside the allowed form.
+    /// A publisher name outside the allowed form (that of a [`ReleaseName`]).
     #[error("invalid name {name:?}: {reason}")]
     InvalidName {
-        /// The name given.
+        /// The name given (cut after [`MAX_NAME_LEN`] + 1 characters).
         name: String,
         /// What is wrong with it.
-        reason: &'static str,
+        reason: NameError,
     },
     /// A version that is not a semantic version we accept.
     #[error("invalid version {version:?}: {reason}")]
@@ -362,13 +364,13 @@ impl Registry {
     pub fn insert_release(
         &self,
         publisher: &Publisher,
-        name: &str,
+        name: &ReleaseName,
         version: &str,
         info_hash: &InfoHash,
         manifest: &[u8],
         metainfo: &[u8],
     ) -> Result<Release, RegistryError> {
-        validate_name(name)?;
+        let name = name.as_str();
         let parsed = parse_version(version)?;
         // SQLite integers are signed 64-bit; semver numbers are unsigned.
         let number = |n: u64| {
@@ -541,6 +543,13 @@ impl Registry {
         Ok(InfoHash(info_hash))
     }
 
+    /// Checks that the database answers a query (the service's readiness probe).
+    pub fn ping(&self) -> Result<(), RegistryError> {
+        self.connection()
+            .query_row("SELECT count(*) FROM publishers", [], |_| Ok(()))?;
+        Ok(())
+    }
+
     /// Every registered info-hash, for the in-memory set the announce path checks.
     pub fn registered_info_hashes(&self) -> Result<Vec<InfoHash>, RegistryError> {
         let connection = self.connection();
@@ -613,36 +622,15 @@ fn release_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Release, RegistryE
     }))
 }
 
-/// Checks a publisher or release name: 1 to [`MAX_NAME_LEN`] characters of lowercase ASCII
-/// letters, digits, `-`, `_` and `.`, starting with a letter or digit. Names appear in URLs
-/// (`/api/v1/assets/NAME`) and paths, so they are kept to characters that need no escaping.
+/// Checks a publisher name by the rules of release names ([`ReleaseName`]): both appear in
+/// URLs, paths and log lines, so both keep to characters that need no escaping.
 fn validate_name(name: &str) -> Result<(), RegistryError> {
-    let invalid = |reason| {
-        Err(RegistryError::InvalidName {
+    ReleaseName::new(name)
+        .map(drop)
+        .map_err(|reason| RegistryError::InvalidName {
             name: name.chars().take(MAX_NAME_LEN + 1).collect(),
             reason,
         })
-    };
-    if name.is_empty() {
-        return invalid("empty");
-    }
-    if name.len() > MAX_NAME_LEN {
-        return invalid("longer than 64 bytes");
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
-    {
-        return invalid("only a-z, 0-9, '-', '_' and '.' are allowed");
-    }
-    if !name
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphanumeric())
-    {
-        return invalid("must start with a letter or digit");
-    }
-    Ok(())
 }
 
 /// Parses a version: strict semver, without build metadata (which semver precedence ignores,
@@ -695,7 +683,7 @@ mod tests {
     ) -> Result<Release, RegistryError> {
         registry.insert_release(
             publisher,
-            name,
+            &name.parse().unwrap(),
             version,
             &ih(n),
             format!("manifest {name} {version}").as_bytes(),

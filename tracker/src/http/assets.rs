@@ -1,0 +1,173 @@
+//! What sites fetch before joining a swarm: signed manifests and metainfo.
+//!
+//! * `GET /api/v1/assets/{name}`: the latest release's signed manifest (JSON). "Latest" moves
+//!   when a release is published, so caches must revalidate (`no-cache`) and get a cheap 304
+//!   when nothing changed.
+//! * `GET /api/v1/assets/{name}/{version}`: a given release's manifest. A version's manifest
+//!   does not change, but the publisher can withdraw it, so caches keep it for minutes only.
+//! * `GET /api/v1/torrents/{info_hash}`: the metainfo bytes, exactly as published. An
+//!   info-hash names one info dictionary for ever, so this is cached as immutable.
+//!
+//! The entity tag of each is the release's info-hash: one release has one torrent and one
+//! torrent belongs to one release, so the tag changes exactly when the content does.
+//! The site checks the manifest's signature and the torrent's info-hash itself: these
+//! endpoints are a convenience, not a root of trust.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use swarmcdn_proto::InfoHash;
+use swarmcdn_proto::manifest::ReleaseName;
+
+use super::{AppState, Error};
+use crate::registry::Release;
+
+/// `Cache-Control` of the latest manifest.
+const LATEST_CACHE: &str = "no-cache";
+/// `Cache-Control` of a given version's manifest.
+const VERSION_CACHE: &str = "public, max-age=300";
+/// `Cache-Control` of metainfo.
+const TORRENT_CACHE: &str = "public, max-age=31536000, immutable";
+
+/// `GET /api/v1/assets/{name}`.
+pub(crate) async fn latest(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let name = release_name(&name)?;
+    let registry = state.registry().clone();
+    let release = tokio::task::spawn_blocking(move || registry.latest_release(name.as_str()))
+        .await??
+        .ok_or_else(|| not_found("no release of that name"))?;
+    Ok(manifest_response(release, LATEST_CACHE, &headers))
+}
+
+/// `GET /api/v1/assets/{name}/{version}`.
+pub(crate) async fn version(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let name = release_name(&name)?;
+    let registry = state.registry().clone();
+    let release = tokio::task::spawn_blocking(move || registry.release(name.as_str(), &version))
+        .await??
+        .ok_or_else(|| not_found("no such release"))?;
+    Ok(manifest_response(release, VERSION_CACHE, &headers))
+}
+
+/// `GET /api/v1/torrents/{info_hash}`; the hash in hex or base32.
+pub(crate) async fn torrent(
+    State(state): State<AppState>,
+    Path(text): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let info_hash = InfoHash::from_text(&text).map_err(|_| {
+        Error::api(
+            StatusCode::BAD_REQUEST,
+            "bad_info_hash",
+            "the info-hash must be 40 hex digits or 32 base32 characters",
+        )
+    })?;
+    let registry = state.registry().clone();
+    let metainfo = tokio::task::spawn_blocking(move || registry.torrent(&info_hash))
+        .await??
+        .ok_or_else(|| not_found("no registered torrent with that info-hash"))?;
+    let etag = etag(&info_hash);
+    let mut response = if matches_etag(&headers, &etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-bittorrent"),
+            )],
+            metainfo,
+        )
+            .into_response()
+    };
+    set_caching(&mut response, etag, TORRENT_CACHE);
+    Ok(response)
+}
+
+fn release_name(text: &str) -> Result<ReleaseName, Error> {
+    ReleaseName::new(text).map_err(|e| {
+        Error::api(
+            StatusCode::BAD_REQUEST,
+            "bad_name",
+            format!("bad release name: {e}"),
+        )
+    })
+}
+
+fn not_found(message: &'static str) -> Error {
+    Error::api(StatusCode::NOT_FOUND, "not_found", message)
+}
+
+fn manifest_response(release: Release, cache: &'static str, headers: &HeaderMap) -> Response {
+    let etag = etag(&release.info_hash);
+    let mut response = if matches_etag(headers, &etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            release.manifest,
+        )
+            .into_response()
+    };
+    set_caching(&mut response, etag, cache);
+    response
+}
+
+/// The strong entity tag of a release: its info-hash, quoted.
+fn etag(info_hash: &InfoHash) -> HeaderValue {
+    // Hex digits and quotes are always a valid header value.
+    HeaderValue::from_str(&format!("\"{info_hash}\"")).unwrap_or(HeaderValue::from_static("\"\""))
+}
+
+/// Whether `If-None-Match` lists `etag` (or `*`).
+fn matches_etag(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    let Ok(etag) = etag.to_str() else {
+        return false;
+    };
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == etag || tag == "*")
+}
+
+fn set_caching(response: &mut Response, etag: HeaderValue, cache: &'static str) {
+    let headers = response.headers_mut();
+    headers.insert(header::ETAG, etag);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_is_matched_by_tag_list_and_star() {
+        let tag = etag(&InfoHash([0xab; 20]));
+        let mut headers = HeaderMap::new();
+        assert!(!matches_etag(&headers, &tag));
+        headers.insert(
+            header::IF_NONE_MATCH,
+            format!("\"x\", W/{}", tag.to_str().unwrap())
+                .parse()
+                .unwrap(),
+        );
+        assert!(matches_etag(&headers, &tag));
+        headers.insert(header::IF_NONE_MATCH, "*".parse().unwrap());
+        assert!(matches_etag(&headers, &tag));
+        headers.insert(header::IF_NONE_MATCH, "\"other\"".parse().unwrap());
+        assert!(!matches_etag(&headers, &tag));
+    }
+}

@@ -1,0 +1,44 @@
+//! `swarmcdn-tracker`: parse the command line, load the configuration, start logging, call
+//! the library. Commands and their help live in `cli.rs`.
+
+mod cli;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Logs go to stderr; RUST_LOG overrides the default level (info).
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if cli.print_config {
+        print!("{}", swarmcdn_tracker::config::Config::default().to_toml()?);
+        return Ok(());
+    }
+    let config = cli::load_config(&cli)?;
+    match cli.command {
+        Some(Command::Serve { listen }) => {
+            tokio::runtime::Runtime::new()?.block_on(cli::serve(config, listen))
+        }
+        Some(Command::Publisher(command)) => cli::publisher(&config, command),
+        None => anyhow::bail!("no command given; see `swarmcdn-tracker --help`"),
+    }
+}
