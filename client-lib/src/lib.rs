@@ -8,3 +8,5 @@
 //!   late; every piece SHA-1-checked whatever its source;
 //! - the cache (memory for small releases, disk for large ones) and seeding back to other sites;
 //! - `router()`: serves verified files to browsers, never a `.torrent`.
+
+pub mod scheduler;
