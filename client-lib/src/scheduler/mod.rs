@@ -57,12 +57,11 @@ pub use geometry::PieceGeometry;
 
 use peer::{Peer, ReqInfo};
 
-/// The most peers a block is requested from at once in endgame.
+/// The most peers a block is requested from at once in endgame. (A *late* block, one whose
+/// every request is overdue, may be asked of each peer that has it, once, when no web seed
+/// is usable: a cap there could leave a block stuck with stalled peers.)
 pub const ENDGAME_REQUESTS_PER_BLOCK: usize = 2;
 
-/// The most peers a block is requested from at once when its requests are overdue and no
-/// web seed is usable.
-pub const OVERDUE_REQUESTS_PER_BLOCK: usize = 3;
 
 /// A connection, numbered by the session (the scheduler never sees addresses). Keys are not
 /// reused within one torrent.
@@ -125,6 +124,18 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// The peer the action is for, if it is for a peer.
+    pub fn peer(&self) -> Option<PeerKey> {
+        match *self {
+            Action::Interested { peer, .. }
+            | Action::Request { peer, .. }
+            | Action::Cancel { peer, .. } => Some(peer),
+            Action::HttpFetch { .. } => None,
+        }
+    }
+}
+
 /// What to do with a received block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockVerdict {
@@ -177,13 +188,40 @@ struct ActivePiece {
     unrequested: u32,
     /// Blocks received.
     received: u32,
-    /// Outstanding requests past their deadline.
-    overdue_reqs: u32,
+    /// Late blocks (see [`Slot::is_late`]).
+    late: u32,
 }
 
 impl ActivePiece {
+    fn new(blocks: u32) -> Self {
+        ActivePiece {
+            blocks: (0..blocks).map(|_| Slot::default()).collect(),
+            unrequested: blocks,
+            received: 0,
+            late: 0,
+        }
+    }
+
     fn all_received(&self) -> bool {
         self.received as usize == self.blocks.len()
+    }
+
+    /// Changes one slot through `change`, keeping the piece's counters right: the only
+    /// way slots are changed.
+    fn update_slot<T>(&mut self, block: u32, change: impl FnOnce(&mut Slot) -> T) -> Option<T> {
+        let slot = self.blocks.get_mut(block as usize)?;
+        let before = (slot.is_unrequested(), slot.received.is_some(), slot.is_late());
+        let out = change(slot);
+        let after = (slot.is_unrequested(), slot.received.is_some(), slot.is_late());
+        let adjust = |n: &mut u32, was: bool, is: bool| match (was, is) {
+            (false, true) => *n += 1,
+            (true, false) => *n -= 1,
+            _ => {}
+        };
+        adjust(&mut self.unrequested, before.0, after.0);
+        adjust(&mut self.received, before.1, after.1);
+        adjust(&mut self.late, before.2, after.2);
+        Some(out)
     }
 }
 
@@ -194,6 +232,19 @@ struct Slot {
     received: Option<PeerKey>,
     /// Who has an outstanding request for it.
     requesters: Vec<PeerKey>,
+    /// How many of those requests are not yet overdue.
+    timely: u32,
+}
+
+impl Slot {
+    fn is_unrequested(&self) -> bool {
+        self.received.is_none() && self.requesters.is_empty()
+    }
+
+    /// Requested, not received, and every request for it overdue.
+    fn is_late(&self) -> bool {
+        self.received.is_none() && !self.requesters.is_empty() && self.timely == 0
+    }
 }
 
 /// One web seed.
@@ -225,7 +276,7 @@ pub struct Scheduler {
     orphans: BTreeSet<u32>,
     /// Active pieces with unrequested blocks that some usable peer has.
     partial: BTreeSet<u32>,
-    /// Active pieces with an overdue request.
+    /// Active pieces with a late block (every request for it overdue).
     overdue: BTreeSet<u32>,
     /// Pieces with peer requests or received blocks.
     active: BTreeMap<u32, ActivePiece>,
@@ -461,7 +512,8 @@ impl Scheduler {
         self.settle(piece);
     }
 
-    /// The connection is gone (closed, failed or banned). Its requests are freed at once.
+    /// The connection is gone (closed, failed or banned). Its requests are freed at once,
+    /// and actions queued for it are dropped.
     pub fn peer_disconnected(&mut self, peer: PeerKey) {
         if !self.peers.contains_key(&peer) {
             return;
@@ -472,6 +524,8 @@ impl Scheduler {
         }
         self.peers.remove(&peer);
         self.rejected_once.retain(|&(_, key)| key != peer);
+        // Cancels or interest changes queued for it have no connection to go to.
+        self.pending.retain(|a| a.peer() != Some(peer));
     }
 
     /// A block arrived. Only a block we asked this very peer for is [`BlockVerdict::Expected`];
@@ -515,21 +569,16 @@ impl Scheduler {
         self.forget_request(peer, piece, block, info);
         self.stats.blocks_received += 1;
         self.stats.bytes_received_from_peers += u64::from(length);
-        let others = match self.active.get_mut(&piece) {
-            Some(a) => match a.blocks.get_mut(block as usize) {
-                Some(slot) => {
+        let others = self
+            .active
+            .get_mut(&piece)
+            .and_then(|a| {
+                a.update_slot(block, |slot| {
                     slot.received = Some(peer);
-                    a.received += 1;
-                    if slot.requesters.is_empty() {
-                        // `forget_request` counted it as unrequested again.
-                        a.unrequested -= 1;
-                    }
                     slot.requesters.clone()
-                }
-                None => Vec::new(),
-            },
-            None => Vec::new(),
-        };
+                })
+            })
+            .unwrap_or_default();
         for other in others {
             self.cancel_request(other, piece, block);
         }
@@ -723,7 +772,7 @@ impl Scheduler {
                 info.overdue = true;
             }
             if let Some(a) = self.active.get_mut(&piece) {
-                a.overdue_reqs += 1;
+                a.update_slot(block, |slot| slot.timely -= 1);
             }
             self.stats.overdue_requests += 1;
             self.reindex(piece);
@@ -856,7 +905,7 @@ impl Scheduler {
         let mut picks: Vec<(u32, u32)> = Vec::new();
         let mut steps = 0u64;
 
-        // 1. Blocks whose every request is overdue, when no web seed can step in.
+        // 1. Late blocks (every request overdue), when no web seed can step in.
         if duplicates_allowed {
             for &piece in &self.overdue {
                 steps += 1;
@@ -873,20 +922,8 @@ impl Scheduler {
                     if free == 0 {
                         break;
                     }
-                    let b = b as u32;
-                    let all_overdue = slot.requesters.iter().all(|r| {
-                        self.peers
-                            .get(r)
-                            .and_then(|rp| rp.reqs.get(&(piece, b)))
-                            .is_some_and(|info| info.overdue)
-                    });
-                    if slot.received.is_none()
-                        && !slot.requesters.is_empty()
-                        && slot.requesters.len() < OVERDUE_REQUESTS_PER_BLOCK
-                        && !slot.requesters.contains(&key)
-                        && all_overdue
-                    {
-                        picks.push((piece, b));
+                    if slot.is_late() && !slot.requesters.contains(&key) {
+                        picks.push((piece, b as u32));
                         free -= 1;
                     }
                 }
@@ -909,7 +946,7 @@ impl Scheduler {
                 if free == 0 {
                     break;
                 }
-                if slot.received.is_none() && slot.requesters.is_empty() {
+                if slot.is_unrequested() {
                     picks.push((piece, b as u32));
                     free -= 1;
                 }
@@ -933,7 +970,9 @@ impl Scheduler {
             }
         }
 
-        // 4. Endgame: every missing block a peer could give us has been asked for.
+        // 4. Endgame: every missing block a peer could give us has been asked for. (Blocks
+        // picked in step 1 are not yet marked as requested by this peer.)
+        let overdue_picked: BTreeSet<(u32, u32)> = picks.iter().copied().collect();
         let endgame = self.config.endgame
             && self.candidates.is_empty()
             && self.partial.is_empty()
@@ -956,6 +995,7 @@ impl Scheduler {
                         && !slot.requesters.is_empty()
                         && slot.requesters.len() < ENDGAME_REQUESTS_PER_BLOCK
                         && !slot.requesters.contains(&key)
+                        && !overdue_picked.contains(&(piece, b as u32))
                     {
                         endgame_picks.push((piece, b as u32));
                         free -= 1;
@@ -989,15 +1029,7 @@ impl Scheduler {
 
     fn activate(&mut self, piece: u32) {
         let blocks = self.geo.block_count(piece, self.config.block_size);
-        self.active.insert(
-            piece,
-            ActivePiece {
-                blocks: (0..blocks).map(|_| Slot::default()).collect(),
-                unrequested: blocks,
-                received: 0,
-                overdue_reqs: 0,
-            },
-        );
+        self.active.insert(piece, ActivePiece::new(blocks));
         self.reindex(piece);
     }
 
@@ -1006,18 +1038,23 @@ impl Scheduler {
         let Some(a) = self.active.get_mut(&piece) else {
             return;
         };
-        let Some(slot) = a.blocks.get_mut(block as usize) else {
-            return;
-        };
         let Some(p) = self.peers.get_mut(&key) else {
             return;
         };
-        if slot.requesters.is_empty() {
-            a.unrequested -= 1;
-        } else {
+        let Some(slot) = a.blocks.get(block as usize) else {
+            return;
+        };
+        if slot.requesters.contains(&key) || slot.received.is_some() {
+            debug_assert!(false, "request for block {block} of {piece} twice");
+            return;
+        }
+        if !slot.requesters.is_empty() {
             self.stats.duplicate_requests += 1;
         }
-        slot.requesters.push(key);
+        a.update_slot(block, |slot| {
+            slot.requesters.push(key);
+            slot.timely += 1;
+        });
         if p.reqs.is_empty() {
             p.est.restart_window(now);
         }
@@ -1051,15 +1088,12 @@ impl Scheduler {
             self.deadlines.remove(&(info.deadline, key, piece, block));
         }
         if let Some(a) = self.active.get_mut(&piece) {
-            if info.overdue {
-                a.overdue_reqs -= 1;
-            }
-            if let Some(slot) = a.blocks.get_mut(block as usize) {
+            a.update_slot(block, |slot| {
                 slot.requesters.retain(|&r| r != key);
-                if slot.requesters.is_empty() && slot.received.is_none() {
-                    a.unrequested += 1;
+                if !info.overdue {
+                    slot.timely -= 1;
                 }
-            }
+            });
         }
     }
 
@@ -1269,7 +1303,7 @@ impl Scheduler {
                 if a.unrequested > 0 && avail > 0 {
                     self.partial.insert(piece);
                 }
-                if a.overdue_reqs > 0 {
+                if a.late > 0 {
                     self.overdue.insert(piece);
                 }
             }
@@ -1341,7 +1375,7 @@ impl Scheduler {
             if let Some(a) = act {
                 let mut unrequested = 0;
                 let mut received = 0;
-                let mut overdue = 0;
+                let mut late = 0;
                 for (b, slot) in a.blocks.iter().enumerate() {
                     if slot.received.is_some() {
                         received += 1;
@@ -1349,18 +1383,21 @@ impl Scheduler {
                     } else if slot.requesters.is_empty() {
                         unrequested += 1;
                     }
+                    let mut timely = 0;
                     for r in &slot.requesters {
                         let info = self.peers[r].reqs[&(piece, b as u32)];
-                        overdue += u32::from(info.overdue);
+                        timely += u32::from(!info.overdue);
                     }
-                    assert!(
-                        slot.requesters.len() <= OVERDUE_REQUESTS_PER_BLOCK,
-                        "too many requesters"
-                    );
+                    assert_eq!(slot.timely, timely, "timely requests of {piece}/{b}");
+                    late += u32::from(slot.is_late());
+                    let mut requesters = slot.requesters.clone();
+                    requesters.sort_unstable();
+                    requesters.dedup();
+                    assert_eq!(requesters.len(), slot.requesters.len(), "a requester twice");
                 }
                 assert_eq!(a.unrequested, unrequested, "unrequested of {piece}");
                 assert_eq!(a.received, received, "received of {piece}");
-                assert_eq!(a.overdue_reqs, overdue, "overdue of {piece}");
+                assert_eq!(a.late, late, "late blocks of {piece}");
                 assert!(
                     received > 0 || unrequested < a.blocks.len() as u32,
                     "idle piece {piece} left active"
@@ -1383,7 +1420,7 @@ impl Scheduler {
             );
             assert_eq!(
                 self.overdue.contains(&piece),
-                open && act.is_some_and(|a| a.overdue_reqs > 0)
+                open && act.is_some_and(|a| a.late > 0)
             );
             if let Some(seed) = self.http[i] {
                 assert!(
