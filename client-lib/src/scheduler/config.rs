@@ -154,7 +154,11 @@ mod tests {
         .sanitized();
         assert_eq!(config.block_size, 1);
         assert_eq!(
-            (config.min_pipeline, config.max_pipeline, config.initial_pipeline),
+            (
+                config.min_pipeline,
+                config.max_pipeline,
+                config.initial_pipeline
+            ),
             (1, 1, 1)
         );
         assert_eq!(config.initial_peer_wait, MAX_DURATION);

@@ -93,7 +93,7 @@ impl PieceGeometry {
         length: u32,
         block_size: u32,
     ) -> Option<u32> {
-        if piece >= self.piece_count || begin % block_size != 0 {
+        if piece >= self.piece_count || !begin.is_multiple_of(block_size) {
             return None;
         }
         let block = begin / block_size;
@@ -128,7 +128,11 @@ mod tests {
         assert_eq!(geometry.block_index(1, 0, 8 * 1024, bs), Some(0));
         assert_eq!(geometry.block_index(1, 0, bs, bs), None, "too long");
         assert_eq!(geometry.block_index(0, 1, bs, bs), None, "misaligned");
-        assert_eq!(geometry.block_index(0, 2 * bs, bs, bs), None, "past the piece");
+        assert_eq!(
+            geometry.block_index(0, 2 * bs, bs, bs),
+            None,
+            "past the piece"
+        );
         assert_eq!(geometry.block_index(2, 0, bs, bs), None, "no such piece");
         assert_eq!(geometry.block_index(0, u32::MAX - 16383, bs, bs), None);
     }

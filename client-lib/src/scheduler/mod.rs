@@ -14,12 +14,20 @@
 //! 1. no usable peer has it (connected, and not choking us for longer than
 //!    [`SchedulerConfig::choke_grace`]), once [`SchedulerConfig::initial_peer_wait`] has
 //!    passed since start or [`Scheduler::discovery_settled`] was called; or
-//! 2. a block requested for it is *overdue* (see [`DeadlinePolicy`]). The peer request stays
-//!    outstanding and the first verified copy wins; the loser is cancelled (peer) or ignored
-//!    (HTTP). With no usable web seed, the overdue block is asked of another peer instead.
+//! 2. a block of it is *late*: every outstanding request for it passed its deadline (see
+//!    [`DeadlinePolicy`]; a timely endgame duplicate keeps the block on time). The peer
+//!    requests stay outstanding and the first verified copy wins; the loser is cancelled
+//!    (peer) or ignored (HTTP). With no usable web seed (none, or all backed off) the late
+//!    block is asked of another peer that has it instead; a seed that is merely busy is
+//!    waited for, since its fetch will come.
 //!
 //! Pieces that go to HTTP together and are contiguous are fetched as one range (up to
 //! [`SchedulerConfig::max_http_range_bytes`]), so the origin serves few, cacheable requests.
+//! A piece in an HTTP fetch is not asked of peers until the fetch ends.
+//!
+//! Failures are local: a piece that fails its hash is missing again (every block is fetched
+//! afresh, whatever the source of the bad copy) and the source that sent it is never asked
+//! for it again; peers and seeds may go away at any time and leave no request behind.
 //!
 //! # Peer side
 //! Rarest piece first among pieces usable peers have, with a random tie-break; a piece
@@ -35,6 +43,37 @@
 //! blocks each have their own ordered set; outstanding requests are indexed by deadline.
 //! Each peer counts the idle pieces it holds, so a peer with nothing new to give is skipped
 //! in constant time. Only bitfields (and a peer turning (un)usable) cost O(pieces).
+//!
+//! # Example
+//! ```
+//! use std::time::Instant;
+//!
+//! use rand::SeedableRng;
+//! use swarmcdn_client::scheduler::{
+//!     Action, PieceGeometry, Scheduler, SchedulerConfig, Source, WebSeedKey,
+//! };
+//! use swarmcdn_proto::peer::Bitfield;
+//!
+//! // 40 KiB in 16 KiB pieces, nothing held yet, one web seed and no tracker.
+//! let geometry = PieceGeometry::new(16 * 1024, 40 * 1024).unwrap();
+//! let none = Bitfield::new(geometry.piece_count());
+//! let now = Instant::now();
+//! let mut scheduler = Scheduler::new(geometry, &none, SchedulerConfig::default(), now);
+//! let seed = WebSeedKey(0);
+//! scheduler.add_web_seed(seed);
+//! scheduler.discovery_settled();
+//!
+//! let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+//! let actions = scheduler.poll(now, &mut rng);
+//! assert_eq!(actions, vec![Action::HttpFetch { seed, pieces: 0..3 }]);
+//! // The session fetches the range, hashes each piece and reports back.
+//! for piece in 0..3 {
+//!     scheduler.piece_verified(piece, Source::WebSeed(seed));
+//! }
+//! scheduler.http_fetch_finished(seed, 0..3);
+//! assert!(scheduler.is_complete());
+//! assert_eq!(scheduler.next_wakeup(), None);
+//! ```
 
 mod config;
 mod geometry;
@@ -61,7 +100,6 @@ use peer::{Peer, ReqInfo};
 /// every request is overdue, may be asked of each peer that has it, once, when no web seed
 /// is usable: a cap there could leave a block stuck with stalled peers.)
 pub const ENDGAME_REQUESTS_PER_BLOCK: usize = 2;
-
 
 /// A connection, numbered by the session (the scheduler never sees addresses). Keys are not
 /// reused within one torrent.
@@ -210,9 +248,17 @@ impl ActivePiece {
     /// way slots are changed.
     fn update_slot<T>(&mut self, block: u32, change: impl FnOnce(&mut Slot) -> T) -> Option<T> {
         let slot = self.blocks.get_mut(block as usize)?;
-        let before = (slot.is_unrequested(), slot.received.is_some(), slot.is_late());
+        let before = (
+            slot.is_unrequested(),
+            slot.received.is_some(),
+            slot.is_late(),
+        );
         let out = change(slot);
-        let after = (slot.is_unrequested(), slot.received.is_some(), slot.is_late());
+        let after = (
+            slot.is_unrequested(),
+            slot.received.is_some(),
+            slot.is_late(),
+        );
         let adjust = |n: &mut u32, was: bool, is: bool| match (was, is) {
             (false, true) => *n += 1,
             (true, false) => *n -= 1,
@@ -795,7 +841,8 @@ impl Scheduler {
     fn http_stage(&mut self) {
         let mut exhausted: Vec<WebSeedKey> = Vec::new();
         loop {
-            if self.overdue.is_empty() && (self.orphans.is_empty() || self.peer_wait_until.is_some())
+            if self.overdue.is_empty()
+                && (self.orphans.is_empty() || self.peer_wait_until.is_some())
             {
                 return;
             }
@@ -1058,9 +1105,7 @@ impl Scheduler {
         if p.reqs.is_empty() {
             p.est.restart_window(now);
         }
-        let deadline = now
-            .checked_add(p.est.deadline(&self.config))
-            .unwrap_or(now);
+        let deadline = now.checked_add(p.est.deadline(&self.config)).unwrap_or(now);
         p.reqs.insert(
             (piece, block),
             ReqInfo {
@@ -1265,10 +1310,10 @@ impl Scheduler {
     /// Never use `source` for `piece` again.
     fn exclude(&mut self, piece: u32, source: Source) {
         self.excluded.insert((piece, source));
-        if let Source::Peer(key) = source {
-            if self.peers.get(&key).is_some_and(|p| p.has.has(piece)) {
-                self.set_peer_piece(key, piece, false);
-            }
+        if let Source::Peer(key) = source
+            && self.peers.get(&key).is_some_and(|p| p.has.has(piece))
+        {
+            self.set_peer_piece(key, piece, false);
         }
     }
 
@@ -1343,7 +1388,10 @@ impl Scheduler {
             }
             for (&(piece, block), info) in &p.reqs {
                 assert!(!self.have.has(piece), "request for a piece we have");
-                assert!(p.has.has(piece), "request to {key:?} for piece {piece} it lacks");
+                assert!(
+                    p.has.has(piece),
+                    "request to {key:?} for piece {piece} it lacks"
+                );
                 assert!(
                     !self.is_excluded(piece, Source::Peer(key)),
                     "request to an excluded peer"

@@ -60,7 +60,12 @@ pub(super) struct Peer {
 }
 
 impl Peer {
-    pub(super) fn new(piece_count: u32, fast: bool, now: Instant, config: &SchedulerConfig) -> Self {
+    pub(super) fn new(
+        piece_count: u32,
+        fast: bool,
+        now: Instant,
+        config: &SchedulerConfig,
+    ) -> Self {
         Peer {
             has: Bitfield::new(piece_count),
             fast,
@@ -245,7 +250,11 @@ mod tests {
                 now += per_block;
                 est.block_arrived(ms(100), 16384, now, &config);
             }
-            assert!(est.pipeline <= last + last / 2 + 1, "{} after {last}", est.pipeline);
+            assert!(
+                est.pipeline <= last + last / 2 + 1,
+                "{} after {last}",
+                est.pipeline
+            );
             last = est.pipeline;
         }
         assert!((190..=210).contains(&est.pipeline), "{}", est.pipeline);
