@@ -39,7 +39,7 @@
 //! `poll` runs after every event, so it must not walk every piece for every peer. Piece
 //! availability is kept up to date incrementally, and pieces are indexed by what can happen
 //! to them next: idle pieces some peer has sit in a set ordered by (availability, random
-//! rank); pieces no peer has, begun pieces with unrequested blocks and pieces with overdue
+//! rank); pieces no peer has, begun pieces with unrequested blocks and pieces with late
 //! blocks each have their own ordered set; outstanding requests are indexed by deadline.
 //! Each peer counts the idle pieces it holds, so a peer with nothing new to give is skipped
 //! in constant time. Only bitfields (and a peer turning (un)usable) cost O(pieces).
@@ -188,6 +188,7 @@ pub enum BlockVerdict {
 
 /// Counters for logs and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SchedulerStats {
     /// Pieces verified from peer blocks.
     pub pieces_from_peers: u32,
@@ -323,7 +324,7 @@ pub struct Scheduler {
     /// Active pieces with unrequested blocks that some usable peer has.
     partial: BTreeSet<u32>,
     /// Active pieces with a late block (every request for it overdue).
-    overdue: BTreeSet<u32>,
+    late: BTreeSet<u32>,
     /// Pieces with peer requests or received blocks.
     active: BTreeMap<u32, ActivePiece>,
     /// The web seed fetching each piece, if any.
@@ -373,7 +374,7 @@ impl Scheduler {
             candidates: BTreeSet::new(),
             orphans: BTreeSet::new(),
             partial: BTreeSet::new(),
-            overdue: BTreeSet::new(),
+            late: BTreeSet::new(),
             active: BTreeMap::new(),
             http: vec![None; n],
             deadlines: BTreeSet::new(),
@@ -835,15 +836,13 @@ impl Scheduler {
 
     fn http_eligible(&self, piece: u32) -> bool {
         (self.peer_wait_until.is_none() && self.orphans.contains(&piece))
-            || self.overdue.contains(&piece)
+            || self.late.contains(&piece)
     }
 
     fn http_stage(&mut self) {
         let mut exhausted: Vec<WebSeedKey> = Vec::new();
         loop {
-            if self.overdue.is_empty()
-                && (self.orphans.is_empty() || self.peer_wait_until.is_some())
-            {
+            if self.late.is_empty() && (self.orphans.is_empty() || self.peer_wait_until.is_some()) {
                 return;
             }
             let max = self.config.max_http_in_flight_per_seed;
@@ -877,12 +876,12 @@ impl Scheduler {
         } else {
             None
         };
-        let first_overdue = self
-            .overdue
+        let first_late = self
+            .late
             .iter()
             .copied()
             .find(|&p| !self.is_excluded(p, source));
-        let start = first_orphan.into_iter().chain(first_overdue).min()?;
+        let start = first_orphan.into_iter().chain(first_late).min()?;
         let mut end = start + 1;
         let mut bytes = u64::from(self.geo.piece_len(start));
         while end < self.geo.piece_count() && self.http_eligible(end) {
@@ -942,7 +941,7 @@ impl Scheduler {
         }
     }
 
-    /// Fills `key`'s free request slots: overdue duplicates (if allowed), begun pieces,
+    /// Fills `key`'s free request slots: late blocks (if allowed), begun pieces,
     /// new pieces rarest first, then endgame duplicates.
     fn fill_peer(&mut self, key: PeerKey, now: Instant, duplicates_allowed: bool) {
         let Some(p) = self.peers.get(&key) else {
@@ -954,7 +953,7 @@ impl Scheduler {
 
         // 1. Late blocks (every request overdue), when no web seed can step in.
         if duplicates_allowed {
-            for &piece in &self.overdue {
+            for &piece in &self.late {
                 steps += 1;
                 if free == 0 {
                     break;
@@ -1019,7 +1018,7 @@ impl Scheduler {
 
         // 4. Endgame: every missing block a peer could give us has been asked for. (Blocks
         // picked in step 1 are not yet marked as requested by this peer.)
-        let overdue_picked: BTreeSet<(u32, u32)> = picks.iter().copied().collect();
+        let late_picked: BTreeSet<(u32, u32)> = picks.iter().copied().collect();
         let endgame = self.config.endgame
             && self.candidates.is_empty()
             && self.partial.is_empty()
@@ -1042,7 +1041,7 @@ impl Scheduler {
                         && !slot.requesters.is_empty()
                         && slot.requesters.len() < ENDGAME_REQUESTS_PER_BLOCK
                         && !slot.requesters.contains(&key)
-                        && !overdue_picked.contains(&(piece, b as u32))
+                        && !late_picked.contains(&(piece, b as u32))
                     {
                         endgame_picks.push((piece, b as u32));
                         free -= 1;
@@ -1329,7 +1328,7 @@ impl Scheduler {
         }
         self.orphans.remove(&piece);
         self.partial.remove(&piece);
-        self.overdue.remove(&piece);
+        self.late.remove(&piece);
         let mut is_candidate = false;
         let act = self.active.get(&piece);
         let open = !self.have.has(piece)
@@ -1349,7 +1348,7 @@ impl Scheduler {
                     self.partial.insert(piece);
                 }
                 if a.late > 0 {
-                    self.overdue.insert(piece);
+                    self.late.insert(piece);
                 }
             }
         }
@@ -1467,7 +1466,7 @@ impl Scheduler {
                 open && avail > 0 && act.is_some_and(|a| a.unrequested > 0)
             );
             assert_eq!(
-                self.overdue.contains(&piece),
+                self.late.contains(&piece),
                 open && act.is_some_and(|a| a.late > 0)
             );
             if let Some(seed) = self.http[i] {
