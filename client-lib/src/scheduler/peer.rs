@@ -1,0 +1,262 @@
+//! What the scheduler knows about one connected peer: its pieces, choke state, outstanding
+//! requests, and the latency/throughput estimate that sets its deadline and pipeline depth.
+//!
+//! The pipeline is sized from the bandwidth-delay product, `throughput × minimum latency`,
+//! doubled for headroom. The minimum latency (not the average) is used on purpose: blocks
+//! queued behind a deep pipeline arrive later, and a target built on that queued latency
+//! would grow the pipeline without end. Growth is also limited to 1.5× per measurement
+//! window (one smoothed latency or more), so a block's latency can never jump past the
+//! 2× deadline just because the pipeline grew.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use swarmcdn_proto::peer::Bitfield;
+
+use super::config::{DeadlinePolicy, SchedulerConfig};
+
+/// The shortest window over which a peer's throughput is measured.
+pub(super) const MIN_RATE_WINDOW: Duration = Duration::from_millis(100);
+
+/// Weight of a new latency sample in the smoothed latency (1/8, as for TCP's SRTT).
+const LATENCY_WEIGHT: f64 = 1.0 / 8.0;
+
+/// One request sent to a peer.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ReqInfo {
+    /// When it was sent.
+    pub(super) sent: Instant,
+    /// When it becomes overdue.
+    pub(super) deadline: Instant,
+    /// Whether the deadline has passed (the request then leaves the deadline index).
+    pub(super) overdue: bool,
+}
+
+/// One connected peer.
+#[derive(Debug)]
+pub(super) struct Peer {
+    /// The pieces it has, minus pieces it is excluded from (see `Scheduler::exclude`).
+    pub(super) has: Bitfield,
+    /// BEP 6: a choke does not drop its requests; it rejects them one by one.
+    pub(super) fast: bool,
+    /// Whether it chokes us.
+    pub(super) choked: bool,
+    /// When the current choke began (or the connection, which starts choked).
+    pub(super) choked_since: Instant,
+    /// Whether its pieces count in availability: unchoking us, or choking for less than
+    /// `choke_grace`.
+    pub(super) usable: bool,
+    /// What we last told it.
+    pub(super) interested: bool,
+    /// Pieces it has that we lack.
+    pub(super) wanted: u32,
+    /// Pieces it has that sit in the scheduler's candidate set (a fast "anything new to
+    /// ask it for?" check).
+    pub(super) idle_held: u32,
+    /// Outstanding requests by `(piece, block)`.
+    pub(super) reqs: BTreeMap<(u32, u32), ReqInfo>,
+    /// Latency and throughput.
+    pub(super) est: Estimator,
+}
+
+impl Peer {
+    pub(super) fn new(
+        piece_count: u32,
+        fast: bool,
+        now: Instant,
+        config: &SchedulerConfig,
+    ) -> Self {
+        Peer {
+            has: Bitfield::new(piece_count),
+            fast,
+            choked: true,
+            choked_since: now,
+            usable: true,
+            interested: false,
+            wanted: 0,
+            idle_held: 0,
+            reqs: BTreeMap::new(),
+            est: Estimator::new(config),
+        }
+    }
+
+    /// Requests that may still be sent to it now.
+    pub(super) fn free_slots(&self) -> usize {
+        if self.choked {
+            0
+        } else {
+            self.est.pipeline.saturating_sub(self.reqs.len())
+        }
+    }
+}
+
+/// A peer's smoothed latency, minimum latency, throughput and the pipeline depth they give.
+#[derive(Debug)]
+pub(super) struct Estimator {
+    /// Smoothed request-to-arrival latency; `None` before the first sample.
+    latency: Option<Duration>,
+    /// The smallest latency seen on this connection.
+    min_latency: Option<Duration>,
+    /// Smoothed throughput in bytes per second.
+    rate: Option<f64>,
+    /// The open measurement window: its start and the bytes received since.
+    window: Option<(Instant, u64)>,
+    /// Requests to keep in flight.
+    pub(super) pipeline: usize,
+}
+
+impl Estimator {
+    fn new(config: &SchedulerConfig) -> Self {
+        Estimator {
+            latency: None,
+            min_latency: None,
+            rate: None,
+            window: None,
+            pipeline: config.initial_pipeline,
+        }
+    }
+
+    /// The latency assumed before any sample.
+    fn prior(config: &SchedulerConfig) -> Duration {
+        match config.deadline {
+            DeadlinePolicy::Adaptive {
+                multiplier,
+                initial,
+                ..
+            } => initial.div_f64(multiplier),
+            DeadlinePolicy::Fixed(deadline) => deadline / 2,
+        }
+    }
+
+    /// How long a request sent now may take.
+    pub(super) fn deadline(&self, config: &SchedulerConfig) -> Duration {
+        match config.deadline {
+            DeadlinePolicy::Fixed(deadline) => deadline,
+            DeadlinePolicy::Adaptive {
+                multiplier,
+                floor,
+                cap,
+                initial,
+            } => match self.latency {
+                None => initial,
+                Some(latency) => Duration::try_from_secs_f64(latency.as_secs_f64() * multiplier)
+                    .unwrap_or(cap)
+                    .clamp(floor, cap),
+            },
+        }
+    }
+
+    /// The smoothed latency, if there was a sample.
+    pub(super) fn latency(&self) -> Option<Duration> {
+        self.latency
+    }
+
+    /// A request went out to a peer that had none outstanding: measure from here, so idle
+    /// time does not count against its throughput.
+    pub(super) fn restart_window(&mut self, now: Instant) {
+        self.window = Some((now, 0));
+    }
+
+    /// A requested block of `bytes` arrived `latency` after it was asked for.
+    pub(super) fn block_arrived(
+        &mut self,
+        latency: Duration,
+        bytes: u32,
+        now: Instant,
+        config: &SchedulerConfig,
+    ) {
+        let previous = self.latency.unwrap_or_else(|| Self::prior(config));
+        let smoothed = previous.as_secs_f64() * (1.0 - LATENCY_WEIGHT)
+            + latency.as_secs_f64() * LATENCY_WEIGHT;
+        self.latency = Some(Duration::try_from_secs_f64(smoothed).unwrap_or(latency));
+        self.min_latency = Some(self.min_latency.map_or(latency, |min| min.min(latency)));
+
+        let window_len = MIN_RATE_WINDOW.max(self.latency.unwrap_or(latency));
+        let Some((start, received)) = self.window.as_mut() else {
+            return;
+        };
+        *received += u64::from(bytes);
+        let elapsed = now.saturating_duration_since(*start);
+        if elapsed < window_len || elapsed.is_zero() {
+            return;
+        }
+        let sample = *received as f64 / elapsed.as_secs_f64();
+        self.rate = Some(self.rate.map_or(sample, |rate| (rate + sample) / 2.0));
+        *start = now;
+        *received = 0;
+        self.retune(config);
+    }
+
+    /// Sets the pipeline from the latest throughput: twice the bandwidth-delay product,
+    /// growing at most 1.5× and shrinking at most 2× per window.
+    fn retune(&mut self, config: &SchedulerConfig) {
+        let (Some(rate), Some(min_latency)) = (self.rate, self.min_latency) else {
+            return;
+        };
+        let bdp_blocks = rate * min_latency.as_secs_f64() / f64::from(config.block_size);
+        // `as` saturates (and maps NaN to 0); the clamps below bound it anyway.
+        let target = (2.0 * bdp_blocks).ceil() as usize + 1;
+        let current = self.pipeline;
+        let grow_limit = current + (current / 2).max(1);
+        let shrink_limit = current / 2;
+        self.pipeline = target
+            .clamp(shrink_limit, grow_limit)
+            .clamp(config.min_pipeline, config.max_pipeline);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn deadline_starts_at_initial_and_follows_samples_within_bounds() {
+        let config = SchedulerConfig::default();
+        let t0 = Instant::now();
+        let mut est = Estimator::new(&config);
+        assert_eq!(est.deadline(&config), ms(500));
+        for _ in 0..100 {
+            est.block_arrived(ms(100), 16384, t0, &config);
+        }
+        let deadline = est.deadline(&config);
+        assert!(deadline > ms(199) && deadline < ms(201), "{deadline:?}");
+        for _ in 0..100 {
+            est.block_arrived(ms(1), 16384, t0, &config);
+        }
+        assert_eq!(est.deadline(&config), ms(50), "floor");
+        for _ in 0..100 {
+            est.block_arrived(ms(5000), 16384, t0, &config);
+        }
+        assert_eq!(est.deadline(&config), ms(2000), "cap");
+    }
+
+    #[test]
+    fn pipeline_grows_at_most_one_and_a_half_times_per_window_and_settles_at_twice_the_bdp() {
+        let config = SchedulerConfig::default();
+        let t0 = Instant::now();
+        let mut est = Estimator::new(&config);
+        est.restart_window(t0);
+        // A peer on a 100 ms path that can deliver 1000 blocks/s: BDP = 100 blocks.
+        let mut now = t0;
+        let mut last = est.pipeline;
+        for _ in 0..40 {
+            // It delivers what the pipeline allows in one round trip.
+            let per_block = ms(100) / u32::try_from(est.pipeline.min(100)).unwrap();
+            for _ in 0..est.pipeline.min(100) {
+                now += per_block;
+                est.block_arrived(ms(100), 16384, now, &config);
+            }
+            assert!(
+                est.pipeline <= last + last / 2 + 1,
+                "{} after {last}",
+                est.pipeline
+            );
+            last = est.pipeline;
+        }
+        assert!((190..=210).contains(&est.pipeline), "{}", est.pipeline);
+    }
+}
