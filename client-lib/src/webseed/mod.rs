@@ -371,8 +371,11 @@ impl WebSeed {
             [only] => self.fetch_file(only).await?,
             many => {
                 let concurrency = self.limits.max_concurrent_requests.max(1);
-                let mut bodies =
-                    stream::iter(many.iter().map(|r| self.fetch_file(r))).buffered(concurrency);
+                // The futures are collected first (none runs before `buffered` polls it):
+                // a closure inside the stream's type would make this future unprovably
+                // `Send` for every lifetime, and so impossible to spawn.
+                let fetches: Vec<_> = many.iter().map(|r| self.fetch_file(r)).collect();
+                let mut bodies = stream::iter(fetches).buffered(concurrency);
                 let mut joined = BytesMut::with_capacity(usize::try_from(length).unwrap_or(0));
                 while let Some(body) = bodies.next().await {
                     joined.extend_from_slice(&body?);

@@ -745,3 +745,14 @@ fn construction_rejects_non_http_urls_and_names_files() {
     );
     assert_eq!(seed.url_for_file(1), None);
 }
+
+/// Regression: a fetch touching several files must be spawnable (`Send` and `'static` once
+/// the seed is moved in); a closure inside the joined stream once made it not provably so.
+#[test]
+fn multi_file_fetch_is_spawnable() {
+    fn spawnable<F: std::future::Future + Send + 'static>(_: F) {}
+    fn check(seed: WebSeed) {
+        spawnable(async move { seed.fetch_range(0, 10).await });
+    }
+    let _ = check;
+}

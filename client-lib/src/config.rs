@@ -1,0 +1,178 @@
+//! Everything a [`Client`](crate::Client) can be told, in one struct with documented defaults.
+//!
+//! The defaults suit the job the library is built for: a site's server fetching small
+//! releases (a few KiB to a few MiB) that it then serves and seeds for a long time. So the
+//! fallback to HTTP is quick (a site never waits long for peers), the cache keeps small
+//! releases in memory and larger ones on disk, and seeding is on but bounded (connection
+//! limits, an optional upload cap). A library never reads the environment or argv: the
+//! embedding program builds this struct (through [`ClientBuilder`](crate::ClientBuilder)).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use swarmcdn_proto::manifest::VerifyingKey;
+
+use crate::peer::ConnectionOptions;
+use crate::scheduler::SchedulerConfig;
+use crate::storage::{DEFAULT_DISK_BUDGET, DEFAULT_MEMORY_BUDGET, DEFAULT_MEMORY_THRESHOLD};
+use crate::webseed::WebSeedLimits;
+
+/// Default [`ClientConfig::listen_addr`]: every interface, a port the OS picks.
+pub const DEFAULT_LISTEN_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+/// Default [`ClientConfig::tracker_timeout`].
+pub const DEFAULT_TRACKER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`ClientConfig::stopped_announce_timeout`].
+pub const DEFAULT_STOPPED_ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default [`ClientConfig::announce_retry_min`].
+pub const DEFAULT_ANNOUNCE_RETRY_MIN: Duration = Duration::from_secs(2);
+/// Default [`ClientConfig::announce_retry_max`].
+pub const DEFAULT_ANNOUNCE_RETRY_MAX: Duration = Duration::from_secs(300);
+/// Default [`ClientConfig::max_peers_per_torrent`].
+pub const DEFAULT_MAX_PEERS_PER_TORRENT: usize = 50;
+/// Default [`ClientConfig::max_concurrent_dials`].
+pub const DEFAULT_MAX_CONCURRENT_DIALS: usize = 8;
+/// Default [`ClientConfig::upload_slots`].
+pub const DEFAULT_UPLOAD_SLOTS: usize = 8;
+/// Default [`ClientConfig::numwant`].
+pub const DEFAULT_NUMWANT: u32 = 50;
+
+/// How a [`Client`](crate::Client) behaves. Build it with
+/// [`Client::builder`](crate::Client::builder); every field has a default.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Base URLs of the swarmcdn trackers to ask for manifests and metainfo
+    /// (`http://tracker.example:6969`), tried in order. Their `/announce` is also announced
+    /// to for releases fetched from them. Default: none (only [`Client::add_torrent`]
+    /// (crate::Client::add_torrent) works then).
+    pub trackers: Vec<String>,
+    /// Publisher keys whose manifests are trusted. A manifest signed by any other key is
+    /// refused. Default: none (so [`Client::get`](crate::Client::get) refuses everything until
+    /// a key is pinned).
+    pub trusted_keys: Vec<VerifyingKey>,
+    /// Where the peer listener binds. Default [`DEFAULT_LISTEN_ADDR`].
+    pub listen_addr: SocketAddr,
+    /// The cache folder: releases too large for memory, the torrents next to them and the
+    /// verified manifests. Releases found there at start-up are verified and seeded again.
+    /// `None` (the default) keeps everything in memory and forgets it at exit.
+    pub cache_dir: Option<PathBuf>,
+    /// The most bytes of release content kept in memory. Default [`DEFAULT_MEMORY_BUDGET`].
+    pub memory_budget: u64,
+    /// Releases up to this size are kept in memory when a cache folder is set, larger ones
+    /// on disk. (Without a cache folder everything is in memory.) Default
+    /// [`DEFAULT_MEMORY_THRESHOLD`].
+    pub memory_threshold: u64,
+    /// The most bytes of release content kept on disk. Default [`DEFAULT_DISK_BUDGET`].
+    pub disk_budget: u64,
+    /// Upload cap for block data sent to peers, in KiB per second, shared by every
+    /// connection. `None` (the default): no cap.
+    pub upload_rate_kib: Option<u32>,
+    /// Peer-wire timeouts and bounds, and the client-wide connection limit
+    /// (`max_connections`). The upload limiter inside is set from
+    /// [`ClientConfig::upload_rate_kib`].
+    pub connection: ConnectionOptions,
+    /// The most peers one torrent keeps connected.
+    pub max_peers_per_torrent: usize,
+    /// The most outgoing connection attempts one torrent has in flight.
+    pub max_concurrent_dials: usize,
+    /// How many interested peers one torrent uploads to at once (unchoked).
+    pub upload_slots: usize,
+    /// The piece scheduler's settings, among them the HTTP fallback policy:
+    /// [`SchedulerConfig::deadline`] (how late a peer block may be before the piece goes to
+    /// HTTP) and [`SchedulerConfig::initial_peer_wait`] (how long pieces no peer has wait for
+    /// peers at start).
+    pub scheduler: SchedulerConfig,
+    /// Peers dialled for every torrent besides those trackers hand out (e.g. a site's own
+    /// other servers, or a seeder's address).
+    pub bootstrap_peers: Vec<SocketAddr>,
+    /// Bounds for web-seed (HTTP) requests: timeouts, concurrency, backoff clamps.
+    pub web_seed: WebSeedLimits,
+    /// Timeout of one tracker request (manifest, metainfo, announce).
+    pub tracker_timeout: Duration,
+    /// How long a `stopped` announce may take at shutdown.
+    pub stopped_announce_timeout: Duration,
+    /// The first wait before announcing again to a tracker that could not be reached; it
+    /// doubles on each failure up to [`ClientConfig::announce_retry_max`].
+    pub announce_retry_min: Duration,
+    /// The longest wait between attempts to reach a tracker.
+    pub announce_retry_max: Duration,
+    /// Peers asked for in each announce.
+    pub numwant: u32,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            trackers: Vec::new(),
+            trusted_keys: Vec::new(),
+            listen_addr: DEFAULT_LISTEN_ADDR,
+            cache_dir: None,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+            memory_threshold: DEFAULT_MEMORY_THRESHOLD,
+            disk_budget: DEFAULT_DISK_BUDGET,
+            upload_rate_kib: None,
+            connection: ConnectionOptions::default(),
+            max_peers_per_torrent: DEFAULT_MAX_PEERS_PER_TORRENT,
+            max_concurrent_dials: DEFAULT_MAX_CONCURRENT_DIALS,
+            upload_slots: DEFAULT_UPLOAD_SLOTS,
+            scheduler: SchedulerConfig::default(),
+            bootstrap_peers: Vec::new(),
+            web_seed: WebSeedLimits::default(),
+            tracker_timeout: DEFAULT_TRACKER_TIMEOUT,
+            stopped_announce_timeout: DEFAULT_STOPPED_ANNOUNCE_TIMEOUT,
+            announce_retry_min: DEFAULT_ANNOUNCE_RETRY_MIN,
+            announce_retry_max: DEFAULT_ANNOUNCE_RETRY_MAX,
+            numwant: DEFAULT_NUMWANT,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The config with every count brought to at least 1 and the retry bounds ordered.
+    pub(crate) fn sanitized(mut self) -> Self {
+        self.max_peers_per_torrent = self.max_peers_per_torrent.max(1);
+        self.max_concurrent_dials = self.max_concurrent_dials.max(1);
+        self.upload_slots = self.upload_slots.max(1);
+        self.announce_retry_min = self.announce_retry_min.max(Duration::from_millis(10));
+        self.announce_retry_max = self.announce_retry_max.max(self.announce_retry_min);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_memory_only_with_quick_fallback() {
+        let c = ClientConfig::default();
+        assert!(c.cache_dir.is_none());
+        assert_eq!(c.listen_addr.port(), 0);
+        assert!(c.scheduler.initial_peer_wait <= Duration::from_secs(1));
+        assert!(c.announce_retry_min <= c.announce_retry_max);
+        assert!(c.upload_rate_kib.is_none());
+    }
+
+    #[test]
+    fn sanitized_keeps_counts_positive_and_bounds_ordered() {
+        let c = ClientConfig {
+            max_peers_per_torrent: 0,
+            max_concurrent_dials: 0,
+            upload_slots: 0,
+            announce_retry_min: Duration::from_secs(10),
+            announce_retry_max: Duration::from_secs(1),
+            ..ClientConfig::default()
+        }
+        .sanitized();
+        assert_eq!(
+            (
+                c.max_peers_per_torrent,
+                c.max_concurrent_dials,
+                c.upload_slots
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(c.announce_retry_max, Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,275 @@
+//! Finding peers: tracker answers, dialling, incoming connections, bans, and the moment
+//! discovery has *settled*.
+//!
+//! We dial every peer a tracker hands us (and the configured bootstrap peers), because some
+//! clients never dial loopback peers themselves, skipping our own address, peers already
+//! connected or being dialled, and banned ones. Dials run concurrently, at most
+//! [`ClientConfig::max_concurrent_dials`](crate::ClientConfig::max_concurrent_dials) at a
+//! time and each with a permit of the client-wide connection limit; the rest wait in a
+//! queue of at most [`MAX_DIAL_QUEUE`] addresses.
+//!
+//! *Settled* means: every tracker has answered (or failed) once, and every dial started
+//! before that has failed, or connected and delivered its first message (usually the
+//! bitfield: until then we do not know what the peer has). The scheduler is told at that
+//! moment, and pieces no connected peer has go to HTTP at once instead of waiting out
+//! [`SchedulerConfig::initial_peer_wait`](crate::scheduler::SchedulerConfig::initial_peer_wait).
+//! With no tracker reachable and no peer, a download therefore starts over HTTP within one
+//! failed connection attempt.
+//!
+//! A ban (a piece that failed its hash, a protocol violation) is for this release: the peer
+//! id and its addresses are never connected again, whoever hands them out.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use swarmcdn_proto::PeerId;
+use swarmcdn_proto::peer::Handshake;
+use tracing::Instrument;
+
+use super::announce::{AnnounceOutcome, Announcer};
+use super::{MAX_DIAL_QUEUE, TaskResult, Torrent, is_local_ip};
+use crate::peer::{ConnectionPermit, PeerConnection, PeerError, PeerKey, connect};
+use crate::tracker_client::TrackerClient;
+
+/// Identities of peers that left, kept so a failed piece they contributed to can still get
+/// them banned. Oldest forgotten first.
+const MAX_GONE_IDENTITIES: usize = 1024;
+
+/// The result of one dial.
+#[derive(Debug)]
+pub(super) struct DialOutcome {
+    addr: SocketAddr,
+    /// Whether discovery waits for this dial.
+    settling: bool,
+    result: Result<PeerConnection, PeerError>,
+}
+
+/// Who a peer key was, for bans after it left.
+#[derive(Debug, Default)]
+pub(super) struct Identities {
+    by_key: std::collections::HashMap<PeerKey, (PeerId, SocketAddr)>,
+    order: VecDeque<PeerKey>,
+}
+
+impl Torrent {
+    /// Starts one announce loop per tracker URL.
+    pub(super) fn start_announcers(&mut self) {
+        let config = &self.shared.config;
+        for (index, url) in self.announce_urls.iter().enumerate() {
+            let announcer = Announcer {
+                index,
+                url: url.clone(),
+                client: TrackerClient::new(url, self.shared.tracker_http.clone()),
+                info_hash: self.info_hash,
+                peer_id: self.shared.peer_id,
+                port: self.shared.listen_addr.port(),
+                numwant: config.numwant,
+                retry_min: config.announce_retry_min,
+                retry_max: config.announce_retry_max,
+                stopped_timeout: config.stopped_announce_timeout,
+                progress: self.progress_tx.subscribe(),
+                results: self.results_tx.clone(),
+                stop: self.stop.clone(),
+            };
+            let span = tracing::debug_span!("announce", %url);
+            self.shared.tasks.spawn(announcer.run().instrument(span));
+        }
+    }
+
+    pub(super) fn announce_finished(&mut self, outcome: AnnounceOutcome) {
+        let AnnounceOutcome { tracker, result } = outcome;
+        match result {
+            Ok(peers) => {
+                self.counters.announces += 1;
+                tracing::debug!(tracker, peers = peers.len(), "tracker answered");
+                for addr in peers {
+                    self.queue_dial(addr);
+                }
+            }
+            Err(error) => {
+                tracing::debug!(tracker, %error, "announce failed");
+            }
+        }
+        // Configured peers that are not connected get another try with every answer.
+        for addr in self.shared.config.bootstrap_peers.clone() {
+            self.queue_dial(addr);
+        }
+        self.start_dials();
+        if let Some(heard) = self.heard_from.get_mut(tracker)
+            && !*heard
+        {
+            // Only each tracker's first outcome counts towards settling.
+            *heard = true;
+            self.first_round_pending -= 1;
+        }
+        self.maybe_settle();
+    }
+
+    /// Whether `addr` is our own listener as someone else sees it.
+    fn is_self(&self, addr: SocketAddr) -> bool {
+        let listen = self.shared.listen_addr;
+        self.self_addrs.contains(&addr)
+            || (addr.port() == listen.port() && is_local_ip(addr.ip(), listen.ip()))
+    }
+
+    /// Queues `addr` for dialling unless it is us, known, banned or being dialled.
+    pub(super) fn queue_dial(&mut self, addr: SocketAddr) {
+        if addr.port() == 0
+            || self.is_self(addr)
+            || self.banned_addrs.contains(&addr)
+            || self.connected_addrs.contains(&addr)
+            || self.dialing.contains(&addr)
+            || self.dial_queue.contains(&addr)
+            || self.dial_queue.len() >= MAX_DIAL_QUEUE
+        {
+            return;
+        }
+        self.dial_queue.push_back(addr);
+    }
+
+    /// Starts queued dials while the bounds allow.
+    pub(super) fn start_dials(&mut self) {
+        let max_dials = self.shared.config.max_concurrent_dials;
+        let max_peers = self.shared.config.max_peers_per_torrent;
+        while self.dialing.len() < max_dials && self.peers.len() + self.dialing.len() < max_peers
+        {
+            let Some(addr) = self.dial_queue.pop_front() else {
+                break;
+            };
+            if self.connected_addrs.contains(&addr) || self.banned_addrs.contains(&addr) {
+                continue;
+            }
+            let Some(permit) = self.shared.conn_limit.try_acquire() else {
+                tracing::debug!("connection limit reached; not dialling");
+                self.dial_queue.clear();
+                break;
+            };
+            self.dial(addr, permit);
+        }
+    }
+
+    fn dial(&mut self, addr: SocketAddr, permit: ConnectionPermit) {
+        let settling = !self.settled;
+        if settling {
+            self.settling += 1;
+        }
+        self.dialing.insert(addr);
+        let ours = Handshake {
+            reserved: swarmcdn_proto::peer::Reserved::NONE
+                .with_extension_protocol()
+                .with_fast(),
+            info_hash: self.info_hash,
+            peer_id: self.shared.peer_id,
+        };
+        let opts = self.shared.conn_opts.clone();
+        let results = self.results_tx.clone();
+        let stop = self.stop.clone();
+        self.shared.tasks.spawn(
+            async move {
+                let result = tokio::select! {
+                    biased;
+                    () = stop.cancelled() => return,
+                    result = connect(addr, ours, &opts) => result,
+                };
+                let result = result.map(|(mut conn, _)| {
+                    conn.set_permit(permit);
+                    conn
+                });
+                let _ = results.send(TaskResult::Dial(DialOutcome {
+                    addr,
+                    settling,
+                    result,
+                }));
+            }
+            .instrument(tracing::debug_span!("dial", %addr)),
+        );
+    }
+
+    pub(super) fn dial_finished(&mut self, outcome: DialOutcome) {
+        let DialOutcome {
+            addr,
+            settling,
+            result,
+        } = outcome;
+        self.dialing.remove(&addr);
+        match result {
+            Ok(conn) => {
+                // The peer's first message settles it (or its leaving does).
+                self.add_connection(conn, settling);
+            }
+            Err(error) => {
+                tracing::debug!(%addr, %error, "dial failed");
+                match error {
+                    PeerError::SelfConnection => {
+                        self.self_addrs.insert(addr);
+                    }
+                    e if e.is_protocol_violation() => {
+                        self.banned_addrs.insert(addr);
+                    }
+                    _ => {}
+                }
+                if settling {
+                    self.settle_one();
+                }
+            }
+        }
+        self.start_dials();
+        self.maybe_settle();
+    }
+
+    /// A connection the listener routed here.
+    pub(super) fn incoming(&mut self, conn: PeerConnection) {
+        self.add_connection(conn, false);
+    }
+
+    /// One dial or first message discovery was waiting for has resolved.
+    pub(super) fn settle_one(&mut self) {
+        self.settling = self.settling.saturating_sub(1);
+        self.maybe_settle();
+    }
+
+    /// Tells the scheduler once discovery has settled (see the module docs).
+    pub(super) fn maybe_settle(&mut self) {
+        if !self.settled
+            && self.first_round_pending == 0
+            && self.settling == 0
+            && self.dial_queue.is_empty()
+        {
+            self.settled = true;
+            tracing::debug!(peers = self.peers.len(), "peer discovery settled");
+            self.scheduler.discovery_settled();
+        }
+    }
+
+    /// Records who `key` is, for a ban after it left.
+    pub(super) fn remember_identity(&mut self, key: PeerKey, peer_id: PeerId, addr: SocketAddr) {
+        let ids = &mut self.identities;
+        if ids.by_key.insert(key, (peer_id, addr)).is_none() {
+            ids.order.push_back(key);
+        }
+        while ids.order.len() > MAX_GONE_IDENTITIES + self.peers.len() {
+            if let Some(old) = ids.order.pop_front() {
+                ids.by_key.remove(&old);
+            }
+        }
+    }
+
+    /// Never deal with this peer again for this release; disconnects it if connected.
+    pub(super) fn ban_peer(&mut self, key: PeerKey, reason: &'static str) {
+        let listen = self.peers.get(&key).and_then(|p| p.listen_addr);
+        let Some(&(peer_id, addr)) = self.identities.by_key.get(&key) else {
+            self.remove_peer(key);
+            return;
+        };
+        if self.banned_ids.insert(peer_id) {
+            self.counters.peers_banned += 1;
+            tracing::info!(%addr, key = key.0, reason, "peer banned for this release");
+        }
+        self.banned_addrs.insert(addr);
+        if let Some(listen) = listen {
+            self.banned_addrs.insert(listen);
+        }
+        self.dial_queue.retain(|a| *a != addr && Some(*a) != listen);
+        self.remove_peer(key);
+    }
+}

@@ -1,0 +1,289 @@
+//! The session's side of one peer connection: what it knows of the peer, and the small task
+//! that feeds the connection's send queue.
+//!
+//! Why a task per peer between the session and the connection: the session's event loop
+//! must never wait on one peer, but a connection's send queue can be full for a long time
+//! (the upload cap paces block data in its writer, and a slow reader fills it). So the loop
+//! only ever hands messages over without waiting ([`PeerLink::send`]), into a generous
+//! control queue, and queues upload requests as plain `(piece, begin, length)` triples in an
+//! [`UploadQueue`]. The peer's task drains both into the connection, control messages first
+//! (a `have`, `request` or `choke` never waits behind our uploads), reading each block from
+//! the store only when it is about to be sent (so a disk read never blocks the loop, and a
+//! `cancel` can still remove a block that has not been read yet). A peer that lets the
+//! control queue fill up ([`CONTROL_QUEUE_LEN`] messages) is not reading: the session drops
+//! it.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use swarmcdn_proto::PeerId;
+use swarmcdn_proto::peer::{Bitfield, Message};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::peer::{ConnectionStats, Direction, PeerHandle};
+use crate::storage::Store;
+
+/// Messages the session may have handed to one peer's task and not yet sent. Generous
+/// (a full pipeline of requests plus haves for a large torrent); a peer that lets it fill
+/// up is not reading its socket and is dropped.
+pub const CONTROL_QUEUE_LEN: usize = 1024;
+
+/// Block requests from one peer queued for upload. Further requests are rejected (BEP 6)
+/// or ignored; BEP 3 clients keep far fewer outstanding (we announce this as `reqq`).
+pub const MAX_QUEUED_UPLOADS: usize = 256;
+
+/// A block a peer asked us for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct BlockRequest {
+    pub(super) piece: u32,
+    pub(super) begin: u32,
+    pub(super) length: u32,
+}
+
+/// Upload requests of one peer, shared by the session (push, cancel, clear) and the peer's
+/// task (pop). Bounded by [`MAX_QUEUED_UPLOADS`].
+#[derive(Debug, Default)]
+pub(super) struct UploadQueue {
+    queue: Mutex<VecDeque<BlockRequest>>,
+    notify: Notify,
+}
+
+impl UploadQueue {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<BlockRequest>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a request; `false` (nothing queued) when the queue is full or the request is
+    /// already queued.
+    pub(super) fn push(&self, request: BlockRequest) -> bool {
+        {
+            let mut queue = self.lock();
+            if queue.len() >= MAX_QUEUED_UPLOADS || queue.contains(&request) {
+                return false;
+            }
+            queue.push_back(request);
+        }
+        self.notify.notify_one();
+        true
+    }
+
+    /// Removes a queued request (a `cancel`); whether it was queued.
+    pub(super) fn cancel(&self, request: &BlockRequest) -> bool {
+        let mut queue = self.lock();
+        let before = queue.len();
+        queue.retain(|r| r != request);
+        queue.len() != before
+    }
+
+    /// Removes every queued request and returns them (the peer was choked).
+    pub(super) fn clear(&self) -> Vec<BlockRequest> {
+        self.lock().drain(..).collect()
+    }
+
+    fn pop(&self) -> Option<BlockRequest> {
+        self.lock().pop_front()
+    }
+
+    /// Waits for the next request. Cancel-safe: a request is taken only by a poll that
+    /// returns it.
+    async fn next(&self) -> BlockRequest {
+        loop {
+            if let Some(request) = self.pop() {
+                return request;
+            }
+            // `notify_one` stores a permit when nobody waits, so a push between `pop` and
+            // here is not missed.
+            self.notify.notified().await;
+        }
+    }
+}
+
+/// The session's handle on one peer's task and connection. Dropping it does not stop
+/// anything: [`PeerLink::close`] does.
+#[derive(Debug)]
+pub(super) struct PeerLink {
+    control: mpsc::Sender<Message>,
+    uploads: Arc<UploadQueue>,
+    stats: Arc<ConnectionStats>,
+    cancel: CancellationToken,
+}
+
+/// The message could not be handed over: the peer is gone or not reading.
+#[derive(Debug)]
+pub(super) struct SendFailed;
+
+impl PeerLink {
+    /// Starts the task that feeds `handle`'s connection, on `tasks`, stopping with `parent`.
+    pub(super) fn spawn(
+        handle: PeerHandle,
+        store: Arc<Store>,
+        tasks: &TaskTracker,
+        parent: &CancellationToken,
+    ) -> PeerLink {
+        let (control, control_rx) = mpsc::channel(CONTROL_QUEUE_LEN);
+        let uploads = Arc::new(UploadQueue::default());
+        let stats = Arc::clone(handle.stats());
+        let cancel = parent.child_token();
+        let span = tracing::debug_span!("peer_feed", peer = %handle.peer_addr(), key = handle.key().0);
+        tasks.spawn(
+            feed(
+                handle,
+                control_rx,
+                Arc::clone(&uploads),
+                store,
+                cancel.clone(),
+            )
+            .instrument(span),
+        );
+        PeerLink {
+            control,
+            uploads,
+            stats,
+            cancel,
+        }
+    }
+
+    /// Hands `message` to the peer's task without waiting.
+    pub(super) fn send(&self, message: Message) -> Result<(), SendFailed> {
+        self.control.try_send(message).map_err(|_| SendFailed)
+    }
+
+    /// The peer's upload queue.
+    pub(super) fn uploads(&self) -> &UploadQueue {
+        &self.uploads
+    }
+
+    /// Block bytes written to the peer so far.
+    pub(super) fn uploaded(&self) -> u64 {
+        self.stats.uploaded()
+    }
+
+    /// Closes the connection (its task ends, dropping the connection's handle).
+    pub(super) fn close(&self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Moves control messages and uploads into the connection until it closes or the link is
+/// closed. Dropping `handle` at the end closes the connection.
+async fn feed(
+    handle: PeerHandle,
+    mut control: mpsc::Receiver<Message>,
+    uploads: Arc<UploadQueue>,
+    store: Arc<Store>,
+    cancel: CancellationToken,
+) {
+    enum Next {
+        Control(Message),
+        Upload(BlockRequest),
+    }
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            message = control.recv() => match message {
+                Some(message) => Next::Control(message),
+                None => break,
+            },
+            request = uploads.next() => Next::Upload(request),
+        };
+        let message = match next {
+            Next::Control(message) => message,
+            Next::Upload(r) => match store.read_block_async(r.piece, r.begin, r.length).await {
+                Ok(data) => Message::Piece {
+                    index: r.piece,
+                    begin: r.begin,
+                    data,
+                },
+                Err(error) => {
+                    tracing::debug!(%error, piece = r.piece, "cannot serve a requested block");
+                    continue;
+                }
+            },
+        };
+        let sent = tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            sent = handle.send(message) => sent,
+        };
+        if sent.is_err() {
+            break;
+        }
+    }
+    handle.close();
+}
+
+/// What the session knows about one connected peer.
+#[derive(Debug)]
+pub(super) struct PeerState {
+    pub(super) link: PeerLink,
+    /// The address we reach it at (dialled) or it came from (incoming).
+    pub(super) addr: SocketAddr,
+    /// Its listen address, when known (dialled, or told in its extended handshake).
+    pub(super) listen_addr: Option<SocketAddr>,
+    pub(super) peer_id: PeerId,
+    pub(super) direction: Direction,
+    /// Both sides set the BEP 6 bit.
+    pub(super) fast: bool,
+    /// Both sides set the BEP 10 bit.
+    pub(super) extended: bool,
+    /// The pieces it claims (bitfield, haves).
+    pub(super) has: Bitfield,
+    /// It wants our pieces.
+    pub(super) interested: bool,
+    /// Counts towards discovery settling until its first message arrives.
+    pub(super) settling: bool,
+}
+
+impl PeerState {
+    /// Whether it claims every piece.
+    pub(super) fn is_seed(&self) -> bool {
+        self.has.is_complete()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(piece: u32) -> BlockRequest {
+        BlockRequest {
+            piece,
+            begin: 0,
+            length: 16384,
+        }
+    }
+
+    #[tokio::test]
+    async fn upload_queue_is_bounded_dedups_and_cancels() {
+        let q = UploadQueue::default();
+        assert!(q.push(req(1)));
+        assert!(!q.push(req(1)), "the same request twice is queued once");
+        assert!(q.push(req(2)));
+        assert!(q.cancel(&req(1)));
+        assert!(!q.cancel(&req(1)));
+        assert_eq!(q.next().await, req(2));
+        for i in 0..MAX_QUEUED_UPLOADS as u32 {
+            assert!(q.push(req(100 + i)));
+        }
+        assert!(!q.push(req(99)), "full");
+        assert_eq!(q.clear().len(), MAX_QUEUED_UPLOADS);
+        assert!(q.pop().is_none());
+    }
+
+    #[tokio::test]
+    async fn next_wakes_on_a_later_push() {
+        let q = Arc::new(UploadQueue::default());
+        let waiter = tokio::spawn({
+            let q = Arc::clone(&q);
+            async move { q.next().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(q.push(req(7)));
+        assert_eq!(waiter.await.unwrap(), req(7));
+    }
+}
