@@ -1,4 +1,49 @@
-//! placeholder
+//! The library sites embed to get published web assets (a widget's HTML, JS, CSS and icons)
+//! from the swarm of sites that already have them, with HTTP as a fallback, and to serve
+//! and seed them in turn.
+//!
+//! A [`Client`] fetches a release by name: the publisher's signed manifest from the tracker
+//! (checked against a pinned key), the torrent it names (checked against its info-hash),
+//! the pieces from peers and, for pieces no peer has or a peer is late with, from the
+//! publisher's web seed; every piece is SHA-1-checked whatever its source, every file
+//! SHA-256-checked against the manifest. What it has, it seeds to other sites until it
+//! shuts down.
+//!
+//! ```no_run
+//! use swarmcdn_client::Client;
+//! use swarmcdn_proto::manifest::parse_public_key;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let publisher = parse_public_key(
+//!     "0a0b0c0d0e0f101112131415161718191a1b1c1d1e1f202122232425262728292a",
+//! )?;
+//! let client = Client::builder()
+//!     .tracker("http://tracker.example:6969")
+//!     .trust(publisher)
+//!     .cache_dir("/var/cache/swarmcdn")
+//!     .build()
+//!     .await?;
+//!
+//! let release = client.get("share-button").await?;
+//! for file in release.files() {
+//!     println!("{} {} {} {}", file.path(), file.size(), file.content_type(), file.sri());
+//! }
+//! let html = release.bytes("button.html").await?;
+//! println!("{} bytes, {} from peers", html.len(), release.progress().bytes_from_peers);
+//!
+//! client.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The parts, each in its own module: the [`scheduler`] (a pure state machine deciding what
+//! to ask of which peer and when to use HTTP), [`peer`] connections, [`webseed`]s (BEP 19),
+//! [`storage`] (verified piece stores and the cache), the [`tracker_client`], and the
+//! per-release [`session`] that glues them together. See `docs/PROTOCOL.md` for the BEPs
+//! implemented.
+
+pub mod client;
 pub mod config;
 pub mod peer;
 pub mod scheduler;
@@ -7,5 +52,6 @@ pub mod storage;
 pub mod tracker_client;
 pub mod webseed;
 
+pub use client::{AddError, BuildError, Client, ClientBuilder, GetError, ReadError, Release, TorrentHandle};
 pub use config::ClientConfig;
 pub use session::{DownloadError, PeerInfo, Progress, SessionStats};

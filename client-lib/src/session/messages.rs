@@ -85,7 +85,6 @@ impl Torrent {
                 peer_id: theirs.peer_id,
                 direction,
                 fast,
-                extended,
                 has: Bitfield::new(piece_count),
                 interested: false,
                 settling,

@@ -222,7 +222,6 @@ struct SeedSlot {
 /// The session's state: see the module docs. Only the session task touches it.
 struct Torrent {
     info_hash: InfoHash,
-    metainfo: Arc<Metainfo>,
     info: Arc<Info>,
     store: Arc<Store>,
     shared: Arc<Shared>,
@@ -356,7 +355,6 @@ pub(crate) fn spawn(
 
     let torrent = Torrent {
         info_hash,
-        metainfo: Arc::clone(&metainfo),
         info,
         store: Arc::clone(&store),
         shared: Arc::clone(&shared),

@@ -229,8 +229,6 @@ pub(super) struct PeerState {
     pub(super) direction: Direction,
     /// Both sides set the BEP 6 bit.
     pub(super) fast: bool,
-    /// Both sides set the BEP 10 bit.
-    pub(super) extended: bool,
     /// The pieces it claims (bitfield, haves).
     pub(super) has: Bitfield,
     /// It wants our pieces.

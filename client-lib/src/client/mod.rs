@@ -1,0 +1,729 @@
+//! The public face of the engine: [`Client`] and its builder.
+//!
+//! A client owns one peer listener (every release is served on the same port), one piece
+//! cache, the tracker client and one session per release (see [`crate::session`]). `get`
+//! is where trust is established, in this order, before anything is downloaded or cached:
+//!
+//! 1. the signed manifest comes from a tracker (or, when no tracker answers, from the
+//!    manifests this client verified before);
+//! 2. its signature must verify against a pinned publisher key, and it must be the
+//!    manifest of the release asked for;
+//! 3. the metainfo (from the cache, else the tracker) must have the info-hash the manifest
+//!    names: from there on every piece is SHA-1-checked against that metainfo, whatever its
+//!    source;
+//! 4. once downloaded, every file's size and SHA-256 must match the manifest;
+//! 5. only then is the manifest saved, so that a later `get` works without the tracker.
+//!
+//! Sessions are shared: concurrent `get`s of one release, `add_torrent` of its metainfo
+//! and the seeding of a release restored from the cache all use the same session, which
+//! keeps seeding after completion until [`Client::shutdown`].
+
+mod error;
+mod manifests;
+mod release;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use swarmcdn_proto::magnet::Magnet;
+use swarmcdn_proto::manifest::{ManifestError, ReleaseName, SignedManifest, Version, VerifyingKey};
+use swarmcdn_proto::metainfo::Metainfo;
+use swarmcdn_proto::{InfoHash, PeerId};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+pub use error::{AddError, BuildError, GetError, ReadError};
+pub use manifests::MANIFEST_DIR;
+pub use release::{Release, TorrentHandle};
+
+use crate::config::ClientConfig;
+use crate::peer::{Listener, PeerRegistry, UploadLimiter};
+use crate::scheduler::{DeadlinePolicy, SchedulerConfig};
+use crate::session::{self, SessionHandle, SessionParams, Shared};
+use crate::storage::{Cache, CacheConfig, Placement, Store, StorageError, StoreKind};
+use crate::tracker_client::{TrackerClient, TrackerError};
+use error::StartError;
+use manifests::{CachedManifest, ManifestCache};
+
+/// How long a rejected release's removal waits for its session's tasks to let go of it.
+const DISCARD_WAIT: Duration = Duration::from_secs(2);
+
+/// Builds a [`Client`]; every setting has a default (see [`ClientConfig`]).
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct ClientBuilder {
+    config: ClientConfig,
+}
+
+impl ClientBuilder {
+    /// Adds a swarmcdn tracker's base URL (`http://tracker.example:6969`).
+    pub fn tracker(mut self, base_url: impl Into<String>) -> Self {
+        self.config.trackers.push(base_url.into());
+        self
+    }
+
+    /// Trusts manifests signed by `key`.
+    pub fn trust(mut self, key: VerifyingKey) -> Self {
+        self.config.trusted_keys.push(key);
+        self
+    }
+
+    /// Where the peer listener binds (default `0.0.0.0:0`).
+    pub fn listen_addr(mut self, addr: SocketAddr) -> Self {
+        self.config.listen_addr = addr;
+        self
+    }
+
+    /// Keeps releases, their torrents and verified manifests in `dir`, and seeds what is
+    /// found there at start-up.
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// The most bytes of release content kept in memory.
+    pub fn memory_budget(mut self, bytes: u64) -> Self {
+        self.config.memory_budget = bytes;
+        self
+    }
+
+    /// With a cache folder, releases up to this size are kept in memory, larger ones on disk
+    /// (0: everything on disk).
+    pub fn memory_threshold(mut self, bytes: u64) -> Self {
+        self.config.memory_threshold = bytes;
+        self
+    }
+
+    /// The most bytes of release content kept on disk.
+    pub fn disk_budget(mut self, bytes: u64) -> Self {
+        self.config.disk_budget = bytes;
+        self
+    }
+
+    /// Caps uploads to peers at `kib_per_second` KiB/s, client-wide.
+    pub fn upload_rate_limit(mut self, kib_per_second: u32) -> Self {
+        self.config.upload_rate_kib = Some(kib_per_second);
+        self
+    }
+
+    /// The most peer connections open at once, client-wide.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.config.connection.max_connections = max;
+        self
+    }
+
+    /// The most peers one release keeps connected.
+    pub fn max_peers_per_torrent(mut self, max: usize) -> Self {
+        self.config.max_peers_per_torrent = max;
+        self
+    }
+
+    /// How late a peer's block may be before its piece is also fetched over HTTP.
+    pub fn fallback_deadline(mut self, deadline: DeadlinePolicy) -> Self {
+        self.config.scheduler.deadline = deadline;
+        self
+    }
+
+    /// How long pieces no peer has wait for peers at start before going to HTTP (ended
+    /// early once discovery settles).
+    pub fn initial_peer_wait(mut self, wait: Duration) -> Self {
+        self.config.scheduler.initial_peer_wait = wait;
+        self
+    }
+
+    /// Every scheduler setting at once.
+    pub fn scheduler(mut self, config: SchedulerConfig) -> Self {
+        self.config.scheduler = config;
+        self
+    }
+
+    /// Dials `addr` for every release, besides the peers trackers hand out.
+    pub fn bootstrap_peer(mut self, addr: SocketAddr) -> Self {
+        self.config.bootstrap_peers.push(addr);
+        self
+    }
+
+    /// Timeout of one tracker request.
+    pub fn tracker_timeout(mut self, timeout: Duration) -> Self {
+        self.config.tracker_timeout = timeout;
+        self
+    }
+
+    /// Timeout of one web-seed request.
+    pub fn http_timeout(mut self, timeout: Duration) -> Self {
+        self.config.web_seed.request_timeout = timeout;
+        self
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: ClientConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The configuration so far.
+    pub fn current_config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Binds the peer listener, opens the cache (verifying and seeding every complete
+    /// release in it) and starts the client.
+    pub async fn build(self) -> Result<Client, BuildError> {
+        Client::start(self.config).await
+    }
+}
+
+/// The swarmcdn client: fetches releases from the swarm with HTTP fallback, verifies them,
+/// caches them and seeds them. Cheap to clone; clones share everything.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    shared: Arc<Shared>,
+    trackers: Vec<TrackerClient>,
+    cache: Option<Arc<Cache>>,
+    manifests: ManifestCache,
+    /// One session per release; the lock also serialises starting them.
+    sessions: tokio::sync::Mutex<HashMap<InfoHash, SessionHandle>>,
+    /// Releases whose files were verified against a manifest in this process.
+    verified: Mutex<HashSet<InfoHash>>,
+    shutdown: CancellationToken,
+}
+
+impl Client {
+    /// A builder with the default configuration.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    async fn start(config: ClientConfig) -> Result<Client, BuildError> {
+        let config = config.sanitized();
+        let mut conn_opts = config.connection.clone();
+        conn_opts.upload_limiter = config
+            .upload_rate_kib
+            .and_then(NonZeroU32::new)
+            .map(UploadLimiter::new);
+        let listener = Listener::bind(config.listen_addr, conn_opts.clone())
+            .await
+            .map_err(|source| BuildError::Listen {
+                addr: config.listen_addr,
+                source,
+            })?;
+        let listen_addr = listener.local_addr();
+        let web_http = crate::webseed::http_client(&config.web_seed).map_err(BuildError::Http)?;
+        let tracker_http = reqwest::Client::builder()
+            .timeout(config.tracker_timeout)
+            .connect_timeout(config.tracker_timeout)
+            .user_agent(crate::webseed::USER_AGENT)
+            .build()
+            .map_err(BuildError::Http)?;
+        let trackers = config
+            .trackers
+            .iter()
+            .map(|url| TrackerClient::new(url, tracker_http.clone()))
+            .collect();
+
+        let cache = match &config.cache_dir {
+            Some(dir) => {
+                let cache_config = CacheConfig {
+                    dir: dir.clone(),
+                    disk_budget: config.disk_budget,
+                    memory_budget: config.memory_budget,
+                    memory_threshold: config.memory_threshold,
+                };
+                let cache = blocking(move || Cache::open(cache_config))
+                    .await
+                    .map_err(BuildError::Cache)?;
+                Some(Arc::new(cache))
+            }
+            None => None,
+        };
+        let manifests = {
+            let dir = config.cache_dir.clone();
+            let opened = tokio::task::spawn_blocking(move || ManifestCache::open(dir.as_deref()))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            opened.map_err(|source| BuildError::Manifests {
+                path: config
+                    .cache_dir
+                    .clone()
+                    .unwrap_or_default()
+                    .join(MANIFEST_DIR),
+                source,
+            })?
+        };
+
+        let registry = PeerRegistry::new();
+        let conn_limit = listener.connection_limit();
+        let tasks = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let router = registry.clone();
+        tasks.spawn(
+            listener
+                .run(move |ih| router.route(ih), shutdown.clone())
+                .instrument(tracing::info_span!("peer_listener", %listen_addr)),
+        );
+        let peer_id = PeerId::with_random_suffix(rand::random());
+        tracing::info!(%listen_addr, %peer_id, "swarmcdn client started");
+        let shared = Arc::new(Shared {
+            config,
+            peer_id,
+            listen_addr,
+            registry,
+            conn_opts,
+            conn_limit,
+            web_http,
+            tracker_http,
+            tasks,
+        });
+        let client = Client {
+            inner: Arc::new(Inner {
+                shared,
+                trackers,
+                cache,
+                manifests,
+                sessions: tokio::sync::Mutex::new(HashMap::new()),
+                verified: Mutex::new(HashSet::new()),
+                shutdown,
+            }),
+        };
+        client.restore().await?;
+        Ok(client)
+    }
+
+    /// Verifies every release in the cache folder and seeds the complete ones.
+    async fn restore(&self) -> Result<(), BuildError> {
+        let Some(cache) = self.inner.cache.clone() else {
+            return Ok(());
+        };
+        let stores = blocking(move || cache.restore())
+            .await
+            .map_err(BuildError::Cache)?;
+        for store in stores.into_iter().filter(|s| s.is_complete()) {
+            let Some(metainfo) = self.cached_metainfo(store.info_hash()).await else {
+                continue;
+            };
+            match self.start_session(Arc::new(metainfo), None).await {
+                Ok(_) => tracing::info!(info_hash = %store.info_hash(), "seeding cached release"),
+                Err(error) => tracing::warn!(?error, "cannot seed a cached release"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The address peers reach this client at (the listener's bound address; with the
+    /// default `0.0.0.0` the port is what matters).
+    pub fn local_peer_addr(&self) -> SocketAddr {
+        self.inner.shared.listen_addr
+    }
+
+    /// This client's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.inner.shared.peer_id
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.shared.config
+    }
+
+    /// How many tasks the client is running (connections, sessions, announces, the
+    /// listener). 0 after [`Client::shutdown`].
+    pub fn task_count(&self) -> usize {
+        self.inner.shared.tasks.len()
+    }
+
+    /// The latest release of `name`, verified. See the [module docs](self) for the checks.
+    pub async fn get(&self, name: &str) -> Result<Release, GetError> {
+        let name: ReleaseName = name.parse()?;
+        self.fetch(name, None).await
+    }
+
+    /// Version `version` of `name`, verified.
+    pub async fn get_version(&self, name: &str, version: &Version) -> Result<Release, GetError> {
+        let name: ReleaseName = name.parse()?;
+        self.fetch(name, Some(version.clone())).await
+    }
+
+    async fn fetch(&self, name: ReleaseName, version: Option<Version>) -> Result<Release, GetError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(GetError::Shutdown);
+        }
+        let trusted = &self.inner.shared.config.trusted_keys;
+        let asked = match &version {
+            Some(v) => format!("{name} {v}"),
+            None => name.to_string(),
+        };
+        let (signed, source) = self.find_manifest(&name, version.as_ref()).await?;
+        let manifest = signed.verify(trusted).map_err(|e| match e {
+            ManifestError::UntrustedKey { key } => GetError::UntrustedKey {
+                name: name.clone(),
+                key,
+            },
+            source => GetError::BadSignature {
+                name: name.clone(),
+                source,
+            },
+        })?;
+        if manifest.name() != &name || version.as_ref().is_some_and(|v| v != manifest.version()) {
+            return Err(GetError::WrongRelease {
+                asked,
+                got: format!("{} {}", manifest.name(), manifest.version()),
+            });
+        }
+        let info_hash = manifest.info_hash();
+        let files = |metainfo: &Metainfo| release::file_map(manifest, metainfo.info());
+
+        // The session (and its metainfo): running, cached, or from the tracker.
+        let running = self.running_session(info_hash).await;
+        let session = match running {
+            Some(session) => session,
+            None => {
+                let metainfo = match &source {
+                    ManifestSource::Cache(cached) => Arc::clone(&cached.metainfo),
+                    ManifestSource::Tracker(tracker) => match self.cached_metainfo(info_hash).await {
+                        Some(metainfo) => Arc::new(metainfo),
+                        None => Arc::new(self.metainfo_from(&name, tracker, info_hash).await?),
+                    },
+                };
+                if metainfo.info_hash() != info_hash {
+                    return Err(GetError::InfoHashMismatch {
+                        manifest: info_hash,
+                        metainfo: metainfo.info_hash(),
+                    });
+                }
+                // Refuse a torrent that does not carry the manifest's files before
+                // downloading anything.
+                files(&metainfo)?;
+                let announce = match &source {
+                    ManifestSource::Tracker(tracker) => Some(tracker.announce_url()),
+                    ManifestSource::Cache(_) => None,
+                };
+                self.start_session(metainfo, announce).await?
+            }
+        };
+        let files = files(&session.metainfo)?;
+        let progress = session.wait_complete().await?;
+
+        let already = self
+            .inner
+            .verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&info_hash);
+        if !already {
+            let (manifest, store, map) = (
+                manifest.clone(),
+                Arc::clone(&session.store),
+                files.clone(),
+            );
+            let verdict =
+                tokio::task::spawn_blocking(move || release::verify_files(&manifest, &store, &map))
+                    .await
+                    .map_err(|_| GetError::Shutdown)?;
+            if let Err(error) = verdict {
+                tracing::error!(%error, %info_hash, "release does not match its signed manifest");
+                self.discard(session).await;
+                return Err(error);
+            }
+            self.inner
+                .verified
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(info_hash);
+        }
+        if matches!(source, ManifestSource::Tracker(_)) {
+            let entry = CachedManifest {
+                manifest: signed.clone(),
+                metainfo: Arc::clone(&session.metainfo),
+            };
+            let inner = Arc::clone(&self.inner);
+            let saved = tokio::task::spawn_blocking(move || inner.manifests.save(&entry))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            if let Err(error) = saved {
+                tracing::warn!(%error, "cannot cache the manifest");
+            }
+        }
+        Ok(Release::new(signed, Arc::clone(&session.store), files, progress))
+    }
+
+    /// The manifest from the first tracker that has it; from the cache when none answers.
+    async fn find_manifest(
+        &self,
+        name: &ReleaseName,
+        version: Option<&Version>,
+    ) -> Result<(SignedManifest, ManifestSource), GetError> {
+        let mut last_error = None;
+        for tracker in &self.inner.trackers {
+            match tracker.manifest(name, version).await {
+                Ok(signed) => return Ok((signed, ManifestSource::Tracker(tracker.clone()))),
+                Err(TrackerError::NotFound { .. }) => {
+                    return Err(GetError::NotFound {
+                        name: name.clone(),
+                        version: version.cloned(),
+                    });
+                }
+                Err(error) => {
+                    tracing::info!(url = %tracker.base_url(), %error, "tracker did not answer");
+                    last_error = Some(error);
+                }
+            }
+        }
+        let inner = Arc::clone(&self.inner);
+        let (n, v) = (name.clone(), version.cloned());
+        let cached = tokio::task::spawn_blocking(move || {
+            inner
+                .manifests
+                .load(&n, v.as_ref(), &inner.shared.config.trusted_keys)
+        })
+        .await
+        .ok()
+        .flatten();
+        match (cached, last_error) {
+            (Some(cached), _) => {
+                tracing::info!(%name, "no tracker answered; using the cached manifest");
+                Ok((cached.manifest.clone(), ManifestSource::Cache(cached)))
+            }
+            (None, Some(source)) => Err(GetError::TrackerUnreachable {
+                name: name.clone(),
+                source,
+            }),
+            (None, None) => Err(GetError::NoTracker(name.clone())),
+        }
+    }
+
+    /// The metainfo of `info_hash` from the tracker that served the manifest.
+    async fn metainfo_from(
+        &self,
+        name: &ReleaseName,
+        tracker: &TrackerClient,
+        info_hash: InfoHash,
+    ) -> Result<Metainfo, GetError> {
+        let bytes = tracker.metainfo(info_hash).await.map_err(|e| match e {
+            // A manifest whose torrent the tracker does not have: the release is not
+            // (or no longer) available.
+            TrackerError::NotFound { .. } => GetError::NotFound {
+                name: name.clone(),
+                version: None,
+            },
+            source => GetError::TrackerUnreachable {
+                name: name.clone(),
+                source,
+            },
+        })?;
+        Metainfo::from_bytes(&bytes).map_err(|source| GetError::BadMetainfo { info_hash, source })
+    }
+
+    /// The torrent stored next to a cached release, if any.
+    async fn cached_metainfo(&self, info_hash: InfoHash) -> Option<Metainfo> {
+        let cache = self.inner.cache.clone()?;
+        blocking(move || cache.load_metainfo(&info_hash))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn running_session(&self, info_hash: InfoHash) -> Option<SessionHandle> {
+        let sessions = self.inner.sessions.lock().await;
+        sessions
+            .get(&info_hash)
+            .filter(|s| !s.is_finished())
+            .cloned()
+    }
+
+    /// The running session of `metainfo`'s torrent, or a new one (with the store the cache
+    /// gives it, which may already hold some or all of it).
+    async fn start_session(
+        &self,
+        metainfo: Arc<Metainfo>,
+        extra_announce: Option<String>,
+    ) -> Result<SessionHandle, StartError> {
+        let info_hash = metainfo.info_hash();
+        let mut sessions = self.inner.sessions.lock().await;
+        if self.inner.shutdown.is_cancelled() {
+            return Err(StartError::Shutdown);
+        }
+        if let Some(session) = sessions.get(&info_hash).filter(|s| !s.is_finished()) {
+            return Ok(session.clone());
+        }
+        let store = self.open_store(&metainfo, &sessions).await?;
+        let mut announce_urls = metainfo.trackers();
+        if let Some(url) = extra_announce
+            && !announce_urls.contains(&url)
+        {
+            announce_urls.push(url);
+        }
+        let params = SessionParams {
+            metainfo,
+            store,
+            announce_urls,
+            shared: Arc::clone(&self.inner.shared),
+            stop: self.inner.shutdown.child_token(),
+        };
+        let session = session::spawn(params).map_err(|_| StartError::Shutdown)?;
+        sessions.insert(info_hash, session.clone());
+        Ok(session)
+    }
+
+    async fn open_store(
+        &self,
+        metainfo: &Arc<Metainfo>,
+        sessions: &HashMap<InfoHash, SessionHandle>,
+    ) -> Result<Arc<Store>, StartError> {
+        match &self.inner.cache {
+            Some(cache) => {
+                let (cache, metainfo) = (Arc::clone(cache), Arc::clone(metainfo));
+                blocking(move || cache.open_or_create(&metainfo, Placement::Auto))
+                    .await
+                    .map_err(StartError::Storage)
+            }
+            None => {
+                let size = metainfo.info().total_length();
+                let used: u64 = sessions
+                    .values()
+                    .filter(|s| !s.is_finished() && s.store.kind() == StoreKind::Memory)
+                    .map(|s| s.store.size())
+                    .sum();
+                let budget = self.inner.shared.config.memory_budget;
+                if used + size > budget {
+                    return Err(StartError::Storage(StorageError::CacheFull {
+                        needed: size,
+                        available: budget.saturating_sub(used),
+                    }));
+                }
+                Ok(Arc::new(Store::memory(metainfo)))
+            }
+        }
+    }
+
+    /// Stops a release's session and removes it from the cache (a release that failed its
+    /// manifest check is not kept). Its tasks let go of the store shortly after the stop;
+    /// if someone else still holds it after [`DISCARD_WAIT`], it stays until evicted (its
+    /// manifest is not saved, so `get` never serves it).
+    async fn discard(&self, session: SessionHandle) {
+        session.stop();
+        let info_hash = session.info_hash();
+        self.inner.sessions.lock().await.remove(&info_hash);
+        let mut progress = session.progress.clone();
+        drop(session);
+        // The session task drops its progress sender (and its store) when it ends.
+        while progress.changed().await.is_ok() {}
+        let Some(cache) = self.inner.cache.clone() else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + DISCARD_WAIT;
+        loop {
+            let cache = Arc::clone(&cache);
+            match blocking(move || cache.remove(&info_hash)).await {
+                Err(StorageError::InUse(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, %info_hash, "cannot remove a rejected release");
+                    return;
+                }
+                Ok(_) => return,
+            }
+        }
+    }
+
+    /// Downloads (and then seeds) a torrent given as its bytes. Pieces are checked against
+    /// the torrent; there is no manifest to check files against.
+    pub async fn add_torrent(&self, torrent: &[u8]) -> Result<TorrentHandle, AddError> {
+        let metainfo = Metainfo::from_bytes(torrent)?;
+        let session = self.start_session(Arc::new(metainfo), None).await?;
+        Ok(TorrentHandle::new(session))
+    }
+
+    /// Downloads (and then seeds) the torrent of a magnet link. The metadata comes from the
+    /// configured trackers' torrent endpoint.
+    pub async fn add_magnet(&self, uri: &str) -> Result<TorrentHandle, AddError> {
+        let magnet = Magnet::parse(uri)?;
+        let info_hash = magnet.info_hash;
+        if let Some(session) = self.running_session(info_hash).await {
+            return Ok(TorrentHandle::new(session));
+        }
+        let metainfo = match self.cached_metainfo(info_hash).await {
+            Some(metainfo) => metainfo,
+            None => self.metainfo_from_trackers(info_hash).await?,
+        };
+        if metainfo.info_hash() != info_hash {
+            return Err(AddError::InfoHashMismatch {
+                expected: info_hash,
+                got: metainfo.info_hash(),
+            });
+        }
+        let session = self.start_session(Arc::new(metainfo), None).await?;
+        Ok(TorrentHandle::new(session))
+    }
+
+    async fn metainfo_from_trackers(&self, info_hash: InfoHash) -> Result<Metainfo, AddError> {
+        let mut reasons = Vec::new();
+        for tracker in &self.inner.trackers {
+            match tracker.metainfo(info_hash).await {
+                Ok(bytes) => match Metainfo::from_bytes(&bytes) {
+                    Ok(metainfo) if metainfo.info_hash() == info_hash => return Ok(metainfo),
+                    Ok(metainfo) => {
+                        return Err(AddError::InfoHashMismatch {
+                            expected: info_hash,
+                            got: metainfo.info_hash(),
+                        });
+                    }
+                    Err(e) => reasons.push(format!("{}: {e}", tracker.base_url())),
+                },
+                Err(e) => reasons.push(e.to_string()),
+            }
+        }
+        if reasons.is_empty() {
+            reasons.push("no tracker configured".into());
+        }
+        Err(AddError::MetadataUnavailable {
+            info_hash,
+            reason: reasons.join("; "),
+        })
+    }
+
+    /// The handle of a running release, if any.
+    pub async fn torrent(&self, info_hash: InfoHash) -> Option<TorrentHandle> {
+        self.running_session(info_hash).await.map(TorrentHandle::new)
+    }
+
+    /// Stops every session (sending `stopped` announces, bounded by
+    /// [`ClientConfig::stopped_announce_timeout`]), closes every connection and the
+    /// listener, and waits until every task the client started has ended.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.sessions.lock().await.clear();
+        let tasks = &self.inner.shared.tasks;
+        tasks.close();
+        tasks.wait().await;
+        tracing::info!("swarmcdn client stopped");
+    }
+}
+
+/// Where a manifest came from.
+#[derive(Debug)]
+enum ManifestSource {
+    Tracker(TrackerClient),
+    Cache(CachedManifest),
+}
+
+/// Runs blocking storage work on tokio's blocking pool.
+async fn blocking<T, F>(work: F) -> Result<T, StorageError>
+where
+    F: FnOnce() -> Result<T, StorageError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or(Err(StorageError::Cancelled))
+}
