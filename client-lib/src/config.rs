@@ -35,6 +35,8 @@ pub const DEFAULT_MAX_PEERS_PER_TORRENT: usize = 50;
 pub const DEFAULT_MAX_CONCURRENT_DIALS: usize = 8;
 /// Default [`ClientConfig::upload_slots`].
 pub const DEFAULT_UPLOAD_SLOTS: usize = 8;
+/// Default [`ClientConfig::snub_timeout`].
+pub const DEFAULT_SNUB_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default [`ClientConfig::numwant`].
 pub const DEFAULT_NUMWANT: u32 = 50;
 
@@ -78,6 +80,11 @@ pub struct ClientConfig {
     pub max_concurrent_dials: usize,
     /// How many interested peers one torrent uploads to at once (unchoked).
     pub upload_slots: usize,
+    /// A peer that has our requests and sends no block for this long is *snubbing* us: it
+    /// is disconnected (its pieces then count as nobody's, so they go to HTTP or other
+    /// peers) and not dialled again for
+    /// [`SNUB_REDIAL_DELAY`](crate::session::SNUB_REDIAL_DELAY).
+    pub snub_timeout: Duration,
     /// The piece scheduler's settings, among them the HTTP fallback policy:
     /// [`SchedulerConfig::deadline`] (how late a peer block may be before the piece goes to
     /// HTTP) and [`SchedulerConfig::initial_peer_wait`] (how long pieces no peer has wait for
@@ -116,6 +123,7 @@ impl Default for ClientConfig {
             max_peers_per_torrent: DEFAULT_MAX_PEERS_PER_TORRENT,
             max_concurrent_dials: DEFAULT_MAX_CONCURRENT_DIALS,
             upload_slots: DEFAULT_UPLOAD_SLOTS,
+            snub_timeout: DEFAULT_SNUB_TIMEOUT,
             scheduler: SchedulerConfig::default(),
             bootstrap_peers: Vec::new(),
             web_seed: WebSeedLimits::default(),
@@ -134,6 +142,7 @@ impl ClientConfig {
         self.max_peers_per_torrent = self.max_peers_per_torrent.max(1);
         self.max_concurrent_dials = self.max_concurrent_dials.max(1);
         self.upload_slots = self.upload_slots.max(1);
+        self.snub_timeout = self.snub_timeout.max(Duration::from_millis(10));
         self.announce_retry_min = self.announce_retry_min.max(Duration::from_millis(10));
         self.announce_retry_max = self.announce_retry_max.max(self.announce_retry_min);
         self

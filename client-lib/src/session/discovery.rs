@@ -112,6 +112,53 @@ impl Torrent {
             || (addr.port() == listen.port() && is_local_ip(addr.ip(), listen.ip()))
     }
 
+    /// Whether `addr` snubbed us recently.
+    fn avoided(&mut self, addr: SocketAddr) -> bool {
+        match self.avoid_until.get(&addr) {
+            Some(&until) if until > tokio::time::Instant::now() => true,
+            Some(_) => {
+                self.avoid_until.remove(&addr);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Disconnects peers that have had our requests for
+    /// [`ClientConfig::snub_timeout`](crate::ClientConfig::snub_timeout) without sending a
+    /// block, and keeps them from being dialled again for a while. Returns when to check
+    /// next, if anything is waiting.
+    pub(super) fn check_snubs(&mut self) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        let timeout = self.shared.config.snub_timeout;
+        let mut snubbing = Vec::new();
+        let mut waiting = false;
+        for (&key, peer) in &mut self.peers {
+            if self.scheduler.outstanding_requests(key) == 0 {
+                peer.waiting_since = None;
+                continue;
+            }
+            let since = *peer.waiting_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= timeout {
+                snubbing.push(key);
+            } else {
+                waiting = true;
+            }
+        }
+        for key in snubbing {
+            if let Some(peer) = self.peers.get(&key) {
+                tracing::info!(addr = %peer.addr, "peer sent no block for our requests; dropping it");
+                let until = now + super::SNUB_REDIAL_DELAY;
+                self.avoid_until.insert(peer.addr, until);
+                if let Some(listen) = peer.listen_addr {
+                    self.avoid_until.insert(listen, until);
+                }
+            }
+            self.remove_peer(key);
+        }
+        waiting.then(|| now + (timeout / 4).min(super::SNUB_CHECK_MAX))
+    }
+
     /// Queues `addr` for dialling unless it is us, known, banned or being dialled.
     pub(super) fn queue_dial(&mut self, addr: SocketAddr) {
         if addr.port() == 0
@@ -136,7 +183,10 @@ impl Torrent {
             let Some(addr) = self.dial_queue.pop_front() else {
                 break;
             };
-            if self.connected_addrs.contains(&addr) || self.banned_addrs.contains(&addr) {
+            if self.connected_addrs.contains(&addr)
+                || self.banned_addrs.contains(&addr)
+                || self.avoided(addr)
+            {
                 continue;
             }
             let Some(permit) = self.shared.conn_limit.try_acquire() else {

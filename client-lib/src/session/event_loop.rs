@@ -71,6 +71,7 @@ impl Torrent {
         self.drive();
 
         let mut next_refresh = Instant::now() + PROGRESS_REFRESH;
+        let mut next_snub_check = None;
         loop {
             let wakeup = self
                 .scheduler
@@ -78,6 +79,7 @@ impl Torrent {
                 .map(Instant::from_std)
                 .into_iter()
                 .chain((!self.peers.is_empty()).then_some(next_refresh))
+                .chain(next_snub_check)
                 .min();
             tokio::select! {
                 biased;
@@ -98,6 +100,9 @@ impl Torrent {
             }
             if self.failure.is_some() {
                 break;
+            }
+            if next_snub_check.is_none_or(|at| at <= Instant::now()) {
+                next_snub_check = self.check_snubs();
             }
             self.drive();
             if Instant::now() >= next_refresh {

@@ -88,6 +88,7 @@ impl Torrent {
                 has: Bitfield::new(piece_count),
                 interested: false,
                 settling,
+                waiting_since: None,
             },
         );
 
@@ -262,8 +263,14 @@ impl Torrent {
             tracing::debug!(piece, "no room to assemble another piece; block dropped");
             return Ok(());
         }
-        let now = tokio::time::Instant::now().into_std();
-        match self.scheduler.block_received(key, piece, begin, length, now) {
+        let now = tokio::time::Instant::now();
+        if let Some(peer) = self.peers.get_mut(&key) {
+            peer.waiting_since = Some(now);
+        }
+        match self
+            .scheduler
+            .block_received(key, piece, begin, length, now.into_std())
+        {
             BlockVerdict::Expected => match self.assembler.add_block(piece, begin, &data) {
                 Ok(Some(whole)) => self.commit_from_peers(piece, whole),
                 Ok(None) => {}

@@ -40,6 +40,7 @@ mod progress;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -82,6 +83,11 @@ pub const PARTIAL_PIECE_MEMORY: u64 = 64 * 1024 * 1024;
 /// A peer blamed for this many failed pieces it shared with other peers is banned (a piece
 /// it alone sent that fails bans it at once).
 pub const MAX_HASH_STRIKES: u32 = 2;
+
+/// How long a peer dropped for snubbing us is not dialled again.
+pub const SNUB_REDIAL_DELAY: Duration = Duration::from_secs(300);
+/// The longest gap between two checks for snubbing peers.
+const SNUB_CHECK_MAX: Duration = Duration::from_millis(250);
 
 /// Client-wide things every session uses.
 #[derive(Debug)]
@@ -243,6 +249,8 @@ struct Torrent {
     banned_addrs: HashSet<SocketAddr>,
     /// Addresses found to be ourselves.
     self_addrs: HashSet<SocketAddr>,
+    /// Addresses not to dial before the given time (peers that snubbed us).
+    avoid_until: HashMap<SocketAddr, tokio::time::Instant>,
 
     dial_queue: VecDeque<SocketAddr>,
     dialing: HashSet<SocketAddr>,
@@ -371,6 +379,7 @@ pub(crate) fn spawn(
         banned_ids: HashSet::new(),
         banned_addrs: HashSet::new(),
         self_addrs: HashSet::new(),
+        avoid_until: HashMap::new(),
         dial_queue: VecDeque::new(),
         dialing: HashSet::new(),
         settling: 0,

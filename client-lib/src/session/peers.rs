@@ -235,6 +235,8 @@ pub(super) struct PeerState {
     pub(super) interested: bool,
     /// Counts towards discovery settling until its first message arrives.
     pub(super) settling: bool,
+    /// Since when it has had our requests without sending a block (see snubbing).
+    pub(super) waiting_since: Option<tokio::time::Instant>,
 }
 
 impl PeerState {

@@ -1,0 +1,13 @@
+//! End-to-end tests of the client: real clients, the real tracker (in-process, over HTTP on
+//! loopback), a test web seed and fake peers, all on 127.0.0.1 with ports from the OS.
+//! Every test shuts down what it started and checks that nothing is left running.
+
+mod common;
+
+mod fallback;
+mod integrity;
+mod restart;
+mod shutdown;
+mod swarm;
+mod tracker_down;
+mod trust;

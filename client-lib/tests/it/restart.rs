@@ -1,0 +1,97 @@
+//! A client restarted on the same cache folder verifies what it has and seeds it again
+//! without downloading a byte, and serves `get` from its cached manifest when the tracker is
+//! gone.
+
+use crate::common::*;
+
+#[tokio::test]
+async fn a_restarted_client_seeds_its_cache_again_without_downloading() {
+    let mut tracker = TestTracker::start(300).await;
+    let web = TestWebSeed::start().await;
+    let release = TestRelease::build(
+        "restart-test",
+        "1.0.0",
+        vec![
+            ("index.html", b"<p>hi</p>".to_vec()),
+            ("app.js", random_bytes(9, 500 * 1024)),
+        ],
+        64 * 1024,
+        Some(tracker.announce_url()),
+        vec![web.url()],
+        &publisher_key(),
+    );
+    tracker.publish(&release).await;
+    web.serve(&release);
+    let cache = tempfile::tempdir().unwrap();
+
+    // First run: fetched from the web seed into the cache folder, on disk.
+    let first = test_client()
+        .tracker(tracker.url())
+        .cache_dir(cache.path())
+        .memory_threshold(0)
+        .build()
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(WAIT, first.get("restart-test"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.progress().bytes_from_http, release.size());
+    drop(got);
+    shutdown_clean(first).await;
+    assert!(
+        cache
+            .path()
+            .join("manifests/restart-test/1.0.0.json")
+            .is_file()
+    );
+    assert!(cache.path().join(release.info_hash().to_hex()).is_dir());
+
+    // From now on the web seed has nothing.
+    web.set_mode(SeedMode::Missing);
+    let http_before = web.bytes_served();
+
+    // Second run: verified and seeding at once, nothing downloaded.
+    let second = test_client()
+        .tracker(tracker.url())
+        .cache_dir(cache.path())
+        .memory_threshold(0)
+        .build()
+        .await
+        .unwrap();
+    let seeding = second
+        .torrent(release.info_hash())
+        .await
+        .expect("the cached release is seeded at start-up");
+    let progress = seeding.progress();
+    assert!(progress.complete);
+    assert_eq!(progress.bytes_from_http + progress.bytes_from_peers, 0);
+    wait_progress(&seeding.watch(), "the restarted seeder announced", |p| {
+        p.announces >= 1
+    })
+    .await;
+
+    // Another client downloads it from the restarted one (the web seed is of no use).
+    let other = test_client().tracker(tracker.url()).build().await.unwrap();
+    let fetched = tokio::time::timeout(WAIT, other.get("restart-test"))
+        .await
+        .unwrap()
+        .unwrap();
+    release.assert_served_by(&fetched).await;
+    assert_eq!(fetched.progress().bytes_from_peers, release.size());
+    assert!(seeding.stats().await.unwrap().progress.uploaded_bytes >= release.size());
+    assert_eq!(web.bytes_served(), http_before, "no byte came over HTTP");
+
+    // With the tracker gone, the restarted client answers from its cached manifest.
+    tracker.kill().await;
+    let offline = tokio::time::timeout(WAIT, second.get("restart-test"))
+        .await
+        .unwrap()
+        .unwrap();
+    release.assert_served_by(&offline).await;
+    assert_eq!(offline.version().to_string(), "1.0.0");
+
+    shutdown_clean(other).await;
+    shutdown_clean(second).await;
+    web.stop().await;
+}

@@ -1,0 +1,120 @@
+//! A release is trusted only through a pinned publisher key and the info-hash its signed
+//! manifest names. Failing either check is a typed error, and nothing is downloaded or
+//! cached.
+
+use std::path::Path;
+
+use axum::Router;
+use axum::routing::get;
+use swarmcdn_client::GetError;
+use swarmcdn_proto::manifest::signing_key_from_seed;
+use tokio::net::TcpListener;
+
+use crate::common::*;
+
+/// Everything in a cache folder apart from empty folders.
+fn cached_files(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// A release published (validly, at the tracker) by a publisher this client does not trust.
+#[tokio::test]
+async fn a_manifest_signed_by_an_untrusted_key_is_refused_and_nothing_is_cached() {
+    let tracker = TestTracker::start(300).await;
+    let web = TestWebSeed::start().await;
+    let release = TestRelease::build(
+        "stranger-widget",
+        "1.0.0",
+        vec![("x.js", random_bytes(3, 50_000))],
+        16 * 1024,
+        Some(tracker.announce_url()),
+        vec![web.url()],
+        &signing_key_from_seed(STRANGER_SEED),
+    );
+    tracker
+        .publish_with(&release, &tracker.stranger_token.clone())
+        .await;
+    web.serve(&release);
+
+    let cache = tempfile::tempdir().unwrap();
+    let client = test_client()
+        .tracker(tracker.url())
+        .cache_dir(cache.path())
+        .build()
+        .await
+        .unwrap();
+    match client.get("stranger-widget").await {
+        Err(GetError::UntrustedKey { name, key }) => {
+            assert_eq!(name.as_str(), "stranger-widget");
+            assert_eq!(key.len(), 64);
+        }
+        other => panic!("expected UntrustedKey, got {other:?}"),
+    }
+    assert!(client.torrent(release.info_hash()).await.is_none());
+    assert_eq!(web.requests(), 0, "nothing was downloaded");
+    assert_eq!(cached_files(cache.path()), Vec::<String>::new());
+
+    shutdown_clean(client).await;
+    web.stop().await;
+}
+
+/// A tracker that serves a trusted manifest with the torrent of another release.
+#[tokio::test]
+async fn a_metainfo_whose_info_hash_does_not_match_the_manifest_is_refused() {
+    let web = TestWebSeed::start().await;
+    let wanted = release_of_size("lied-about", 40_000, 16 * 1024, None, vec![web.url()]);
+    let other = release_of_size("something-else", 60_000, 16 * 1024, None, vec![web.url()]);
+    web.serve(&wanted);
+    web.serve(&other);
+
+    // The lying tracker (a test double: the real one refuses such releases at publish).
+    let manifest_json = wanted.manifest.to_json();
+    let other_torrent = other.torrent.clone();
+    let app = Router::new()
+        .route(
+            "/api/v1/assets/{name}",
+            get(move || async move { manifest_json }),
+        )
+        .route(
+            "/api/v1/torrents/{info_hash}",
+            get(move || async move { other_torrent }),
+        );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let liar = format!("http://{}", listener.local_addr().unwrap());
+    let serving = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let cache = tempfile::tempdir().unwrap();
+    let client = test_client()
+        .tracker(liar)
+        .cache_dir(cache.path())
+        .build()
+        .await
+        .unwrap();
+    match client.get("lied-about").await {
+        Err(GetError::InfoHashMismatch { manifest, metainfo }) => {
+            assert_eq!(manifest, wanted.info_hash());
+            assert_eq!(metainfo, other.info_hash());
+        }
+        other => panic!("expected InfoHashMismatch, got {other:?}"),
+    }
+    assert!(client.torrent(other.info_hash()).await.is_none());
+    assert!(client.torrent(wanted.info_hash()).await.is_none());
+    assert_eq!(web.requests(), 0, "nothing was downloaded");
+    assert_eq!(cached_files(cache.path()), Vec::<String>::new());
+
+    shutdown_clean(client).await;
+    serving.abort();
+    web.stop().await;
+}
