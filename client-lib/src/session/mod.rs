@@ -323,10 +323,8 @@ pub(crate) fn spawn(
         now,
     );
     let partial_limit = (PARTIAL_PIECE_MEMORY / u64::from(info.piece_length().max(1)))
-        .clamp(
-            crate::storage::DEFAULT_MAX_PARTIAL_PIECES as u64,
-            u64::from(info.piece_count()),
-        );
+        .max(crate::storage::DEFAULT_MAX_PARTIAL_PIECES as u64)
+        .min(u64::from(info.piece_count().max(1)));
     let assembler = PieceAssembler::with_limit(Arc::clone(&info), partial_limit as usize);
 
     let mut seeds = Vec::new();

@@ -373,6 +373,19 @@ pub(crate) async fn wait_progress(
     }
 }
 
+/// The handle of `client`'s session for `info_hash`, once it exists (a `get` running in
+/// another task creates it).
+pub(crate) async fn wait_torrent(client: &Client, info_hash: InfoHash) -> TorrentHandle {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(handle) = client.torrent(info_hash).await {
+            return handle;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no session for {info_hash}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// Polls `condition` (cheap checks on shared counters) until it holds, failing after
 /// [`WAIT`].
 pub(crate) async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {

@@ -87,12 +87,7 @@ async fn a_web_seed_serving_wrong_bytes_is_dropped_and_peers_finish_the_job() {
         async move { leecher.get("corrupt-seed").await }
     });
     // Alone in the swarm, it goes to the web seed at once, and drops it.
-    let handle = loop {
-        if let Some(handle) = leecher.torrent(release.info_hash()).await {
-            break handle;
-        }
-        tokio::task::yield_now().await;
-    };
+    let handle = wait_torrent(&leecher, release.info_hash()).await;
     wait_progress(&handle.watch(), "the web seed dropped", |p| {
         p.web_seeds_removed == 1
     })

@@ -68,12 +68,7 @@ async fn a_tracker_killed_mid_download_does_not_stop_it_and_get_uses_the_cached_
         let leecher = leecher.clone();
         async move { leecher.get("tracker-dies").await }
     });
-    let handle = loop {
-        if let Some(handle) = leecher.torrent(release.info_hash()).await {
-            break handle;
-        }
-        tokio::task::yield_now().await;
-    };
+    let handle = wait_torrent(&leecher, release.info_hash()).await;
     wait_progress(&handle.watch(), "a first piece from the peer", |p| {
         p.bytes_from_peers > 0
     })
