@@ -16,7 +16,7 @@
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let publisher = parse_public_key(
-//!     "0a0b0c0d0e0f101112131415161718191a1b1c1d1e1f202122232425262728292a",
+//!     "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
 //! )?;
 //! let client = Client::builder()
 //!     .tracker("http://tracker.example:6969")
