@@ -467,6 +467,18 @@ impl Store {
         Ok(true)
     }
 
+    /// Whether release `info_hash` carries the withdrawn marker.
+    pub fn is_withdrawn(&self, info_hash: &InfoHash) -> bool {
+        self.meta_path(info_hash, WITHDRAWN_SUFFIX).exists()
+    }
+
+    /// When the manifest file of `info_hash` was last modified, if it exists.
+    pub fn manifest_modified(&self, info_hash: &InfoHash) -> Option<SystemTime> {
+        fs::metadata(self.meta_path(info_hash, MANIFEST_SUFFIX))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
     /// Removes a release and its content. The manifest goes first, so an interrupted removal
     /// leaves an incomplete release that is neither listed nor served. Returns whether
     /// anything was there.
