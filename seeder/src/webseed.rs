@@ -29,8 +29,8 @@ pub mod range;
 use std::ops::Range;
 
 use axum::body::Body;
-use axum::extract::{RawPathParams, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use percent_encoding::percent_decode_str;
@@ -45,34 +45,30 @@ use range::{RangeRequest, if_none_match, if_range_holds, parse_range};
 /// The `Cache-Control` of every successful response.
 pub const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
+/// The path prefix of web-seed URLs.
+const PREFIX: &str = "/webseed/";
+
 /// `GET` and `HEAD /webseed/{info_hash}/{*path}`.
 pub(crate) async fn serve_file(
     State(state): State<AppState>,
     method: Method,
-    params: RawPathParams,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let response = respond(&state, &method, &params, &headers).await;
+    let response = respond(&state, &method, &uri, &headers).await;
     state.metrics().response(response.status().as_u16());
     response
 }
 
-async fn respond(
-    state: &AppState,
-    method: &Method,
-    params: &RawPathParams,
-    headers: &HeaderMap,
-) -> Response {
-    let mut info_hash = None;
-    let mut path = None;
-    for (key, value) in params {
-        match key {
-            "info_hash" => info_hash = Some(value),
-            "path" => path = Some(value),
-            _ => {}
-        }
-    }
-    let (Some(info_hash), Some(path)) = (info_hash, path) else {
+async fn respond(state: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) -> Response {
+    // The path as the client sent it, not as the router decoded it: an encoded `/` must stay
+    // inside its segment (and be refused there), and a segment that does not decode to UTF-8
+    // is simply not found.
+    let Some((info_hash, path)) = uri
+        .path()
+        .strip_prefix(PREFIX)
+        .and_then(|rest| rest.split_once('/'))
+    else {
         return not_found();
     };
     let Ok(info_hash) = InfoHash::from_text(info_hash) else {
