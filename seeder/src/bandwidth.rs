@@ -83,8 +83,8 @@ impl Bandwidth {
         let Some(rate) = NonZeroU32::new(kib_per_sec) else {
             return Self::unlimited();
         };
-        let share_per_sec = (bytes_per_sec.saturating_mul(u64::from(share_percent.min(100))) / 100)
-            .max(1);
+        let share_per_sec =
+            (bytes_per_sec.saturating_mul(u64::from(share_percent.min(100))) / 100).max(1);
         Self {
             limiter: Some(RateLimiter::direct(
                 Quota::per_second(rate).allow_burst(rate),

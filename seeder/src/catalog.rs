@@ -166,7 +166,8 @@ impl StoreWatcher {
     pub fn refresh(&mut self, current: &Catalog) -> Result<Option<(Catalog, Changes)>, StoreError> {
         let verify = std::mem::replace(&mut self.verify, false);
         let on_disk = self.store.info_hashes()?;
-        self.failed.retain(|info_hash, _| on_disk.contains(info_hash));
+        self.failed
+            .retain(|info_hash, _| on_disk.contains(info_hash));
         let mut changes = Changes::default();
         let mut releases = HashMap::with_capacity(on_disk.len());
         for info_hash in &on_disk {
@@ -188,7 +189,10 @@ impl StoreWatcher {
                 Some(release) => {
                     self.failed.remove(info_hash);
                     changes.added.push(*info_hash);
-                    releases.insert(*info_hash, Arc::new(ServedRelease::new(release, &self.metrics)));
+                    releases.insert(
+                        *info_hash,
+                        Arc::new(ServedRelease::new(release, &self.metrics)),
+                    );
                 }
                 None => {
                     self.failed.insert(*info_hash, stamp);

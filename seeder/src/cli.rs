@@ -149,7 +149,12 @@ pub(crate) struct TrackerArgs {
 
     /// Your publisher token, issued by the tracker's operator. Prefer the SWARMCDN_TOKEN
     /// variable: a flag shows up in the process list.
-    #[arg(long, value_name = "TOKEN", env = "SWARMCDN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SWARMCDN_TOKEN",
+        hide_env_values = true
+    )]
     pub(crate) token: String,
 }
 

@@ -61,7 +61,9 @@ fn apply_tracker(config: &mut Config, args: &TrackerArgs) -> Result<()> {
     }
     config.validate()?;
     if args.token.trim().is_empty() {
-        bail!("the token is empty; pass --token or set SWARMCDN_TOKEN to the token the tracker's operator gave you");
+        bail!(
+            "the token is empty; pass --token or set SWARMCDN_TOKEN to the token the tracker's operator gave you"
+        );
     }
     Ok(())
 }

@@ -159,9 +159,10 @@ impl Config {
         if !(self.tracker.starts_with("http://") || self.tracker.starts_with("https://")) {
             return invalid("tracker", "must be an http:// or https:// URL");
         }
-        if !self.webseed_url.is_empty()
-            && !(self.webseed_url.starts_with("http://") || self.webseed_url.starts_with("https://"))
-        {
+        let webseed_ok = self.webseed_url.is_empty()
+            || self.webseed_url.starts_with("http://")
+            || self.webseed_url.starts_with("https://");
+        if !webseed_ok {
             return invalid(
                 "webseed_url",
                 "must be an http:// or https:// URL (or empty for no web seed)",
@@ -250,10 +251,7 @@ mod tests {
             "max_release_bytes = 0",
         ] {
             assert!(
-                matches!(
-                    Config::from_toml(text),
-                    Err(ConfigError::Invalid { .. })
-                ),
+                matches!(Config::from_toml(text), Err(ConfigError::Invalid { .. })),
                 "{text}"
             );
         }

@@ -222,7 +222,10 @@ mod tests {
         for mode in [0o644, 0o640, 0o604, 0o660] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
             let error = load_key(&path).unwrap_err();
-            assert!(matches!(error, KeyError::OpenPermissions { .. }), "{mode:o}");
+            assert!(
+                matches!(error, KeyError::OpenPermissions { .. }),
+                "{mode:o}"
+            );
             assert!(error.to_string().contains("chmod 600"), "{error}");
         }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();

@@ -171,8 +171,14 @@ mod tests {
             ih.to_hex()
         );
         assert!(text.contains(&expected), "{text}");
-        assert!(text.contains("swarmcdn_seeder_webseed_requests_total{status=\"200\"} 2"), "{text}");
-        assert!(text.contains("swarmcdn_seeder_webseed_throttled_total 1"), "{text}");
+        assert!(
+            text.contains("swarmcdn_seeder_webseed_requests_total{status=\"200\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("swarmcdn_seeder_webseed_throttled_total 1"),
+            "{text}"
+        );
         assert!(text.contains("swarmcdn_seeder_releases 1"), "{text}");
         metrics.forget_release(&ih, "a", "1.0.0");
         assert!(!metrics.encode().contains("name=\"a\""));

@@ -35,13 +35,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use swarmcdn_proto::InfoHash;
 use swarmcdn_proto::manifest::{
     FileDigests, Manifest, ManifestError, ManifestFile, ReleaseName, SignedManifest, SigningKey,
     Version, content_type_for_path,
 };
 use swarmcdn_proto::metainfo::{BuildError, Metainfo, TorrentBuilder};
 use swarmcdn_proto::path::PathError;
-use swarmcdn_proto::InfoHash;
 
 use crate::keys::{self, KeyError};
 use crate::store::{Staging, Store, StoreError};
@@ -265,9 +265,9 @@ pub enum PublishError {
     )]
     RollbackFailed {
         /// Why the tracker refused.
-        tracker: TrackerError,
+        tracker: Box<TrackerError>,
         /// Why the removal failed.
-        store: StoreError,
+        store: Box<StoreError>,
         /// The release left in the store.
         info_hash: InfoHash,
     },
@@ -341,10 +341,15 @@ pub async fn publish(options: &PublishOptions) -> Result<Published, PublishError
     }
 
     let stored = {
-        let (options, store, version, announce) =
-            (options.clone(), store.clone(), version.clone(), api.announce_url());
+        let (options, store, version, announce) = (
+            options.clone(),
+            store.clone(),
+            version.clone(),
+            api.announce_url(),
+        );
         tokio::task::spawn_blocking(move || {
-            let (staging, metainfo, manifest) = prepare(&options, &store, &version, &key, announce)?;
+            let (staging, metainfo, manifest) =
+                prepare(&options, &store, &version, &key, announce)?;
             Ok::<_, PublishError>(store.commit(staging, &metainfo, &manifest)?)
         })
         .await
@@ -353,7 +358,11 @@ pub async fn publish(options: &PublishOptions) -> Result<Published, PublishError
     let info_hash = stored.info_hash;
 
     let registered = match api
-        .publish(&options.token, &stored.metainfo.to_bytes(), &stored.manifest)
+        .publish(
+            &options.token,
+            &stored.metainfo.to_bytes(),
+            &stored.manifest,
+        )
         .await
     {
         Ok(registered) => registered,
@@ -367,8 +376,8 @@ pub async fn publish(options: &PublishOptions) -> Result<Published, PublishError
             return Err(match removal {
                 Ok(_) => PublishError::Tracker(tracker),
                 Err(store) => PublishError::RollbackFailed {
-                    tracker,
-                    store,
+                    tracker: Box::new(tracker),
+                    store: Box::new(store),
                     info_hash,
                 },
             });

@@ -122,10 +122,7 @@ impl AppState {
 /// The HTTP service: the web seed, `/metrics` and `/healthz`.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route(
-            "/webseed/{info_hash}/{*path}",
-            get(webseed::serve_file),
-        )
+        .route("/webseed/{info_hash}/{*path}", get(webseed::serve_file))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .with_state(state)
@@ -168,7 +165,8 @@ impl Seeder {
         config.validate()?;
         let store = Store::open(&config.store)?;
         let metrics = Arc::new(Metrics::new());
-        let mut watcher = StoreWatcher::new(store.clone(), Arc::clone(&metrics), config.verify_on_start);
+        let mut watcher =
+            StoreWatcher::new(store.clone(), Arc::clone(&metrics), config.verify_on_start);
         let (watcher, first) = tokio::task::spawn_blocking(move || {
             match store.remove_stale_temporaries(STALE_TEMP_AGE) {
                 Ok(0) => {}
@@ -232,7 +230,8 @@ impl Seeder {
         let (stop, stopped) = watch::channel(false);
         let interval = Duration::from_millis(config.store_poll_interval_ms);
         let watch_task = tokio::spawn(
-            follow_store(watcher, catalog, interval, stopped).instrument(tracing::info_span!("store_watcher")),
+            follow_store(watcher, catalog, interval, stopped)
+                .instrument(tracing::info_span!("store_watcher")),
         );
         if let Ok(address) = listener.local_addr() {
             tracing::info!(%address, "serving the web seed");

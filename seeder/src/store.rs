@@ -244,7 +244,9 @@ impl Staging {
             .create_new(true)
             .open(&target)
             .map_err(io_error("create", &target))?;
-        output.write_all(bytes).map_err(io_error("write", &target))?;
+        output
+            .write_all(bytes)
+            .map_err(io_error("write", &target))?;
         output.sync_all().map_err(io_error("sync", &target))?;
         Ok(FileHasher::digest(bytes))
     }
@@ -295,7 +297,8 @@ impl Store {
 
     fn temp_path(&self, suffix: &str) -> PathBuf {
         let random = rand::rng().next_u64();
-        self.root.join(format!("{TEMP_PREFIX}{random:016x}{suffix}"))
+        self.root
+            .join(format!("{TEMP_PREFIX}{random:016x}{suffix}"))
     }
 
     /// Moves a staged release into place under its info-hash and writes its torrent and
@@ -697,7 +700,11 @@ fn verify_release(release: &StoredRelease) -> VerifyReport {
     for piece in 0..info.piece_count() {
         let mut sha1 = Sha1::new();
         let mut ok = true;
-        let runs: Vec<_> = info.piece_file_ranges(piece).into_iter().flatten().collect();
+        let runs: Vec<_> = info
+            .piece_file_ranges(piece)
+            .into_iter()
+            .flatten()
+            .collect();
         for run in &runs {
             // Bounded by the piece length, which fits in memory (at most 16 MiB).
             let chunk = &mut buffer[..run.length as usize];
@@ -742,8 +749,7 @@ fn verify_release(release: &StoredRelease) -> VerifyReport {
             Some(_) => {}
         }
         if !found.is_empty() {
-            let path =
-                release_path(info, file).unwrap_or_else(|| file.path.clone());
+            let path = release_path(info, file).unwrap_or_else(|| file.path.clone());
             damaged.push(FileDamage {
                 path,
                 problems: found,
@@ -767,7 +773,12 @@ mod tests {
     use swarmcdn_proto::metainfo::TorrentBuilder;
 
     /// Stages and commits a release with `files` (path, bytes) under torrent name `name`.
-    fn add(store: &Store, name: &str, version: Version, files: &[(&str, Vec<u8>)]) -> StoredRelease {
+    fn add(
+        store: &Store,
+        name: &str,
+        version: Version,
+        files: &[(&str, Vec<u8>)],
+    ) -> StoredRelease {
         try_add(store, name, version, files).unwrap()
     }
 
@@ -818,14 +829,21 @@ mod tests {
             &store,
             "share-button",
             Version::new(1, 0, 0),
-            &[("button.js", b"js".to_vec()), ("icons/a.svg", b"<svg/>".to_vec())],
+            &[
+                ("button.js", b"js".to_vec()),
+                ("icons/a.svg", b"<svg/>".to_vec()),
+            ],
         );
         let hex = release.info_hash.to_hex();
         assert_eq!(
             entries(dir.path()),
-            [hex.clone(), format!("{hex}.manifest.json"), format!("{hex}.torrent")]
-                .into_iter()
-                .collect()
+            [
+                hex.clone(),
+                format!("{hex}.manifest.json"),
+                format!("{hex}.torrent")
+            ]
+            .into_iter()
+            .collect()
         );
         let js = dir.path().join(&hex).join("share-button-1.0.0/button.js");
         assert_eq!(fs::read(js).unwrap(), b"js");
@@ -851,7 +869,12 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(found.info_hash, a2.info_hash);
-        assert!(store.get(&"a".parse().unwrap(), &Version::new(3, 0, 0)).unwrap().is_none());
+        assert!(
+            store
+                .get(&"a".parse().unwrap(), &Version::new(3, 0, 0))
+                .unwrap()
+                .is_none()
+        );
 
         assert!(store.withdraw(&a2.info_hash).unwrap());
         assert!(store.load(&a2.info_hash).unwrap().unwrap().withdrawn);
@@ -860,7 +883,11 @@ mod tests {
         assert!(store.load(&a2.info_hash).unwrap().is_none());
         assert!(!store.remove(&a2.info_hash).unwrap());
         assert_eq!(store.list().unwrap().len(), 2);
-        assert!(!entries(dir.path()).iter().any(|e| e.starts_with(&a2.info_hash.to_hex())));
+        assert!(
+            !entries(dir.path())
+                .iter()
+                .any(|e| e.starts_with(&a2.info_hash.to_hex()))
+        );
     }
 
     #[test]
@@ -869,9 +896,16 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         add(&store, "a", Version::new(1, 0, 0), &[("x", b"1".to_vec())]);
         let result = try_add(&store, "a", Version::new(1, 0, 0), &[("x", b"1".to_vec())]);
-        assert!(matches!(result, Err(StoreError::AlreadyStored { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(StoreError::AlreadyStored { .. })),
+            "{result:?}"
+        );
         // The failed staging folder was cleaned up.
-        assert!(!entries(dir.path()).iter().any(|e| e.starts_with(TEMP_PREFIX)));
+        assert!(
+            !entries(dir.path())
+                .iter()
+                .any(|e| e.starts_with(TEMP_PREFIX))
+        );
     }
 
     #[test]
@@ -894,7 +928,11 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let release = add(&store, "a", Version::new(1, 0, 0), &[("x", b"1".to_vec())]);
         // A crash between writing the torrent and the manifest.
-        fs::remove_file(dir.path().join(format!("{}.manifest.json", release.info_hash))).unwrap();
+        fs::remove_file(
+            dir.path()
+                .join(format!("{}.manifest.json", release.info_hash)),
+        )
+        .unwrap();
         assert!(store.list().unwrap().is_empty());
         assert!(store.load(&release.info_hash).unwrap().is_none());
     }
@@ -921,7 +959,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let staging = store.stage().unwrap();
-        assert_eq!(store.remove_stale_temporaries(Duration::from_secs(3600)).unwrap(), 0);
+        assert_eq!(
+            store
+                .remove_stale_temporaries(Duration::from_secs(3600))
+                .unwrap(),
+            0
+        );
         assert!(staging.dir().exists());
         assert_eq!(store.remove_stale_temporaries(Duration::ZERO).unwrap(), 1);
         assert!(!staging.dir().exists());
@@ -936,7 +979,11 @@ mod tests {
             &store,
             "a",
             Version::new(1, 0, 0),
-            &[("a.bin", big.clone()), ("b.txt", b"hello".to_vec()), ("empty", Vec::new())],
+            &[
+                ("a.bin", big.clone()),
+                ("b.txt", b"hello".to_vec()),
+                ("empty", Vec::new()),
+            ],
         );
         let report = store.verify(&release.info_hash).unwrap().unwrap();
         assert!(report.is_intact(), "{report:?}");
@@ -970,7 +1017,12 @@ mod tests {
         // from other bytes so only the SHA-256 check can see it.
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let release = add(&store, "a", Version::new(1, 0, 0), &[("x", b"abc".to_vec())]);
+        let release = add(
+            &store,
+            "a",
+            Version::new(1, 0, 0),
+            &[("x", b"abc".to_vec())],
+        );
         let mut manifest_files = release.manifest().files().to_vec();
         manifest_files[0] =
             ManifestFile::from_bytes(manifest_files[0].path().clone(), "text/plain", b"abd")
@@ -985,12 +1037,16 @@ mod tests {
         .unwrap()
         .sign(&signing_key_from_seed([3; 32]));
         fs::write(
-            dir.path().join(format!("{}.manifest.json", release.info_hash)),
+            dir.path()
+                .join(format!("{}.manifest.json", release.info_hash)),
             manifest.to_json(),
         )
         .unwrap();
         let report = store.verify(&release.info_hash).unwrap().unwrap();
         assert!(report.bad_pieces.is_empty());
-        assert!(matches!(report.damaged[0].problems[0], Problem::DigestMismatch(_)));
+        assert!(matches!(
+            report.damaged[0].problems[0],
+            Problem::DigestMismatch(_)
+        ));
     }
 }

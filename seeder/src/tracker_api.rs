@@ -188,12 +188,14 @@ impl TrackerApi {
         let url = format!("{}/api/v1/assets/{name}", self.base);
         let (status, body) = self.send(self.client.get(&url), &url).await?;
         match status {
-            StatusCode::OK => SignedManifest::from_json(&body)
-                .map(Some)
-                .map_err(|e| TrackerError::BadResponse {
-                    url,
-                    reason: format!("not a signed manifest: {e}"),
-                }),
+            StatusCode::OK => {
+                SignedManifest::from_json(&body)
+                    .map(Some)
+                    .map_err(|e| TrackerError::BadResponse {
+                        url,
+                        reason: format!("not a signed manifest: {e}"),
+                    })
+            }
             StatusCode::NOT_FOUND => Ok(None),
             other => Err(refusal(other, &body)),
         }
@@ -396,7 +398,10 @@ mod tests {
             api.absolute("/api/v1/assets/a/1.0.0"),
             "http://t.example:6969/api/v1/assets/a/1.0.0"
         );
-        assert_eq!(api.absolute("https://cdn.example/x"), "https://cdn.example/x");
+        assert_eq!(
+            api.absolute("https://cdn.example/x"),
+            "https://cdn.example/x"
+        );
     }
 
     #[test]

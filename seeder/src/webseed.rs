@@ -86,13 +86,19 @@ async fn respond(state: &AppState, method: &Method, uri: &Uri, headers: &HeaderM
     };
 
     if let Some(value) = header_str(headers, header::IF_NONE_MATCH)
-        && file.etag.to_str().is_ok_and(|etag| if_none_match(value, etag))
+        && file
+            .etag
+            .to_str()
+            .is_ok_and(|etag| if_none_match(value, etag))
     {
         return (
             StatusCode::NOT_MODIFIED,
             [
                 (header::ETAG, file.etag.clone()),
-                (header::CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL)),
+                (
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static(CACHE_CONTROL),
+                ),
             ],
         )
             .into_response();
@@ -160,7 +166,10 @@ async fn respond(state: &AppState, method: &Method, uri: &Uri, headers: &HeaderM
     response_headers.extend([
         (header::CONTENT_LENGTH, HeaderValue::from(len)),
         (header::ETAG, file.etag.clone()),
-        (header::CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL)),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(CACHE_CONTROL),
+        ),
         (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
     ]);
 
@@ -241,7 +250,10 @@ fn decode_path(raw: &str) -> Option<RelativePath> {
 /// The segments of a `multipart/byteranges` body: for each range, a delimiter and part
 /// headers, then the bytes; then the closing delimiter.
 fn multipart_segments(ranges: &[Range<u64>], file: &ServedFile, boundary: &str) -> Vec<Segment> {
-    let content_type = file.content_type.to_str().unwrap_or("application/octet-stream");
+    let content_type = file
+        .content_type
+        .to_str()
+        .unwrap_or("application/octet-stream");
     let mut segments = Vec::with_capacity(ranges.len() * 2 + 1);
     for (i, range) in ranges.iter().enumerate() {
         let lead = if i == 0 { "" } else { "\r\n" };
@@ -312,7 +324,9 @@ mod tests {
     #[test]
     fn paths_are_decoded_per_segment_and_validated() {
         assert_eq!(
-            decode_path("name-1.0.0/icons/a%20b.svg").unwrap().to_string(),
+            decode_path("name-1.0.0/icons/a%20b.svg")
+                .unwrap()
+                .to_string(),
             "name-1.0.0/icons/a b.svg"
         );
         for raw in [

@@ -235,7 +235,10 @@ mod tests {
         fs::write(dir.path().join("a"), "a").unwrap();
         symlink(outside.path().join("secret"), dir.path().join("b")).unwrap();
         let error = walk(dir.path(), 1000).unwrap_err();
-        assert!(matches!(error, PublishError::SymlinkEscapes { .. }), "{error}");
+        assert!(
+            matches!(error, PublishError::SymlinkEscapes { .. }),
+            "{error}"
+        );
         assert!(error.to_string().contains("b"), "{error}");
         // Relative links that climb out are caught too.
         let dir = tempfile::tempdir().unwrap();

@@ -14,9 +14,15 @@ use crate::support::{Mode, TOKEN, TrackerDouble, Workspace, dead_url, run_bin};
 async fn refused(ws: &Workspace, tracker: &TrackerDouble, options: PublishOptions) -> PublishError {
     let before = ws.store_snapshot();
     let accepted = tracker.accepted().len();
-    let error = publish(&options).await.expect_err("publish should have failed");
+    let error = publish(&options)
+        .await
+        .expect_err("publish should have failed");
     assert_eq!(ws.store_snapshot(), before, "the store changed: {error}");
-    assert_eq!(tracker.accepted().len(), accepted, "the tracker accepted: {error}");
+    assert_eq!(
+        tracker.accepted().len(),
+        accepted,
+        "the tracker accepted: {error}"
+    );
     error
 }
 
@@ -29,9 +35,15 @@ async fn a_symlink_out_of_the_folder_is_refused() {
     std::fs::write(&secret, "not for publishing").unwrap();
     symlink(&secret, ws.dist.join("leak.txt")).unwrap();
     let error = refused(&ws, &tracker, ws.options(&tracker.url, "w", Some("1.0.0"))).await;
-    assert!(matches!(error, PublishError::SymlinkEscapes { .. }), "{error}");
+    assert!(
+        matches!(error, PublishError::SymlinkEscapes { .. }),
+        "{error}"
+    );
     let message = error.to_string();
-    assert!(message.contains("leak.txt") && message.contains("remove the link"), "{message}");
+    assert!(
+        message.contains("leak.txt") && message.contains("remove the link"),
+        "{message}"
+    );
     assert!(tracker.publishes().is_empty());
     tracker.stop().await;
 }
@@ -44,7 +56,10 @@ async fn unreadable_files_are_refused() {
 
     // A FIFO: reading it would block forever. It is refused before anything opens it.
     let fifo = ws.dist.join("pipe");
-    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
     assert!(made.success());
     let options = ws.options(&tracker.url, "w", Some("1.0.0"));
     let error = tokio::time::timeout(
@@ -106,7 +121,10 @@ async fn a_release_over_the_size_limit_is_refused() {
     big.set_len(swarmcdn_seeder::config::DEFAULT_MAX_RELEASE_BYTES + 1)
         .unwrap();
     let error = refused(&ws, &tracker, ws.options(&tracker.url, "w", Some("1.0.0"))).await;
-    assert!(matches!(error, PublishError::FileTooLarge { .. }), "{error}");
+    assert!(
+        matches!(error, PublishError::FileTooLarge { .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("huge.bin"), "{error}");
     tracker.stop().await;
 }
@@ -120,7 +138,10 @@ async fn a_refused_token_rolls_the_store_back() {
     options.token = "wrong-token".into();
     let error = refused(&ws, &tracker, options).await;
     assert!(
-        matches!(error, PublishError::Tracker(TrackerError::Unauthorized { .. })),
+        matches!(
+            error,
+            PublishError::Tracker(TrackerError::Unauthorized { .. })
+        ),
         "{error}"
     );
     let message = error.to_string();
@@ -144,7 +165,10 @@ async fn a_tracker_that_is_down_is_reported() {
     for version in [Some("1.0.0"), None] {
         let error = refused(&ws, &tracker, ws.options(&dead, "w", version)).await;
         assert!(
-            matches!(error, PublishError::Tracker(TrackerError::Unreachable { .. })),
+            matches!(
+                error,
+                PublishError::Tracker(TrackerError::Unreachable { .. })
+            ),
             "{error}"
         );
         assert!(error.to_string().contains("Is it running"), "{error}");
@@ -182,7 +206,10 @@ async fn a_version_that_exists_is_refused() {
     // Found before anything is copied.
     ws.write("a.js", b"second");
     let error = refused(&ws, &tracker, ws.options(&tracker.url, "w", Some("1.0.0"))).await;
-    assert!(matches!(error, PublishError::VersionExists { .. }), "{error}");
+    assert!(
+        matches!(error, PublishError::VersionExists { .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("--version"), "{error}");
 
     // Refused by the tracker itself (409): rolled back.
@@ -201,10 +228,18 @@ async fn other_tracker_refusals_roll_back_too() {
     let ws = Workspace::new();
     ws.widget();
     for (status, check) in [
-        (403, (|e: &TrackerError| matches!(e, TrackerError::Forbidden { .. })) as fn(&TrackerError) -> bool),
-        (422, |e| matches!(e, TrackerError::Rejected { status: 422, .. })),
+        (
+            403,
+            (|e: &TrackerError| matches!(e, TrackerError::Forbidden { .. }))
+                as fn(&TrackerError) -> bool,
+        ),
+        (422, |e| {
+            matches!(e, TrackerError::Rejected { status: 422, .. })
+        }),
         (413, |e| matches!(e, TrackerError::TooLarge { .. })),
-        (500, |e| matches!(e, TrackerError::Unexpected { status: 500, .. })),
+        (500, |e| {
+            matches!(e, TrackerError::Unexpected { status: 500, .. })
+        }),
     ] {
         tracker.set_mode(Mode::Refuse(status));
         let error = refused(&ws, &tracker, ws.options(&tracker.url, "w", Some("1.0.0"))).await;

@@ -21,7 +21,9 @@ async fn keygen_writes_a_0600_key_and_prints_the_public_key() {
     let public = swarmcdn_seeder::keys::public_key_hex(&key.verifying_key());
     assert!(stdout.contains(&public), "{stdout}");
     assert!(
-        stdout.contains(&format!("swarmcdn-tracker publisher add YOUR-NAME --public-key {public}")),
+        stdout.contains(&format!(
+            "swarmcdn-tracker publisher add YOUR-NAME --public-key {public}"
+        )),
         "{stdout}"
     );
 }
@@ -62,7 +64,10 @@ async fn publishing_with_an_open_key_file_is_refused_and_changes_nothing() {
     ])
     .await;
     assert!(!ok);
-    assert!(stderr.contains(&format!("chmod 600 {}", ws.key.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("chmod 600 {}", ws.key.display())),
+        "{stderr}"
+    );
     assert_eq!(ws.store_snapshot(), before);
     assert!(tracker.publishes().is_empty());
     tracker.stop().await;

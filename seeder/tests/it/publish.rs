@@ -1,9 +1,9 @@
 //! `publish`, the happy path: what lands in the store, in the torrent, in the manifest and at
 //! the tracker; version bumps; real tools accept the torrent.
 
+use swarmcdn_proto::RelativePath;
 use swarmcdn_proto::manifest::{SignedManifest, Version, content_type_for_path, sri_sha384};
 use swarmcdn_proto::metainfo::Metainfo;
-use swarmcdn_proto::RelativePath;
 use swarmcdn_seeder::store::Store;
 
 use crate::support::{TOKEN, TrackerDouble, Workspace, run_bin};
@@ -13,7 +13,9 @@ async fn publish_stores_signs_and_registers_the_release() {
     let tracker = TrackerDouble::start().await;
     let ws = Workspace::new();
     let files = ws.widget();
-    let published = ws.publish(&tracker.url, "share-button", Some("1.4.0")).await;
+    let published = ws
+        .publish(&tracker.url, "share-button", Some("1.4.0"))
+        .await;
     let ih = published.info_hash;
     let hex = ih.to_hex();
 
@@ -34,7 +36,10 @@ async fn publish_stores_signs_and_registers_the_release() {
     let torrent = Metainfo::from_bytes(&torrent_bytes).unwrap();
     assert_eq!(torrent.info_hash(), ih);
     assert_eq!(torrent.info().name(), "share-button-1.4.0");
-    assert_eq!(torrent.announce.as_deref(), Some(&*format!("{}/announce", tracker.url)));
+    assert_eq!(
+        torrent.announce.as_deref(),
+        Some(&*format!("{}/announce", tracker.url))
+    );
     assert_eq!(
         torrent.url_list,
         [format!("http://127.0.0.1:7070/webseed/{hex}/")]
@@ -56,20 +61,27 @@ async fn publish_stores_signs_and_registers_the_release() {
         assert_eq!(entry.content_type(), content_type_for_path(path));
     }
     assert_eq!(
-        manifest.file(&RelativePath::parse("button.js").unwrap()).unwrap().content_type(),
+        manifest
+            .file(&RelativePath::parse("button.js").unwrap())
+            .unwrap()
+            .content_type(),
         "text/javascript; charset=utf-8"
     );
 
     // The tracker got the torrent and the manifest, with the bearer token.
     let calls = tracker.accepted();
     assert_eq!(calls.len(), 1);
-    assert_eq!(calls[0].authorization.as_deref(), Some(&*format!("Bearer {TOKEN}")));
+    assert_eq!(
+        calls[0].authorization.as_deref(),
+        Some(&*format!("Bearer {TOKEN}"))
+    );
     let sent_torrent = data_encoding::BASE64
         .decode(calls[0].body["metainfo"].as_str().unwrap().as_bytes())
         .unwrap();
     assert_eq!(sent_torrent, torrent_bytes);
     let sent_manifest =
-        SignedManifest::from_json(&serde_json::to_vec(&calls[0].body["manifest"]).unwrap()).unwrap();
+        SignedManifest::from_json(&serde_json::to_vec(&calls[0].body["manifest"]).unwrap())
+            .unwrap();
     assert_eq!(&sent_manifest, &signed);
 
     // What publish reports.
@@ -77,8 +89,15 @@ async fn publish_stores_signs_and_registers_the_release() {
         published.manifest_url,
         format!("{}/api/v1/assets/share-button/1.4.0", tracker.url)
     );
-    assert_eq!(published.torrent_url, format!("{}/api/v1/torrents/{hex}", tracker.url));
-    assert!(published.magnet.starts_with(&format!("magnet:?xt=urn:btih:{hex}")));
+    assert_eq!(
+        published.torrent_url,
+        format!("{}/api/v1/torrents/{hex}", tracker.url)
+    );
+    assert!(
+        published
+            .magnet
+            .starts_with(&format!("magnet:?xt=urn:btih:{hex}"))
+    );
 
     // The store lists it.
     let listed = Store::open(&ws.store).unwrap().list().unwrap();
@@ -102,7 +121,11 @@ async fn without_a_version_publish_bumps_the_latest_patch() {
     assert_eq!(bumped.version, Version::new(1, 4, 3));
     assert_eq!(
         tracker.versions("counter"),
-        [Version::new(1, 0, 0), Version::new(1, 4, 2), Version::new(1, 4, 3)]
+        [
+            Version::new(1, 0, 0),
+            Version::new(1, 4, 2),
+            Version::new(1, 4, 3)
+        ]
     );
     assert_eq!(Store::open(&ws.store).unwrap().list().unwrap().len(), 3);
     tracker.stop().await;
@@ -135,7 +158,9 @@ async fn transmission_show_accepts_the_published_torrent() {
     let tracker = TrackerDouble::start().await;
     let ws = Workspace::new();
     ws.widget();
-    let published = ws.publish(&tracker.url, "share-button", Some("2.0.0")).await;
+    let published = ws
+        .publish(&tracker.url, "share-button", Some("2.0.0"))
+        .await;
     let torrent = ws.store.join(format!("{}.torrent", published.info_hash));
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new("transmission-show")
@@ -182,10 +207,19 @@ async fn the_command_prints_what_a_publisher_needs() {
     let hex = release.info_hash.to_hex();
     assert!(stdout.contains(&format!("info-hash  {hex}")), "{stdout}");
     assert!(stdout.contains("magnet:?xt=urn:btih:"), "{stdout}");
-    assert!(stdout.contains(&format!("{}/api/v1/assets/share-button/3.1.4", tracker.url)), "{stdout}");
-    assert!(stdout.contains(&format!("https://origin.example/webseed/{hex}/")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{}/api/v1/assets/share-button/3.1.4", tracker.url)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("https://origin.example/webseed/{hex}/")),
+        "{stdout}"
+    );
     for (path, bytes) in &files {
-        assert!(stdout.contains(&format!("{path}  {} bytes", bytes.len())), "{stdout}");
+        assert!(
+            stdout.contains(&format!("{path}  {} bytes", bytes.len())),
+            "{stdout}"
+        );
         assert!(stdout.contains(&sri_sha384(bytes)), "{stdout}");
     }
     tracker.stop().await;

@@ -20,25 +20,45 @@ async fn a_release_published_while_serving_is_served_without_restart() {
     let client = reqwest::Client::new();
     let base = seeder.url.clone();
     let url = |version: &str, ih| format!("{base}/webseed/{ih}/widget-{version}/widget.js");
-    let body = client.get(url("1.0.0", v1.info_hash)).send().await.unwrap().text().await.unwrap();
+    let body = client
+        .get(url("1.0.0", v1.info_hash))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(body, "console.log('v1');");
 
     // A second version joins the first.
     ws.write("widget.js", b"console.log('v2');");
     let v2 = ws.publish(&tracker.url, "widget", None).await;
     seeder.wait_for(|c| c.get(&v2.info_hash).is_some()).await;
-    let body = client.get(url("1.0.1", v2.info_hash)).send().await.unwrap().text().await.unwrap();
+    let body = client
+        .get(url("1.0.1", v2.info_hash))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(body, "console.log('v2');");
     assert_eq!(seeder.releases.borrow().len(), 2);
 
     // Removed from the store: no longer served.
-    Store::open(&ws.store).unwrap().remove(&v1.info_hash).unwrap();
+    Store::open(&ws.store)
+        .unwrap()
+        .remove(&v1.info_hash)
+        .unwrap();
     seeder.wait_for(|c| c.get(&v1.info_hash).is_none()).await;
     let response = client.get(url("1.0.0", v1.info_hash)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 
     // Withdrawn (content kept): not served either.
-    Store::open(&ws.store).unwrap().withdraw(&v2.info_hash).unwrap();
+    Store::open(&ws.store)
+        .unwrap()
+        .withdraw(&v2.info_hash)
+        .unwrap();
     seeder.wait_for(|c| c.is_empty()).await;
 
     seeder.stop().await;
@@ -50,7 +70,9 @@ async fn a_restarted_seeder_serves_the_same_store() {
     let tracker = TrackerDouble::start().await;
     let ws = Workspace::new();
     ws.widget();
-    let published = ws.publish(&tracker.url, "share-button", Some("1.0.0")).await;
+    let published = ws
+        .publish(&tracker.url, "share-button", Some("1.0.0"))
+        .await;
     for _ in 0..2 {
         let seeder = RunningSeeder::start(ws.config()).await;
         assert!(seeder.releases.borrow().get(&published.info_hash).is_some());

@@ -108,7 +108,10 @@ impl TrackerDouble {
     }
 
     pub(crate) fn accepted(&self) -> Vec<PublishCall> {
-        self.publishes().into_iter().filter(|p| p.accepted).collect()
+        self.publishes()
+            .into_iter()
+            .filter(|p| p.accepted)
+            .collect()
     }
 
     pub(crate) fn deletes(&self) -> Vec<DeleteCall> {
@@ -229,7 +232,11 @@ async fn double_delete(
     let Ok(version) = version.parse::<Version>() else {
         return error(404, "no such release");
     };
-    match state.releases.get_mut(&name).and_then(|v| v.remove(&version)) {
+    match state
+        .releases
+        .get_mut(&name)
+        .and_then(|v| v.remove(&version))
+    {
         Some(_) => StatusCode::NO_CONTENT.into_response(),
         None => error(404, "no such release"),
     }
@@ -240,7 +247,11 @@ async fn double_latest(
     UrlPath(name): UrlPath<String>,
 ) -> Response {
     let state = state.lock().unwrap();
-    match state.releases.get(&name).and_then(|v| v.values().next_back()) {
+    match state
+        .releases
+        .get(&name)
+        .and_then(|v| v.values().next_back())
+    {
         Some(json) => ([("content-type", "application/json")], json.clone()).into_response(),
         None => error(404, "no release"),
     }
@@ -305,11 +316,20 @@ impl Workspace {
     pub(crate) fn widget(&self) -> Vec<(&'static str, Vec<u8>)> {
         let files = vec![
             ("button.html", b"<button>Share</button>\n".to_vec()),
-            ("button.js", b"export function share() { return 1; }\n".to_vec()),
+            (
+                "button.js",
+                b"export function share() { return 1; }\n".to_vec(),
+            ),
             ("button.css", b"button { color: red; }\n".to_vec()),
-            ("icons/share.svg", b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>".to_vec()),
+            (
+                "icons/share.svg",
+                b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>".to_vec(),
+            ),
             // Over a piece and over the in-memory body limit, so bodies are streamed.
-            ("data/big.bin", (0..300_000u32).map(|i| (i % 251) as u8).collect()),
+            (
+                "data/big.bin",
+                (0..300_000u32).map(|i| (i % 251) as u8).collect(),
+            ),
         ];
         for (path, bytes) in &files {
             self.write(path, bytes);
@@ -323,7 +343,12 @@ impl Workspace {
         std::fs::write(full, bytes).unwrap();
     }
 
-    pub(crate) fn options(&self, tracker: &str, name: &str, version: Option<&str>) -> PublishOptions {
+    pub(crate) fn options(
+        &self,
+        tracker: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> PublishOptions {
         PublishOptions {
             dir: self.dist.clone(),
             name: name.parse::<ReleaseName>().unwrap(),
@@ -339,8 +364,15 @@ impl Workspace {
         }
     }
 
-    pub(crate) async fn publish(&self, tracker: &str, name: &str, version: Option<&str>) -> Published {
-        publish(&self.options(tracker, name, version)).await.unwrap()
+    pub(crate) async fn publish(
+        &self,
+        tracker: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Published {
+        publish(&self.options(tracker, name, version))
+            .await
+            .unwrap()
     }
 
     /// Every path below the store, with file sizes: to show a failure changed nothing.
@@ -363,7 +395,12 @@ pub(crate) fn snapshot(root: &Path) -> Vec<(String, u64)> {
         for entry in std::fs::read_dir(dir).unwrap() {
             let entry = entry.unwrap();
             let meta = std::fs::symlink_metadata(entry.path()).unwrap();
-            let rel = entry.path().strip_prefix(root).unwrap().display().to_string();
+            let rel = entry
+                .path()
+                .strip_prefix(root)
+                .unwrap()
+                .display()
+                .to_string();
             if meta.is_dir() {
                 out.push((format!("{rel}/"), 0));
                 walk(root, &entry.path(), out);

@@ -11,11 +11,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::support::{RunningSeeder, TrackerDouble, Workspace};
 
 /// A published widget, served.
-async fn served(config: impl FnOnce(Config) -> Config) -> (TrackerDouble, Workspace, Published, RunningSeeder) {
+async fn served(
+    config: impl FnOnce(Config) -> Config,
+) -> (TrackerDouble, Workspace, Published, RunningSeeder) {
     let tracker = TrackerDouble::start().await;
     let ws = Workspace::new();
     ws.widget();
-    let published = ws.publish(&tracker.url, "share-button", Some("1.0.0")).await;
+    let published = ws
+        .publish(&tracker.url, "share-button", Some("1.0.0"))
+        .await;
     let seeder = RunningSeeder::start(config(ws.config())).await;
     (tracker, ws, published, seeder)
 }
@@ -36,19 +40,40 @@ async fn whole_files_with_their_headers() {
     let (tracker, _ws, published, seeder) = served(|c| c).await;
     let client = reqwest::Client::new();
     for (path, expected, content_type) in [
-        ("button.js", b"export function share() { return 1; }\n".to_vec(), "text/javascript; charset=utf-8"),
-        ("icons/share.svg", b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>".to_vec(), "image/svg+xml"),
+        (
+            "button.js",
+            b"export function share() { return 1; }\n".to_vec(),
+            "text/javascript; charset=utf-8",
+        ),
+        (
+            "icons/share.svg",
+            b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>".to_vec(),
+            "image/svg+xml",
+        ),
         ("data/big.bin", big(), "application/octet-stream"),
     ] {
-        let response = client.get(file_url(&seeder, &published, path)).send().await.unwrap();
+        let response = client
+            .get(file_url(&seeder, &published, path))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         let headers = response.headers().clone();
         assert_eq!(headers["content-type"], content_type);
-        assert_eq!(headers["content-length"], expected.len().to_string().as_str());
-        assert_eq!(headers["cache-control"], "public, max-age=31536000, immutable");
+        assert_eq!(
+            headers["content-length"],
+            expected.len().to_string().as_str()
+        );
+        assert_eq!(
+            headers["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
         assert_eq!(headers["accept-ranges"], "bytes");
         let etag = headers["etag"].to_str().unwrap();
-        assert!(etag.starts_with(&format!("\"{}-", published.info_hash)), "{etag}");
+        assert!(
+            etag.starts_with(&format!("\"{}-", published.info_hash)),
+            "{etag}"
+        );
         assert_eq!(response.bytes().await.unwrap().to_vec(), expected, "{path}");
     }
     seeder.stop().await;
@@ -67,13 +92,21 @@ async fn a_single_range_gets_206() {
         ("bytes=-10", 299_990, 300_000),
         ("bytes=16384-278527", 16_384, 278_528),
     ] {
-        let response = client.get(&url).header("range", range).send().await.unwrap();
+        let response = client
+            .get(&url)
+            .header("range", range)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT, "{range}");
         assert_eq!(
             response.headers()["content-range"],
             format!("bytes {start}-{}/300000", end - 1).as_str()
         );
-        assert_eq!(response.headers()["content-type"], "application/octet-stream");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/octet-stream"
+        );
         assert_eq!(response.bytes().await.unwrap(), data[start..end], "{range}");
     }
     seeder.stop().await;
@@ -92,18 +125,32 @@ async fn several_ranges_get_a_multipart_206() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let boundary = content_type
         .strip_prefix("multipart/byteranges; boundary=")
         .unwrap_or_else(|| panic!("{content_type}"))
         .to_owned();
-    let length: usize = response.headers()["content-length"].to_str().unwrap().parse().unwrap();
+    let length: usize = response.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let body = response.bytes().await.unwrap();
     assert_eq!(body.len(), length);
     let parts = parse_multipart(&body, &boundary);
     assert_eq!(parts.len(), 3);
-    for ((headers, bytes), (start, end)) in parts.iter().zip([(0, 10), (200_000, 300_000), (299_995, 300_000)]) {
-        assert!(headers.contains("Content-Type: application/octet-stream"), "{headers}");
+    for ((headers, bytes), (start, end)) in
+        parts
+            .iter()
+            .zip([(0, 10), (200_000, 300_000), (299_995, 300_000)])
+    {
+        assert!(
+            headers.contains("Content-Type: application/octet-stream"),
+            "{headers}"
+        );
         assert!(
             headers.contains(&format!("Content-Range: bytes {start}-{}/300000", end - 1)),
             "{headers}"
@@ -169,16 +216,31 @@ async fn head_and_conditional_requests() {
     let etag = head.headers()["etag"].clone();
     assert!(head.bytes().await.unwrap().is_empty());
 
-    let head_range = client.head(&url).header("range", "bytes=10-19").send().await.unwrap();
+    let head_range = client
+        .head(&url)
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head_range.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(head_range.headers()["content-length"], "10");
 
-    let not_modified = client.get(&url).header("if-none-match", etag.clone()).send().await.unwrap();
+    let not_modified = client
+        .get(&url)
+        .header("if-none-match", etag.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(not_modified.headers()["etag"], etag);
     assert!(not_modified.bytes().await.unwrap().is_empty());
 
-    let other = client.get(&url).header("if-none-match", "\"other\"").send().await.unwrap();
+    let other = client
+        .get(&url)
+        .header("if-none-match", "\"other\"")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(other.status(), StatusCode::OK);
 
     // If-Range with another tag: the whole file, not the range.
@@ -207,8 +269,15 @@ async fn unknown_releases_and_files_get_404() {
     let (tracker, _ws, published, seeder) = served(|c| c).await;
     let client = reqwest::Client::new();
     for url in [
-        format!("{}/webseed/{}/share-button-1.0.0/button.js", seeder.url, "ab".repeat(20)),
-        format!("{}/webseed/not-a-hash/share-button-1.0.0/button.js", seeder.url),
+        format!(
+            "{}/webseed/{}/share-button-1.0.0/button.js",
+            seeder.url,
+            "ab".repeat(20)
+        ),
+        format!(
+            "{}/webseed/not-a-hash/share-button-1.0.0/button.js",
+            seeder.url
+        ),
         file_url(&seeder, &published, "nope.js"),
         file_url(&seeder, &published, "icons"),
         format!("{}/webseed/{}/button.js", seeder.url, published.info_hash),
@@ -260,11 +329,15 @@ async fn paths_that_leave_the_release_get_404_and_read_nothing_outside() {
         format!("/webseed/{ih}/share-button-1.0.0/%ff.js"),
         format!("/webseed/{ih}/share-button-1.0.0/button.js%00"),
     ] {
-        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
         let (status, _, body) = raw(seeder.address, &request).await;
         let body = String::from_utf8_lossy(&body);
         assert_eq!(status, 404, "{path}: {body}");
-        assert!(!body.contains(secret) && !body.contains("root:"), "{path}: {body}");
+        assert!(
+            !body.contains(secret) && !body.contains("root:"),
+            "{path}: {body}"
+        );
     }
     seeder.stop().await;
     tracker.stop().await;
@@ -273,7 +346,10 @@ async fn paths_that_leave_the_release_get_404_and_read_nothing_outside() {
 #[tokio::test]
 async fn pipelined_requests_without_user_agent_or_port_in_host() {
     let (tracker, _ws, published, seeder) = served(|c| c).await;
-    let path = format!("/webseed/{}/share-button-1.0.0/button.css", published.info_hash);
+    let path = format!(
+        "/webseed/{}/share-button-1.0.0/button.css",
+        published.info_hash
+    );
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nRange: bytes=0-5\r\n\r\n\
          GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
@@ -308,26 +384,53 @@ async fn over_its_share_the_web_seed_answers_503_with_retry_after() {
 
     let second = client.get(&url).send().await.unwrap();
     assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let retry: u32 = second.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u32 = second.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
     assert_eq!(second.headers()["cache-control"], "no-store");
     // HEAD costs no bandwidth and is still answered.
-    assert_eq!(client.head(&url).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        client.head(&url).send().await.unwrap().status(),
+        StatusCode::OK
+    );
 
-    let metrics = client.get(format!("{}/metrics", seeder.url)).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("swarmcdn_seeder_webseed_throttled_total 1"), "{metrics}");
-    assert!(metrics.contains("swarmcdn_seeder_webseed_requests_total{status=\"503\"} 1"), "{metrics}");
+    let metrics = client
+        .get(format!("{}/metrics", seeder.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("swarmcdn_seeder_webseed_throttled_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("swarmcdn_seeder_webseed_requests_total{status=\"503\"} 1"),
+        "{metrics}"
+    );
 
     // Once the first response is gone, requests are admitted again.
     drop(first);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let response = client.get(file_url(&seeder, &published, "button.js")).send().await.unwrap();
+        let response = client
+            .get(file_url(&seeder, &published, "button.js"))
+            .send()
+            .await
+            .unwrap();
         if response.status() == StatusCode::OK {
             break;
         }
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert!(tokio::time::Instant::now() < deadline, "still refused after the first response ended");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still refused after the first response ended"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     seeder.stop().await;
@@ -338,20 +441,51 @@ async fn over_its_share_the_web_seed_answers_503_with_retry_after() {
 async fn metrics_count_bytes_per_release_and_health_answers() {
     let (tracker, _ws, published, seeder) = served(|c| c).await;
     let client = reqwest::Client::new();
-    let body = client.get(file_url(&seeder, &published, "data/big.bin")).send().await.unwrap().bytes().await.unwrap();
+    let body = client
+        .get(file_url(&seeder, &published, "data/big.bin"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     assert_eq!(body.len(), 300_000);
-    let small = client.get(file_url(&seeder, &published, "button.css")).send().await.unwrap().bytes().await.unwrap();
-    let metrics = client.get(format!("{}/metrics", seeder.url)).send().await.unwrap().text().await.unwrap();
+    let small = client
+        .get(file_url(&seeder, &published, "button.css"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let metrics = client
+        .get(format!("{}/metrics", seeder.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let line = format!(
         "swarmcdn_seeder_webseed_bytes_total{{info_hash=\"{}\",name=\"share-button\",version=\"1.0.0\"}} {}",
         published.info_hash,
         300_000 + small.len()
     );
     assert!(metrics.contains(&line), "{metrics}");
-    assert!(metrics.contains("swarmcdn_seeder_peer_bytes_total{"), "{metrics}");
-    assert!(metrics.contains("swarmcdn_seeder_webseed_requests_total{status=\"200\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains("swarmcdn_seeder_peer_bytes_total{"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("swarmcdn_seeder_webseed_requests_total{status=\"200\"} 2"),
+        "{metrics}"
+    );
     assert!(metrics.contains("swarmcdn_seeder_releases 1"), "{metrics}");
-    let health = client.get(format!("{}/healthz", seeder.url)).send().await.unwrap();
+    let health = client
+        .get(format!("{}/healthz", seeder.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
     assert!(health.text().await.unwrap().contains("1 release"));
     seeder.stop().await;
