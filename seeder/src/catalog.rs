@@ -143,9 +143,21 @@ pub struct StoreWatcher {
     /// Re-hash releases before serving them (set for the first look only, see
     /// [`Config::verify_on_start`](crate::config::Config)).
     verify: bool,
-    /// Releases that failed to load or verify, with the time of their manifest file: they
-    /// are tried again (and logged again) only when that file changes.
-    failed: HashMap<InfoHash, Option<std::time::SystemTime>>,
+    /// Releases that failed to load: tried again at every look, logged only the first time.
+    failed: BTreeSet<InfoHash>,
+    /// Releases found damaged: never served by this process (`verify` tells what is wrong;
+    /// unpublishing and publishing again, or a restart after repair, brings them back).
+    damaged: BTreeSet<InfoHash>,
+}
+
+/// Why a release is not served.
+enum Skip {
+    /// Withdrawn, or gone between listing and loading.
+    NotServable,
+    /// Its metadata cannot be read.
+    Failed,
+    /// Its content does not match its torrent or manifest.
+    Damaged,
 }
 
 impl StoreWatcher {
@@ -156,7 +168,8 @@ impl StoreWatcher {
             store,
             metrics,
             verify: verify_first,
-            failed: HashMap::new(),
+            failed: BTreeSet::new(),
+            damaged: BTreeSet::new(),
         }
     }
 
@@ -166,8 +179,8 @@ impl StoreWatcher {
     pub fn refresh(&mut self, current: &Catalog) -> Result<Option<(Catalog, Changes)>, StoreError> {
         let verify = std::mem::replace(&mut self.verify, false);
         let on_disk = self.store.info_hashes()?;
-        self.failed
-            .retain(|info_hash, _| on_disk.contains(info_hash));
+        self.failed.retain(|info_hash| on_disk.contains(info_hash));
+        self.damaged.retain(|info_hash| on_disk.contains(info_hash));
         let mut changes = Changes::default();
         let mut releases = HashMap::with_capacity(on_disk.len());
         for info_hash in &on_disk {
@@ -178,24 +191,22 @@ impl StoreWatcher {
                 }
                 continue;
             }
-            if withdrawn {
-                continue;
-            }
-            let stamp = self.store.manifest_modified(info_hash);
-            if self.failed.get(info_hash).is_some_and(|s| *s == stamp) {
+            if withdrawn || self.damaged.contains(info_hash) {
                 continue;
             }
             match self.load(info_hash, verify) {
-                Some(release) => {
+                Ok(release) => {
                     self.failed.remove(info_hash);
                     changes.added.push(*info_hash);
-                    releases.insert(
-                        *info_hash,
-                        Arc::new(ServedRelease::new(release, &self.metrics)),
-                    );
+                    let served = ServedRelease::new(release, &self.metrics);
+                    releases.insert(*info_hash, Arc::new(served));
                 }
-                None => {
-                    self.failed.insert(*info_hash, stamp);
+                Err(Skip::NotServable) => {}
+                Err(Skip::Failed) => {
+                    self.failed.insert(*info_hash);
+                }
+                Err(Skip::Damaged) => {
+                    self.damaged.insert(*info_hash);
                 }
             }
         }
@@ -216,13 +227,16 @@ impl StoreWatcher {
         Ok(Some((Catalog { releases }, changes)))
     }
 
-    fn load(&self, info_hash: &InfoHash, verify: bool) -> Option<StoredRelease> {
+    /// Loads (and with `verify` re-hashes) a release.
+    fn load(&self, info_hash: &InfoHash, verify: bool) -> Result<StoredRelease, Skip> {
         let release = match self.store.load(info_hash) {
             Ok(Some(release)) if !release.withdrawn => release,
-            Ok(_) => return None,
+            Ok(_) => return Err(Skip::NotServable),
             Err(error) => {
-                tracing::warn!(%info_hash, %error, "cannot load a stored release; not serving it");
-                return None;
+                if !self.failed.contains(info_hash) {
+                    tracing::warn!(%info_hash, %error, "cannot load a stored release; not serving it");
+                }
+                return Err(Skip::Failed);
             }
         };
         if verify {
@@ -237,15 +251,103 @@ impl StoreWatcher {
                         damaged_files = report.damaged.len(),
                         "stored release is damaged; not serving it (see `swarmcdn-seeder verify`)"
                     );
-                    return None;
+                    return Err(Skip::Damaged);
                 }
-                Ok(None) => return None,
+                Ok(None) => return Err(Skip::NotServable),
                 Err(error) => {
-                    tracing::warn!(%info_hash, %error, "cannot verify a stored release; not serving it");
-                    return None;
+                    if !self.failed.contains(info_hash) {
+                        tracing::warn!(%info_hash, %error, "cannot verify a stored release; not serving it");
+                    }
+                    return Err(Skip::Failed);
                 }
             }
         }
-        Some(release)
+        Ok(release)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::add;
+    use swarmcdn_proto::manifest::Version;
+
+    #[test]
+    fn the_catalog_follows_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let mut watcher = StoreWatcher::new(store.clone(), Arc::clone(&metrics), true);
+        let empty = Catalog::default();
+        assert!(watcher.refresh(&empty).unwrap().is_none());
+
+        let a = add(
+            &store,
+            "a",
+            Version::new(1, 0, 0),
+            &[("x.js", b"1".to_vec())],
+        );
+        let (catalog, changes) = watcher.refresh(&empty).unwrap().unwrap();
+        assert_eq!(changes.added, [a.info_hash]);
+        let served = catalog.get(&a.info_hash).unwrap();
+        let path = RelativePath::parse("a-1.0.0/x.js").unwrap();
+        let file = served.file(&path).unwrap();
+        assert_eq!(file.length, 1);
+        assert_eq!(file.content_type, "text/javascript; charset=utf-8");
+        assert_eq!(file.etag, format!("\"{}-0\"", a.info_hash).as_str());
+        assert!(served.file(&RelativePath::parse("x.js").unwrap()).is_none());
+        assert!(watcher.refresh(&catalog).unwrap().is_none());
+
+        let b = add(&store, "b", Version::new(1, 0, 0), &[("y", b"2".to_vec())]);
+        let (catalog, changes) = watcher.refresh(&catalog).unwrap().unwrap();
+        assert_eq!(changes.added, [b.info_hash]);
+        assert_eq!(catalog.len(), 2);
+        // The release served before is the same object, not reloaded.
+        assert!(Arc::ptr_eq(catalog.get(&a.info_hash).unwrap(), served));
+
+        store.withdraw(&a.info_hash).unwrap();
+        store.remove(&b.info_hash).unwrap();
+        let (catalog, changes) = watcher.refresh(&catalog).unwrap().unwrap();
+        let mut removed = changes.removed.clone();
+        removed.sort();
+        let mut expected = vec![a.info_hash, b.info_hash];
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert!(catalog.is_empty());
+        assert!(metrics.encode().contains("swarmcdn_seeder_releases 0"));
+    }
+
+    #[test]
+    fn releases_that_fail_to_load_are_left_out_and_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let a = add(&store, "a", Version::new(1, 0, 0), &[("x", b"1".to_vec())]);
+        let torrent = dir.path().join(format!("{}.torrent", a.info_hash));
+        let good = std::fs::read(&torrent).unwrap();
+        std::fs::write(&torrent, b"not a torrent").unwrap();
+        let mut watcher = StoreWatcher::new(store.clone(), metrics, false);
+        assert!(watcher.refresh(&Catalog::default()).unwrap().is_none());
+        assert!(watcher.failed.contains(&a.info_hash));
+        assert!(watcher.refresh(&Catalog::default()).unwrap().is_none());
+        // Repaired: served at the next look.
+        std::fs::write(&torrent, &good).unwrap();
+        let (catalog, _) = watcher.refresh(&Catalog::default()).unwrap().unwrap();
+        assert!(catalog.get(&a.info_hash).is_some());
+        assert!(watcher.failed.is_empty());
+    }
+
+    #[test]
+    fn a_release_found_damaged_stays_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = add(&store, "a", Version::new(1, 0, 0), &[("x", b"1".to_vec())]);
+        let file = a.disk_path(&a.metainfo.info().files()[0]);
+        std::fs::write(&file, b"2").unwrap();
+        let mut watcher = StoreWatcher::new(store.clone(), Arc::new(Metrics::new()), true);
+        assert!(watcher.refresh(&Catalog::default()).unwrap().is_none());
+        // Later looks do not re-verify, and do not let it in either.
+        assert!(watcher.refresh(&Catalog::default()).unwrap().is_none());
+        assert!(watcher.damaged.contains(&a.info_hash));
     }
 }

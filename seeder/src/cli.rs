@@ -156,6 +156,10 @@ pub(crate) struct TrackerArgs {
         hide_env_values = true
     )]
     pub(crate) token: String,
+
+    /// Seconds to wait for each answer from the tracker (`tracker_timeout_secs`; default 30).
+    #[arg(long, value_name = "SECS", env = "SWARMCDN_TRACKER_TIMEOUT_SECS")]
+    pub(crate) tracker_timeout_secs: Option<u64>,
 }
 
 /// `serve` arguments.
@@ -183,6 +187,21 @@ pub(crate) struct ServeArgs {
     /// Do not re-hash the stored releases at start (`verify_on_start = false`).
     #[arg(long)]
     pub(crate) no_verify: bool,
+
+    /// The most web-seed bodies sent at once; more requests wait (`max_concurrent_requests`;
+    /// default 1024).
+    #[arg(long, value_name = "N", env = "SWARMCDN_MAX_CONCURRENT_REQUESTS")]
+    pub(crate) max_concurrent_requests: Option<usize>,
+
+    /// Seconds of web-seed traffic (at its share of the cap) that may be promised before new
+    /// requests get 503 (`webseed_backlog_secs`; default 2).
+    #[arg(long, value_name = "SECS", env = "SWARMCDN_WEBSEED_BACKLOG_SECS")]
+    pub(crate) webseed_backlog_secs: Option<u32>,
+
+    /// The longest Retry-After sent with a 503, in seconds (`max_retry_after_secs`; default
+    /// 60).
+    #[arg(long, value_name = "SECS", env = "SWARMCDN_MAX_RETRY_AFTER_SECS")]
+    pub(crate) max_retry_after_secs: Option<u32>,
 }
 
 /// `unpublish` arguments.

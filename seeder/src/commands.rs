@@ -59,6 +59,9 @@ fn apply_tracker(config: &mut Config, args: &TrackerArgs) -> Result<()> {
     if let Some(tracker) = &args.tracker {
         config.tracker.clone_from(tracker);
     }
+    if let Some(secs) = args.tracker_timeout_secs {
+        config.tracker_timeout_secs = secs;
+    }
     config.validate()?;
     if args.token.trim().is_empty() {
         bail!(
@@ -151,6 +154,15 @@ async fn serve(mut config: Config, args: ServeArgs) -> Result<()> {
     }
     if args.no_verify {
         config.verify_on_start = false;
+    }
+    if let Some(n) = args.max_concurrent_requests {
+        config.max_concurrent_requests = n;
+    }
+    if let Some(secs) = args.webseed_backlog_secs {
+        config.webseed_backlog_secs = secs;
+    }
+    if let Some(secs) = args.max_retry_after_secs {
+        config.max_retry_after_secs = secs;
     }
     config.validate()?;
     let listener = tokio::net::TcpListener::bind(config.listen)

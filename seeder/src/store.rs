@@ -766,14 +766,15 @@ fn verify_release(release: &StoredRelease) -> VerifyReport {
     }
 }
 
+/// Releases made in memory, for the crate's unit tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_support {
     use super::*;
     use swarmcdn_proto::manifest::{ManifestFile, content_type_for_path, signing_key_from_seed};
     use swarmcdn_proto::metainfo::TorrentBuilder;
 
     /// Stages and commits a release with `files` (path, bytes) under torrent name `name`.
-    fn add(
+    pub(crate) fn add(
         store: &Store,
         name: &str,
         version: Version,
@@ -782,7 +783,7 @@ mod tests {
         try_add(store, name, version, files).unwrap()
     }
 
-    fn try_add(
+    pub(crate) fn try_add(
         store: &Store,
         name: &str,
         version: Version,
@@ -813,6 +814,13 @@ mod tests {
         .sign(&signing_key_from_seed([3; 32]));
         store.commit(staging, &metainfo, &manifest)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{add, try_add};
+    use super::*;
+    use swarmcdn_proto::manifest::{ManifestFile, signing_key_from_seed};
 
     fn entries(dir: &Path) -> BTreeSet<String> {
         fs::read_dir(dir)

@@ -279,7 +279,7 @@ impl TrackerApi {
     ) -> Result<(StatusCode, Vec<u8>), TrackerError> {
         let unreachable = |e: reqwest::Error| TrackerError::Unreachable {
             url: url.to_owned(),
-            reason: error_chain(&e),
+            reason: describe(&e),
         };
         let mut response = request.send().await.map_err(unreachable)?;
         let status = response.status();
@@ -332,8 +332,23 @@ fn refusal(status: StatusCode, body: &[u8]) -> TrackerError {
     }
 }
 
-/// An error and its causes on one line (reqwest's own message hides the cause, such as
-/// "connection refused").
+/// What went wrong with a request, briefly: reqwest's own message repeats the URL and hides
+/// the cause ("connection refused") at the end of a chain.
+fn describe(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        return "no answer in time".to_owned();
+    }
+    if error.is_connect() {
+        let mut root: &dyn std::error::Error = error;
+        while let Some(cause) = root.source() {
+            root = cause;
+        }
+        return format!("cannot connect ({root})");
+    }
+    error_chain(error)
+}
+
+/// An error and its causes on one line.
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -402,6 +417,40 @@ mod tests {
             api.absolute("https://cdn.example/x"),
             "https://cdn.example/x"
         );
+    }
+
+    #[tokio::test]
+    async fn answers_are_read_up_to_the_bound() {
+        use axum::routing::get;
+        let app = axum::Router::new()
+            .route(
+                "/api/v1/assets/big",
+                get(|| async { vec![b' '; MAX_RESPONSE_BYTES + 1] }),
+            )
+            .route(
+                "/api/v1/assets/fits/1.0.0",
+                get(|| async { vec![b' '; MAX_RESPONSE_BYTES] }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        let api = TrackerApi::new(&format!("http://{address}"), Duration::from_secs(10)).unwrap();
+        let error = api.latest(&"big".parse().unwrap()).await.unwrap_err();
+        assert!(matches!(error, TrackerError::BadResponse { .. }), "{error}");
+        assert!(
+            api.release_exists(&"fits".parse().unwrap(), &Version::new(1, 0, 0))
+                .await
+                .unwrap()
+        );
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
     }
 
     #[test]

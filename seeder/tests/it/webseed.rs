@@ -491,3 +491,41 @@ async fn metrics_count_bytes_per_release_and_health_answers() {
     seeder.stop().await;
     tracker.stop().await;
 }
+
+#[tokio::test]
+async fn bodies_beyond_the_concurrency_bound_wait_their_turn() {
+    // One body at a time, paced at 64 KiB/s: the first response holds the only slot.
+    let (tracker, _ws, published, seeder) = served(|c| Config {
+        max_concurrent_requests: 1,
+        upload_limit_bytes_per_sec: 64 * 1024,
+        webseed_share_percent: 100,
+        webseed_backlog_secs: 60,
+        ..c
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let mut first = client
+        .get(file_url(&seeder, &published, "data/big.bin"))
+        .send()
+        .await
+        .unwrap();
+    assert!(first.chunk().await.unwrap().is_some());
+    let second = client
+        .get(file_url(&seeder, &published, "button.js"))
+        .send();
+    tokio::pin!(second);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), &mut second)
+            .await
+            .is_err(),
+        "the second body was sent while the first held the only slot"
+    );
+    drop(first);
+    let second = tokio::time::timeout(std::time::Duration::from_secs(10), second)
+        .await
+        .expect("the slot was not released")
+        .unwrap();
+    assert_eq!(second.status(), StatusCode::OK);
+    seeder.stop().await;
+    tracker.stop().await;
+}
