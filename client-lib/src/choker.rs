@@ -255,7 +255,8 @@ impl PeerState {
 
     /// Starts or stops the snub clock after a change of interest or of their choke.
     fn update_expectation(&mut self, now: Instant) {
-        if !(self.am_interested && !self.peer_choking) {
+        let expecting = self.am_interested && !self.peer_choking;
+        if !expecting {
             self.expecting_since = None;
         } else if self.expecting_since.is_none() {
             self.expecting_since = Some(now);
@@ -363,11 +364,11 @@ impl Choker {
     /// The peer sent us `bytes` of piece data.
     pub fn record_download(&mut self, peer: PeerKey, bytes: u64, now: Instant) {
         let bucket = self.bucket_of(now);
-        if let Some(state) = self.peers.get_mut(&peer) {
-            if bytes > 0 {
-                state.downloaded.add(bucket, bytes);
-                state.last_block = Some(state.last_block.map_or(now, |last| last.max(now)));
-            }
+        if let Some(state) = self.peers.get_mut(&peer)
+            && bytes > 0
+        {
+            state.downloaded.add(bucket, bytes);
+            state.last_block = Some(state.last_block.map_or(now, |last| last.max(now)));
         }
     }
 
@@ -535,10 +536,20 @@ impl Choker {
             .peers
             .iter()
             .filter(|(key, p)| eligible(key, p) && Some(**key) != previous)
-            .map(|(key, p)| (*key, if self.is_new(p, now) { NEW_PEER_WEIGHT } else { 1 }))
+            .map(|(key, p)| {
+                (
+                    *key,
+                    if self.is_new(p, now) {
+                        NEW_PEER_WEIGHT
+                    } else {
+                        1
+                    },
+                )
+            })
             .collect();
         if pool.is_empty() {
-            let again = previous.filter(|key| self.peers.get(key).is_some_and(|p| eligible(key, p)));
+            let again =
+                previous.filter(|key| self.peers.get(key).is_some_and(|p| eligible(key, p)));
             pool.extend(again.map(|key| (key, 1)));
         }
         let total: u64 = pool.iter().map(|(_, weight)| weight).sum();
@@ -594,7 +605,8 @@ impl Choker {
 
     /// New to us: recently connected and never given a slot.
     fn is_new(&self, peer: &PeerState, now: Instant) -> bool {
-        !peer.tried && now.saturating_duration_since(peer.connected_at) < self.config.new_peer_window
+        !peer.tried
+            && now.saturating_duration_since(peer.connected_at) < self.config.new_peer_window
     }
 
     /// The rate the peer is ranked by, as bytes in the window ending with bucket `bucket`.
@@ -618,7 +630,6 @@ impl Choker {
 fn later(now: Instant, duration: Duration) -> Instant {
     now.checked_add(duration).unwrap_or(now)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -831,7 +842,11 @@ mod tests {
     #[test]
     fn seeding_regular_slots_go_to_the_fastest_downloaders_from_us() {
         let mut b = rate_bench(true);
-        assert_eq!(b.poll(10_000), vec![], "1 and 2 take data, 4 and 5 took none");
+        assert_eq!(
+            b.poll(10_000),
+            vec![],
+            "1 and 2 take data, 4 and 5 took none"
+        );
         assert_eq!(b.regular(), vec![1, 2]);
         // At 30 s peer 3's optimistic turn ends and it competes: we upload to it fastest.
         for second in 10..30 {
@@ -927,7 +942,11 @@ mod tests {
                 assert_eq!((now, actions), (holder, vec![]), "at {second} s");
             }
         }
-        assert_eq!(holders, BTreeSet::from([2, 3, 4, 5, 6]), "everyone had turns");
+        assert_eq!(
+            holders,
+            BTreeSet::from([2, 3, 4, 5, 6]),
+            "everyone had turns"
+        );
     }
 
     #[test]
@@ -1196,7 +1215,11 @@ mod tests {
             assert!(c.optimistic.is_none());
             return;
         }
-        assert!(unchoked.len() <= slots + 1, "{} > {slots} + 1", unchoked.len());
+        assert!(
+            unchoked.len() <= slots + 1,
+            "{} > {slots} + 1",
+            unchoked.len()
+        );
         let regular = c
             .peers
             .values()
@@ -1214,14 +1237,14 @@ mod tests {
         if !waiting.is_empty() {
             assert!(c.optimistic.is_some(), "optimistic slot idle");
             assert!(
-                regular == slots
-                    || waiting
-                        .iter()
-                        .all(|p| !c.seeding && c.is_snubbed(p, now)),
+                regular == slots || waiting.iter().all(|p| !c.seeding && c.is_snubbed(p, now)),
                 "a regular slot idle"
             );
         }
-        assert!(c.next_wakeup().is_none_or(|w| w > now), "wake-up in the past");
+        assert!(
+            c.next_wakeup().is_none_or(|w| w > now),
+            "wake-up in the past"
+        );
     }
 
     proptest! {
