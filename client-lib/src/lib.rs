@@ -9,6 +9,7 @@
 //! - the cache (memory for small releases, disk for large ones) and seeding back to other sites;
 //! - `router()`: serves verified files to browsers, never a `.torrent`.
 
+pub mod choker;
 pub mod peer;
 pub mod scheduler;
 pub mod storage;
