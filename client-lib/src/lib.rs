@@ -9,6 +9,7 @@
 //! - the cache (memory for small releases, disk for large ones) and seeding back to other sites;
 //! - `router()`: serves verified files to browsers, never a `.torrent`.
 
+pub mod metadata;
 pub mod peer;
 pub mod storage;
 pub mod tracker_client;
