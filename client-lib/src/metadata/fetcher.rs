@@ -93,6 +93,10 @@ pub enum UnusablePeer {
     /// The peer claimed a size of 0.
     #[error("peer claimed empty metadata")]
     Empty,
+    /// The peer was reported in [`FetchEvent::HashMismatch`]; it is not trusted again
+    /// (for example when a handshake it sent before being dropped is processed late).
+    #[error("peer contributed to metadata that failed the hash check")]
+    Suspect,
     /// The peer claimed more than [`MAX_METADATA_SIZE`].
     #[error("peer claimed {size} bytes of metadata, the limit is {limit}")]
     TooLarge {
@@ -167,6 +171,8 @@ pub struct MetadataFetcher {
     info_hash: InfoHash,
     options: FetchOptions,
     peers: BTreeMap<PeerKey, PeerState>,
+    /// Peers reported after a hash mismatch; at most one entry per peer ever registered.
+    suspects: BTreeSet<PeerKey>,
     /// Counter giving each registration its order, for size ties.
     next_seen: u64,
     round: Option<Round>,
@@ -249,6 +255,7 @@ impl MetadataFetcher {
             info_hash,
             options,
             peers: BTreeMap::new(),
+            suspects: BTreeSet::new(),
             next_seen: 0,
             round: None,
             cursor: None,
@@ -313,8 +320,9 @@ impl MetadataFetcher {
 
     /// Records that `peer` serves metadata of `metadata_size` bytes and wants requests
     /// under extended id `ut_metadata_id`. A repeated handshake (BEP 10 allows one) updates
-    /// the id; a new size also cancels the peer's requests. An id of 0, an empty size or
-    /// one over [`MAX_METADATA_SIZE`] makes the peer unusable, and it is forgotten. A size
+    /// the id; a new size also cancels the peer's requests. An id of 0, an empty size, one
+    /// over [`MAX_METADATA_SIZE`] or a peer already reported as a suspect is refused, and
+    /// the peer is forgotten. A size
     /// other than the one being fetched is kept as a candidate for a later round. After
     /// completion this does nothing.
     pub fn peer_supports(
@@ -326,7 +334,9 @@ impl MetadataFetcher {
         if self.complete {
             return Ok(());
         }
-        let refusal = if ut_metadata_id == 0 {
+        let refusal = if self.suspects.contains(&peer) {
+            Some(UnusablePeer::Suspect)
+        } else if ut_metadata_id == 0 {
             Some(UnusablePeer::NotSupported)
         } else if metadata_size == 0 {
             Some(UnusablePeer::Empty)
@@ -544,6 +554,7 @@ impl MetadataFetcher {
         for suspect in &contributors {
             self.peers.remove(suspect);
         }
+        self.suspects.extend(contributors.iter().copied());
         self.restarts = self.restarts.saturating_add(1);
         // Same size again; `choose_round` moves on if no peer of it is left. Requests in
         // flight to the remaining peers stay valid: their answers are still welcome.

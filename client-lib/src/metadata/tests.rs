@@ -205,6 +205,11 @@ fn a_lying_peer_causes_a_restart_and_is_reported() {
         "the suspects are not asked again"
     );
     assert_eq!(
+        fetcher.peer_supports(PeerKey(2), 3, size()),
+        Err(UnusablePeer::Suspect),
+        "a late handshake from a suspect is refused"
+    );
+    assert_eq!(
         fetcher.on_message(PeerKey(1), liar().answer(&request(0)).unwrap(), now),
         FetchEvent::Ignored(Ignored::UnknownPeer)
     );
@@ -860,5 +865,102 @@ proptest! {
             }
         }
         prop_assert_eq!(result, Some(info()));
+    }
+}
+
+/// One thing the session may do to a fetcher.
+#[derive(Debug, Clone)]
+enum Op {
+    Supports { peer: u64, id: u8, size: u32 },
+    Disconnect { peer: u64 },
+    Poll { advance_ms: u64 },
+    Message { peer: u64, message: MetadataMessage },
+}
+
+/// A one-piece metadata size, so random operations reach the hash check.
+const TINY: u32 = 20;
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    let peer = 0u64..4;
+    let size = prop_oneof![
+        Just(size()),
+        Just(size() + 1),
+        Just(TINY),
+        0u32..100_000,
+        Just(MAX_METADATA_SIZE),
+        Just(MAX_METADATA_SIZE + 1),
+        Just(u32::MAX),
+    ];
+    let piece = prop_oneof![0u32..10, Just(u32::MAX)];
+    let message = prop_oneof![
+        // Whole one-piece metadata of the wrong bytes: reaches the hash check.
+        Just(MetadataMessage::Data {
+            piece: 0,
+            total_size: TINY,
+            data: Bytes::from(vec![7; TINY as usize]),
+        }),
+        piece
+            .clone()
+            .prop_map(|piece| MetadataMessage::Request { piece }),
+        piece
+            .clone()
+            .prop_map(|piece| MetadataMessage::Reject { piece }),
+        (piece, size.clone(), 0usize..=METADATA_PIECE_LEN + 1).prop_map(
+            |(piece, total_size, len)| MetadataMessage::Data {
+                piece,
+                total_size,
+                data: Bytes::from(vec![7; len]),
+            }
+        ),
+    ];
+    prop_oneof![
+        (peer.clone(), any::<u8>(), size).prop_map(|(peer, id, size)| Op::Supports {
+            peer,
+            id,
+            size
+        }),
+        peer.clone().prop_map(|peer| Op::Disconnect { peer }),
+        (0u64..30_000).prop_map(|advance_ms| Op::Poll { advance_ms }),
+        (peer, message).prop_map(|(peer, message)| Op::Message { peer, message }),
+    ]
+}
+
+proptest! {
+    /// Whatever the session and the peers do, the fetcher neither panics nor exceeds its
+    /// bounds, and it completes only with bytes that hash to the info-hash.
+    #[test]
+    fn arbitrary_operations_never_panic_or_complete_wrongly(
+        ops in proptest::collection::vec(arb_op(), 0..60),
+    ) {
+        let options = FetchOptions::default();
+        let mut fetcher = MetadataFetcher::new(TORRENT.info_hash(), options);
+        let mut now = Instant::now();
+        for op in ops {
+            match op {
+                Op::Supports { peer, id, size } => {
+                    let _ = fetcher.peer_supports(PeerKey(peer), id, size);
+                }
+                Op::Disconnect { peer } => fetcher.peer_disconnected(PeerKey(peer)),
+                Op::Poll { advance_ms } => {
+                    now += Duration::from_millis(advance_ms);
+                    for (peer, request) in fetcher.poll(now) {
+                        let is_request = matches!(request, MetadataMessage::Request { .. });
+                        prop_assert!(is_request);
+                        prop_assert!(fetcher.in_flight(peer) <= options.requests_per_peer);
+                    }
+                }
+                Op::Message { peer, message } => {
+                    if let FetchEvent::Complete(bytes) =
+                        fetcher.on_message(PeerKey(peer), message, now)
+                    {
+                        prop_assert_eq!(bytes, info());
+                    }
+                }
+            }
+            if let Some((stored, needed)) = fetcher.progress() {
+                prop_assert!(stored < needed);
+                prop_assert!(needed <= metadata_piece_count(MAX_METADATA_SIZE) as usize);
+            }
+        }
     }
 }
