@@ -10,6 +10,7 @@
 //! - `router()`: serves verified files to browsers, never a `.torrent`.
 
 pub mod choker;
+pub mod metadata;
 pub mod peer;
 pub mod scheduler;
 pub mod storage;
