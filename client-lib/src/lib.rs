@@ -43,8 +43,10 @@
 //! per-release [`session`] that glues them together. See `docs/PROTOCOL.md` for the BEPs
 //! implemented.
 
+pub mod choker;
 pub mod client;
 pub mod config;
+pub mod metadata;
 pub mod peer;
 pub mod scheduler;
 pub mod session;

@@ -1,0 +1,329 @@
+//! `serve`: the origin daemon.
+//!
+//! Its parts, each in its own module, meet here:
+//!
+//! - the **catalog** of releases being served ([`crate::catalog`]), refreshed from the store
+//!   every `store_poll_interval_ms` by a watcher task, so releases published or unpublished
+//!   while the daemon runs are picked up without a restart;
+//! - the **web seed** ([`crate::webseed`]) with `/metrics` and `/healthz`, one axum router;
+//! - the **upload cap** ([`crate::bandwidth`]) shared by everything that uploads.
+//!
+//! **Seeding over the peer wire** is the other consumer of the catalog, and is not in this
+//! crate yet: the client library's engine, which it will use, is being built. It plugs in
+//! beside the web seed without changing it: subscribe to [`Seeder::releases`] (a
+//! `watch::Receiver` that yields a new [`Catalog`] snapshot whenever the served set changes;
+//! each [`ServedRelease`](crate::catalog::ServedRelease) has the torrent, the content folder
+//! in the disk-cache layout and its peer byte counter), wait on [`Seeder::bandwidth`]'s
+//! [`Bandwidth::wait_for`] before each block it uploads, and count the bytes in
+//! `ReleaseCounters::peer`. Until then the seeder is a web seed only.
+//!
+//! The shape follows the workspace's convention: [`router`] builds the HTTP service from an
+//! [`AppState`], and [`run`] serves it on a listener the caller bound until a shutdown future
+//! completes, then stops the watcher and waits for it. In-flight responses get
+//! [`SHUTDOWN_GRACE`] to finish; a client still downloading after that is cut off (it resumes
+//! with a `Range` request, from us or from peers).
+
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tracing::Instrument;
+
+use crate::bandwidth::Bandwidth;
+use crate::catalog::{Catalog, StoreWatcher};
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+use crate::webseed;
+
+/// How long in-flight responses may run on after shutdown was asked for.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Temporary store entries older than this are removed when `serve` starts: the remains of
+/// a `publish` or `unpublish` a crash interrupted (younger ones may belong to one running).
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
+
+/// Why `serve` could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The configuration is not valid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The HTTP server failed.
+    #[error("the HTTP server failed: {0}")]
+    Http(#[source] std::io::Error),
+    /// A background task failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What the request handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    catalog: watch::Receiver<Arc<Catalog>>,
+    bandwidth: Arc<Bandwidth>,
+    metrics: Arc<Metrics>,
+    response_slots: Arc<Semaphore>,
+}
+
+impl AppState {
+    /// State over a catalog channel, a bandwidth cap and metrics, sending at most
+    /// `max_concurrent_responses` bodies at once.
+    pub fn new(
+        catalog: watch::Receiver<Arc<Catalog>>,
+        bandwidth: Arc<Bandwidth>,
+        metrics: Arc<Metrics>,
+        max_concurrent_responses: usize,
+    ) -> Self {
+        Self(Arc::new(Shared {
+            catalog,
+            bandwidth,
+            metrics,
+            response_slots: Arc::new(Semaphore::new(
+                max_concurrent_responses.clamp(1, Semaphore::MAX_PERMITS),
+            )),
+        }))
+    }
+
+    /// The current catalog snapshot.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        Arc::clone(&self.0.catalog.borrow())
+    }
+
+    /// The shared upload cap.
+    pub fn bandwidth(&self) -> &Arc<Bandwidth> {
+        &self.0.bandwidth
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    pub(crate) fn response_slots(&self) -> Arc<Semaphore> {
+        Arc::clone(&self.0.response_slots)
+    }
+}
+
+/// The HTTP service: the web seed, `/metrics` and `/healthz`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/webseed/{info_hash}/{*path}", get(webseed::serve_file))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        state.metrics().encode(),
+    )
+        .into_response()
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    let releases = state.catalog().len();
+    (
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        format!("ok: serving {releases} release(s)\n"),
+    )
+        .into_response()
+}
+
+/// A seeder ready to serve: the store has been looked at once (and verified if asked).
+#[derive(Debug)]
+pub struct Seeder {
+    config: Config,
+    state: AppState,
+    catalog: watch::Sender<Arc<Catalog>>,
+    watcher: StoreWatcher,
+}
+
+impl Seeder {
+    /// Opens the store, clears stale temporaries, and builds the first catalog (re-hashing
+    /// every release if `verify_on_start` is set).
+    pub async fn new(config: Config) -> Result<Self, ServeError> {
+        config.validate()?;
+        let store = Store::open(&config.store)?;
+        let metrics = Arc::new(Metrics::new());
+        let mut watcher =
+            StoreWatcher::new(store.clone(), Arc::clone(&metrics), config.verify_on_start);
+        let (watcher, first) = tokio::task::spawn_blocking(move || {
+            match store.remove_stale_temporaries(STALE_TEMP_AGE) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "removed leftovers of interrupted writes"),
+                Err(error) => tracing::warn!(%error, "cannot clear old temporary store entries"),
+            }
+            let first = watcher.refresh(&Catalog::default());
+            (watcher, first)
+        })
+        .await
+        .map_err(|e| ServeError::Internal(e.to_string()))?;
+        let catalog = first?.map(|(catalog, _)| catalog).unwrap_or_default();
+        tracing::info!(
+            store = %config.store.display(),
+            releases = catalog.len(),
+            "store loaded"
+        );
+        let (sender, receiver) = watch::channel(Arc::new(catalog));
+        let state = AppState::new(
+            receiver,
+            Arc::new(Bandwidth::from_config(&config)),
+            metrics,
+            config.max_concurrent_requests,
+        );
+        Ok(Self {
+            config,
+            state,
+            catalog: sender,
+            watcher,
+        })
+    }
+
+    /// The request handlers' state.
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// The releases being served, as a channel that yields a new snapshot whenever the set
+    /// changes: what a peer-wire seeding component subscribes to.
+    pub fn releases(&self) -> watch::Receiver<Arc<Catalog>> {
+        self.catalog.subscribe()
+    }
+
+    /// The upload cap, for peer uploads to share.
+    pub fn bandwidth(&self) -> Arc<Bandwidth> {
+        Arc::clone(self.state.bandwidth())
+    }
+
+    /// Serves on `listener` until `shutdown` completes, following the store meanwhile.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let Seeder {
+            config,
+            state,
+            catalog,
+            watcher,
+        } = self;
+        let (stop, stopped) = watch::channel(false);
+        let interval = Duration::from_millis(config.store_poll_interval_ms);
+        let watch_task = tokio::spawn(
+            follow_store(watcher, catalog, interval, stopped)
+                .instrument(tracing::info_span!("store_watcher")),
+        );
+        if let Ok(address) = listener.local_addr() {
+            tracing::info!(%address, "serving the web seed");
+        }
+
+        let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            let _ = signalled.send(());
+        };
+        let server = axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown)
+            .into_future();
+        let result = tokio::select! {
+            result = server => result.map_err(ServeError::Http),
+            () = async {
+                if on_signal.await.is_ok() {
+                    tokio::time::sleep(SHUTDOWN_GRACE).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                tracing::warn!("responses still running after the shutdown grace period were cut off");
+                Ok(())
+            }
+        };
+
+        let _ = stop.send(true);
+        watch_task
+            .await
+            .map_err(|e| ServeError::Internal(format!("the store watcher failed: {e}")))?;
+        result
+    }
+}
+
+/// Serves `config` on `listener` until `shutdown` completes (see [`Seeder`]).
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    Seeder::new(config).await?.run(listener, shutdown).await
+}
+
+/// Looks at the store every `interval` and publishes each changed catalog, until `stopped`
+/// turns true.
+async fn follow_store(
+    watcher: StoreWatcher,
+    catalog: watch::Sender<Arc<Catalog>>,
+    interval: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut watcher = Some(watcher);
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+        let Some(mut current_watcher) = watcher.take() else {
+            return;
+        };
+        let current = Arc::clone(&catalog.borrow());
+        let outcome = tokio::task::spawn_blocking(move || {
+            let result = current_watcher.refresh(&current);
+            (current_watcher, result)
+        })
+        .await;
+        match outcome {
+            Ok((returned, result)) => {
+                watcher = Some(returned);
+                match result {
+                    Ok(Some((next, changes))) => {
+                        for info_hash in &changes.added {
+                            tracing::info!(%info_hash, "now serving a release");
+                        }
+                        for info_hash in &changes.removed {
+                            tracing::info!(%info_hash, "no longer serving a release");
+                        }
+                        catalog.send_replace(Arc::new(next));
+                    }
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(%error, "cannot look at the store"),
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "the store watcher's worker failed; no longer following the store");
+                return;
+            }
+        }
+    }
+}

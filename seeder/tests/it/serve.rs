@@ -1,0 +1,120 @@
+//! `serve` follows the store: releases published or removed while it runs, restarts, damage
+//! found at start.
+
+use reqwest::StatusCode;
+use swarmcdn_seeder::config::Config;
+use swarmcdn_seeder::store::Store;
+
+use crate::support::{RunningSeeder, TrackerDouble, Workspace};
+
+#[tokio::test]
+async fn a_release_published_while_serving_is_served_without_restart() {
+    let tracker = TrackerDouble::start().await;
+    let ws = Workspace::new();
+    let mut seeder = RunningSeeder::start(ws.config()).await;
+    assert!(seeder.releases.borrow().is_empty());
+
+    ws.write("widget.js", b"console.log('v1');");
+    let v1 = ws.publish(&tracker.url, "widget", Some("1.0.0")).await;
+    seeder.wait_for(|c| c.get(&v1.info_hash).is_some()).await;
+    let client = reqwest::Client::new();
+    let base = seeder.url.clone();
+    let url = |version: &str, ih| format!("{base}/webseed/{ih}/widget-{version}/widget.js");
+    let body = client
+        .get(url("1.0.0", v1.info_hash))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "console.log('v1');");
+
+    // A second version joins the first.
+    ws.write("widget.js", b"console.log('v2');");
+    let v2 = ws.publish(&tracker.url, "widget", None).await;
+    seeder.wait_for(|c| c.get(&v2.info_hash).is_some()).await;
+    let body = client
+        .get(url("1.0.1", v2.info_hash))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "console.log('v2');");
+    assert_eq!(seeder.releases.borrow().len(), 2);
+
+    // Removed from the store: no longer served.
+    Store::open(&ws.store)
+        .unwrap()
+        .remove(&v1.info_hash)
+        .unwrap();
+    seeder.wait_for(|c| c.get(&v1.info_hash).is_none()).await;
+    let response = client.get(url("1.0.0", v1.info_hash)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    // Withdrawn (content kept): not served either.
+    Store::open(&ws.store)
+        .unwrap()
+        .withdraw(&v2.info_hash)
+        .unwrap();
+    seeder.wait_for(|c| c.is_empty()).await;
+
+    seeder.stop().await;
+    tracker.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_seeder_serves_the_same_store() {
+    let tracker = TrackerDouble::start().await;
+    let ws = Workspace::new();
+    ws.widget();
+    let published = ws
+        .publish(&tracker.url, "share-button", Some("1.0.0"))
+        .await;
+    for _ in 0..2 {
+        let seeder = RunningSeeder::start(ws.config()).await;
+        assert!(seeder.releases.borrow().get(&published.info_hash).is_some());
+        let url = format!(
+            "{}/webseed/{}/share-button-1.0.0/button.html",
+            seeder.url, published.info_hash
+        );
+        let response = reqwest::get(&url).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        seeder.stop().await;
+    }
+    tracker.stop().await;
+}
+
+#[tokio::test]
+async fn a_release_damaged_at_start_is_not_served() {
+    let tracker = TrackerDouble::start().await;
+    let ws = Workspace::new();
+    ws.write("a.js", b"intact");
+    let good = ws.publish(&tracker.url, "good", Some("1.0.0")).await;
+    ws.write("a.js", b"to be damaged");
+    let bad = ws.publish(&tracker.url, "bad", Some("1.0.0")).await;
+    let file = ws.store.join(bad.info_hash.to_hex()).join("bad-1.0.0/a.js");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[0] ^= 0x20;
+    std::fs::write(&file, bytes).unwrap();
+
+    let seeder = RunningSeeder::start(ws.config()).await;
+    {
+        let catalog = seeder.releases.borrow();
+        assert!(catalog.get(&good.info_hash).is_some());
+        assert!(catalog.get(&bad.info_hash).is_none());
+    }
+    seeder.stop().await;
+
+    // Without the verify pass it is served as it is (clients check every piece anyway).
+    let seeder = RunningSeeder::start(Config {
+        verify_on_start: false,
+        ..ws.config()
+    })
+    .await;
+    assert!(seeder.releases.borrow().get(&bad.info_hash).is_some());
+    seeder.stop().await;
+    tracker.stop().await;
+}
