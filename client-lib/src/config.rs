@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use swarmcdn_proto::manifest::VerifyingKey;
 
+use crate::choker::ChokerConfig;
 use crate::peer::ConnectionOptions;
 use crate::scheduler::SchedulerConfig;
 use crate::storage::{DEFAULT_DISK_BUDGET, DEFAULT_MEMORY_BUDGET, DEFAULT_MEMORY_THRESHOLD};
@@ -33,8 +34,6 @@ pub const DEFAULT_ANNOUNCE_RETRY_MAX: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_PEERS_PER_TORRENT: usize = 50;
 /// Default [`ClientConfig::max_concurrent_dials`].
 pub const DEFAULT_MAX_CONCURRENT_DIALS: usize = 8;
-/// Default [`ClientConfig::upload_slots`].
-pub const DEFAULT_UPLOAD_SLOTS: usize = 8;
 /// Default [`ClientConfig::snub_timeout`].
 pub const DEFAULT_SNUB_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default [`ClientConfig::numwant`].
@@ -78,8 +77,9 @@ pub struct ClientConfig {
     pub max_peers_per_torrent: usize,
     /// The most outgoing connection attempts one torrent has in flight.
     pub max_concurrent_dials: usize,
-    /// How many interested peers one torrent uploads to at once (unchoked).
-    pub upload_slots: usize,
+    /// Who one torrent uploads to: regular slots by rate, an optimistic slot, rechoke
+    /// timing (see [`crate::choker`]).
+    pub choker: ChokerConfig,
     /// A peer that has our requests and sends no block for this long is *snubbing* us: it
     /// is disconnected (its pieces then count as nobody's, so they go to HTTP or other
     /// peers) and not dialled again for
@@ -122,7 +122,7 @@ impl Default for ClientConfig {
             connection: ConnectionOptions::default(),
             max_peers_per_torrent: DEFAULT_MAX_PEERS_PER_TORRENT,
             max_concurrent_dials: DEFAULT_MAX_CONCURRENT_DIALS,
-            upload_slots: DEFAULT_UPLOAD_SLOTS,
+            choker: ChokerConfig::default(),
             snub_timeout: DEFAULT_SNUB_TIMEOUT,
             scheduler: SchedulerConfig::default(),
             bootstrap_peers: Vec::new(),
@@ -138,10 +138,10 @@ impl Default for ClientConfig {
 
 impl ClientConfig {
     /// The config with every count brought to at least 1 and the retry bounds ordered.
+    /// (The choker and scheduler correct their own settings.)
     pub(crate) fn sanitized(mut self) -> Self {
         self.max_peers_per_torrent = self.max_peers_per_torrent.max(1);
         self.max_concurrent_dials = self.max_concurrent_dials.max(1);
-        self.upload_slots = self.upload_slots.max(1);
         self.snub_timeout = self.snub_timeout.max(Duration::from_millis(10));
         self.announce_retry_min = self.announce_retry_min.max(Duration::from_millis(10));
         self.announce_retry_max = self.announce_retry_max.max(self.announce_retry_min);
@@ -168,20 +168,12 @@ mod tests {
         let c = ClientConfig {
             max_peers_per_torrent: 0,
             max_concurrent_dials: 0,
-            upload_slots: 0,
             announce_retry_min: Duration::from_secs(10),
             announce_retry_max: Duration::from_secs(1),
             ..ClientConfig::default()
         }
         .sanitized();
-        assert_eq!(
-            (
-                c.max_peers_per_torrent,
-                c.max_concurrent_dials,
-                c.upload_slots
-            ),
-            (1, 1, 1)
-        );
+        assert_eq!((c.max_peers_per_torrent, c.max_concurrent_dials), (1, 1));
         assert_eq!(c.announce_retry_max, Duration::from_secs(10));
     }
 }

@@ -117,6 +117,13 @@ impl ClientBuilder {
         self
     }
 
+    /// How many interested peers one release uploads to by rate (regular unchoke slots,
+    /// besides the optimistic one); 0 unchokes every interested peer.
+    pub fn upload_slots(mut self, slots: usize) -> Self {
+        self.config.choker.regular_slots = slots;
+        self
+    }
+
     /// The most peers one release keeps connected.
     pub fn max_peers_per_torrent(mut self, max: usize) -> Self {
         self.config.max_peers_per_torrent = max;

@@ -78,6 +78,7 @@ impl Torrent {
                 .next_wakeup()
                 .map(Instant::from_std)
                 .into_iter()
+                .chain(self.choker.next_wakeup().map(Instant::from_std))
                 .chain((!self.peers.is_empty()).then_some(next_refresh))
                 .chain(next_snub_check)
                 .min();
@@ -165,19 +166,32 @@ impl Torrent {
         }
     }
 
-    /// Polls the scheduler, carries out its actions and publishes progress.
+    /// Polls the scheduler and the choker, carries out their actions and publishes
+    /// progress.
     pub(super) fn drive(&mut self) {
         let now = Instant::now().into_std();
         let actions = self.scheduler.poll(now, &mut self.rng);
         for action in actions {
             self.execute(action);
         }
+        for (&key, peer) in &mut self.peers {
+            let uploaded = peer.link.uploaded();
+            if uploaded > peer.reported_upload {
+                self.choker
+                    .record_upload(key, uploaded - peer.reported_upload, now);
+                peer.reported_upload = uploaded;
+            }
+        }
+        let choke = self.choker.poll(now, &mut self.rng);
+        self.apply_choke(choke);
         self.publish_progress();
     }
 
     fn execute(&mut self, action: Action) {
         match action {
             Action::Interested { peer, interested } => {
+                let now = Instant::now().into_std();
+                self.choker.am_interested(peer, interested, now);
                 let message = if interested {
                     Message::Interested
                 } else {
@@ -303,6 +317,7 @@ impl Torrent {
     }
 
     fn completed(&mut self) {
+        self.choker.set_seeding(true);
         tracing::info!(
             from_peers = self.counters.bytes_from_peers,
             from_http = self.counters.bytes_from_http,

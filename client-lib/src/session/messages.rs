@@ -13,9 +13,10 @@ use std::net::SocketAddr;
 
 use swarmcdn_proto::peer::{Bitfield, ExtendedHandshake, Message};
 
-use super::choke::ChokeChange;
 use super::peers::{BlockRequest, PeerLink, PeerState};
 use super::{MAX_QUEUED_UPLOADS, Torrent};
+use crate::choker::ChokeAction;
+use crate::metadata::{MetadataMessage, OUR_UT_METADATA_ID};
 use crate::peer::{Direction, PeerConnection, PeerError, PeerEvent, PeerKey};
 use crate::scheduler::BlockVerdict;
 use crate::storage::MAX_READ_BLOCK_LEN;
@@ -72,6 +73,7 @@ impl Torrent {
 
         let now = tokio::time::Instant::now().into_std();
         self.scheduler.peer_connected(key, fast, now);
+        self.choker.peer_connected(key, now);
         self.peer_ids.insert(theirs.peer_id, key);
         self.connected_addrs.insert(addr);
         self.remember_identity(key, theirs.peer_id, addr);
@@ -89,6 +91,8 @@ impl Torrent {
                 interested: false,
                 settling,
                 waiting_since: None,
+                reported_upload: 0,
+                ut_metadata: None,
             },
         );
 
@@ -107,12 +111,15 @@ impl Torrent {
             self.send_or_drop(key, message);
         }
         if extended {
-            let handshake = ExtendedHandshake {
+            let mut handshake = ExtendedHandshake {
                 p: Some(self.shared.listen_addr.port()),
                 v: Some(CLIENT_NAME.to_owned()),
                 reqq: Some(MAX_QUEUED_UPLOADS as u32),
                 ..ExtendedHandshake::default()
             };
+            if let Some(server) = &self.metadata {
+                server.advertise(&mut handshake);
+            }
             self.send_or_drop(key, handshake.to_message());
         }
     }
@@ -153,8 +160,11 @@ impl Torrent {
         match message {
             Message::KeepAlive | Message::Port(_) | Message::Suggest { .. } => {}
             Message::AllowedFast { .. } | Message::Unknown { .. } => {}
-            Message::Choke => self.scheduler.peer_choked(key, true, now),
-            Message::Unchoke => self.scheduler.peer_choked(key, false, now),
+            Message::Choke | Message::Unchoke => {
+                let choked = message == Message::Choke;
+                self.scheduler.peer_choked(key, choked, now);
+                self.choker.peer_choking(key, choked, now);
+            }
             Message::Interested => self.set_interested(key, true),
             Message::NotInterested => self.set_interested(key, false),
             Message::Have { piece } => {
@@ -220,6 +230,8 @@ impl Torrent {
             Message::Extended { id, payload } => {
                 if id == swarmcdn_proto::peer::EXTENDED_HANDSHAKE_ID {
                     self.extended_handshake(key, &payload);
+                } else if id == OUR_UT_METADATA_ID {
+                    self.metadata_message(key, &payload);
                 }
             }
         }
@@ -235,10 +247,25 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
+        peer.ut_metadata = handshake.extension_id(swarmcdn_proto::peer::UT_METADATA);
         if let Some(port) = handshake.p.filter(|&p| p != 0) {
             let listen = SocketAddr::new(peer.addr.ip(), port);
             peer.listen_addr = Some(listen);
             self.connected_addrs.insert(listen);
+        }
+    }
+
+    /// A BEP 9 message: requests are answered (data, or a reject past the end); anything
+    /// else is ignored (we never request metadata in a running session: we have it).
+    fn metadata_message(&mut self, key: PeerKey, payload: &bytes::Bytes) {
+        let Ok(message) = MetadataMessage::decode(payload) else {
+            tracing::debug!(key = key.0, "ignoring a malformed ut_metadata message");
+            return;
+        };
+        let answer = self.metadata.as_ref().and_then(|s| s.answer(&message));
+        let id = self.peers.get(&key).and_then(|p| p.ut_metadata);
+        if let (Some(answer), Some(id)) = (answer, id) {
+            self.send_or_drop(key, answer.to_message(id));
         }
     }
 
@@ -271,14 +298,18 @@ impl Torrent {
             .scheduler
             .block_received(key, piece, begin, length, now.into_std())
         {
-            BlockVerdict::Expected => match self.assembler.add_block(piece, begin, &data) {
-                Ok(Some(whole)) => self.commit_from_peers(piece, whole),
-                Ok(None) => {}
-                Err(error) if error.blames_source() => {
-                    return Err(Violation("block off the grid"));
+            BlockVerdict::Expected => {
+                self.choker
+                    .record_download(key, u64::from(length), now.into_std());
+                match self.assembler.add_block(piece, begin, &data) {
+                    Ok(Some(whole)) => self.commit_from_peers(piece, whole),
+                    Ok(None) => {}
+                    Err(error) if error.blames_source() => {
+                        return Err(Violation("block off the grid"));
+                    }
+                    Err(error) => tracing::debug!(%error, "block not assembled"),
                 }
-                Err(error) => tracing::debug!(%error, "block not assembled"),
-            },
+            }
             BlockVerdict::Unrequested | BlockVerdict::AlreadyHave => {}
         }
         Ok(())
@@ -299,7 +330,7 @@ impl Torrent {
         let Some(peer) = self.peers.get(&key) else {
             return Ok(());
         };
-        let served = self.slots.is_unchoked(key)
+        let served = self.choker.is_unchoked(key)
             && self.store.has_piece(request.piece)
             && peer.link.uploads().push(request);
         if !served && peer.fast {
@@ -319,23 +350,18 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        if peer.interested == interested {
-            return;
-        }
         peer.interested = interested;
-        let changes = if interested {
-            self.slots.interested(key)
-        } else {
-            self.slots.not_interested(key)
-        };
-        self.apply_choke(changes);
+        let now = tokio::time::Instant::now().into_std();
+        self.choker.peer_interested(key, interested, now);
     }
 
-    fn apply_choke(&mut self, changes: Vec<ChokeChange>) {
-        for change in changes {
-            match change {
-                ChokeChange::Unchoke(key) => self.send_or_drop(key, Message::Unchoke),
-                ChokeChange::Choke(key) => {
+    /// Sends the choker's decisions. A choked peer's queued requests are dropped (and
+    /// rejected, with BEP 6).
+    pub(super) fn apply_choke(&mut self, actions: Vec<ChokeAction>) {
+        for action in actions {
+            match action {
+                ChokeAction::Unchoke(key) => self.send_or_drop(key, Message::Unchoke),
+                ChokeAction::Choke(key) => {
                     let Some(peer) = self.peers.get(&key) else {
                         continue;
                     };
@@ -385,7 +411,6 @@ impl Torrent {
         if peer.settling {
             self.settle_one();
         }
-        let changes = self.slots.removed(key);
-        self.apply_choke(changes);
+        self.choker.peer_disconnected(key);
     }
 }

@@ -23,13 +23,14 @@
 //! - [`discovery`]: tracker answers, dialling, incoming peers, bans, and when discovery
 //!   has *settled* (the scheduler then sends pieces no peer has to HTTP at once);
 //! - [`http`]: web-seed fetches and what each error does to the seed;
-//! - [`announce`], [`peers`], [`choke`], [`progress`]: see their docs.
+//! - [`announce`], [`peers`], [`progress`]: see their docs; whom we upload to is the
+//!   [`crate::choker`]'s decision, and BEP 9 requests are answered by a
+//!   [`crate::metadata::MetadataServer`].
 //!
 //! After completion the session keeps running as a seeder (serving requests, announcing
 //! on the interval) until it is stopped: client shutdown, or the release is removed.
 
 mod announce;
-mod choke;
 mod discovery;
 mod event_loop;
 mod http;
@@ -52,7 +53,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::choker::Choker;
 use crate::config::ClientConfig;
+use crate::metadata::MetadataServer;
 use crate::peer::{
     ConnectionLimit, ConnectionOptions, PeerConnection, PeerEvent, PeerKey, PeerRegistry,
 };
@@ -242,7 +245,9 @@ struct Torrent {
     peer_ids: HashMap<PeerId, PeerKey>,
     /// Addresses connected now (dialled, incoming and told listen addresses).
     connected_addrs: HashSet<SocketAddr>,
-    slots: choke::UnchokeSlots,
+    choker: Choker,
+    /// Answers BEP 9 requests (`None` if the info dictionary is too large to serve).
+    metadata: Option<MetadataServer>,
     /// Hash strikes of peers that shared failed pieces with others.
     strikes: HashMap<PeerKey, u32>,
     banned_ids: HashSet<PeerId>,
@@ -359,6 +364,11 @@ pub(crate) fn spawn(
     };
     let (progress_tx, progress_rx) = watch::channel(initial);
 
+    let mut choker = Choker::new(shared.config.choker.clone(), now);
+    choker.set_seeding(store.is_complete());
+    let metadata = MetadataServer::from_metainfo(&metainfo)
+        .map_err(|error| tracing::warn!(%info_hash, %error, "metadata too large to serve"))
+        .ok();
     let torrent = Torrent {
         info_hash,
         info,
@@ -372,7 +382,8 @@ pub(crate) fn spawn(
         next_key: 1,
         peer_ids: HashMap::new(),
         connected_addrs: HashSet::new(),
-        slots: choke::UnchokeSlots::new(shared.config.upload_slots),
+        choker,
+        metadata,
         strikes: HashMap::new(),
         banned_ids: HashSet::new(),
         banned_addrs: HashSet::new(),

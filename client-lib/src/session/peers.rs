@@ -237,6 +237,10 @@ pub(super) struct PeerState {
     pub(super) settling: bool,
     /// Since when it has had our requests without sending a block (see snubbing).
     pub(super) waiting_since: Option<tokio::time::Instant>,
+    /// Upload bytes already reported to the choker.
+    pub(super) reported_upload: u64,
+    /// The id it wants `ut_metadata` messages under (from its extended handshake).
+    pub(super) ut_metadata: Option<u8>,
 }
 
 impl PeerState {
