@@ -36,6 +36,8 @@ pub const DEFAULT_MAX_PEERS_PER_TORRENT: usize = 50;
 pub const DEFAULT_MAX_CONCURRENT_DIALS: usize = 8;
 /// Default [`ClientConfig::snub_timeout`].
 pub const DEFAULT_SNUB_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default [`ClientConfig::metadata_timeout`].
+pub const DEFAULT_METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default [`ClientConfig::numwant`].
 pub const DEFAULT_NUMWANT: u32 = 50;
 
@@ -106,6 +108,9 @@ pub struct ClientConfig {
     pub announce_retry_max: Duration,
     /// Peers asked for in each announce.
     pub numwant: u32,
+    /// How long [`Client::add_magnet`](crate::Client::add_magnet) looks for a peer that
+    /// gives the torrent's metadata (BEP 9), when no tracker has the torrent.
+    pub metadata_timeout: Duration,
 }
 
 impl Default for ClientConfig {
@@ -132,6 +137,7 @@ impl Default for ClientConfig {
             announce_retry_min: DEFAULT_ANNOUNCE_RETRY_MIN,
             announce_retry_max: DEFAULT_ANNOUNCE_RETRY_MAX,
             numwant: DEFAULT_NUMWANT,
+            metadata_timeout: DEFAULT_METADATA_TIMEOUT,
         }
     }
 }

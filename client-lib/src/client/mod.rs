@@ -19,6 +19,7 @@
 //! keeps seeding after completion until [`Client::shutdown`].
 
 mod error;
+mod magnet;
 mod manifests;
 mod release;
 
@@ -318,7 +319,7 @@ impl Client {
             let Some(metainfo) = self.cached_metainfo(store.info_hash()).await else {
                 continue;
             };
-            match self.start_session(Arc::new(metainfo), None).await {
+            match self.start_session(Arc::new(metainfo), Vec::new()).await {
                 Ok(_) => tracing::info!(info_hash = %store.info_hash(), "seeding cached release"),
                 Err(error) => tracing::warn!(?error, "cannot seed a cached release"),
             }
@@ -411,8 +412,8 @@ impl Client {
                 // downloading anything.
                 files(&metainfo)?;
                 let announce = match &source {
-                    ManifestSource::Tracker(tracker) => Some(tracker.announce_url()),
-                    ManifestSource::Cache(_) => None,
+                    ManifestSource::Tracker(tracker) => vec![tracker.announce_url()],
+                    ManifestSource::Cache(_) => Vec::new(),
                 };
                 self.start_session(metainfo, announce).await?
             }
@@ -552,7 +553,7 @@ impl Client {
     async fn start_session(
         &self,
         metainfo: Arc<Metainfo>,
-        extra_announce: Option<String>,
+        extra_announce: Vec<String>,
     ) -> Result<SessionHandle, StartError> {
         let info_hash = metainfo.info_hash();
         let mut sessions = self.inner.sessions.lock().await;
@@ -564,10 +565,10 @@ impl Client {
         }
         let store = self.open_store(&metainfo, &sessions).await?;
         let mut announce_urls = metainfo.trackers();
-        if let Some(url) = extra_announce
-            && !announce_urls.contains(&url)
-        {
-            announce_urls.push(url);
+        for url in extra_announce {
+            if !announce_urls.contains(&url) {
+                announce_urls.push(url);
+            }
         }
         let params = SessionParams {
             metainfo,
@@ -647,21 +648,47 @@ impl Client {
     /// the torrent; there is no manifest to check files against.
     pub async fn add_torrent(&self, torrent: &[u8]) -> Result<TorrentHandle, AddError> {
         let metainfo = Metainfo::from_bytes(torrent)?;
-        let session = self.start_session(Arc::new(metainfo), None).await?;
+        let session = self.start_session(Arc::new(metainfo), Vec::new()).await?;
         Ok(TorrentHandle::new(session))
     }
 
-    /// Downloads (and then seeds) the torrent of a magnet link. The metadata comes from the
-    /// configured trackers' torrent endpoint.
+    /// Downloads (and then seeds) the torrent of a magnet link. The torrent comes from the
+    /// configured trackers' torrent endpoint when one has it, else from peers (BEP 9) found
+    /// through the magnet's trackers, the configured ones and the bootstrap peers.
     pub async fn add_magnet(&self, uri: &str) -> Result<TorrentHandle, AddError> {
         let magnet = Magnet::parse(uri)?;
         let info_hash = magnet.info_hash;
         if let Some(session) = self.running_session(info_hash).await {
             return Ok(TorrentHandle::new(session));
         }
+        let ours: Vec<String> = self
+            .inner
+            .trackers
+            .iter()
+            .map(TrackerClient::announce_url)
+            .collect();
         let metainfo = match self.cached_metainfo(info_hash).await {
             Some(metainfo) => metainfo,
-            None => self.metainfo_from_trackers(info_hash).await?,
+            None => match self.metainfo_from_trackers(info_hash).await {
+                Ok(metainfo) => metainfo,
+                Err(AddError::MetadataUnavailable { reason, .. }) => {
+                    let mut announce = magnet.trackers.clone();
+                    announce.extend(ours.iter().filter(|u| !magnet.trackers.contains(u)).cloned());
+                    tracing::info!(%info_hash, %reason, "no tracker has the torrent; asking peers");
+                    magnet::fetch_from_peers(
+                        &self.inner.shared,
+                        &magnet,
+                        &announce,
+                        &self.inner.shutdown,
+                    )
+                    .await
+                    .map_err(|peers| AddError::MetadataUnavailable {
+                        info_hash,
+                        reason: format!("{reason}; peers: {peers}"),
+                    })?
+                }
+                Err(other) => return Err(other),
+            },
         };
         if metainfo.info_hash() != info_hash {
             return Err(AddError::InfoHashMismatch {
@@ -669,7 +696,7 @@ impl Client {
                 got: metainfo.info_hash(),
             });
         }
-        let session = self.start_session(Arc::new(metainfo), None).await?;
+        let session = self.start_session(Arc::new(metainfo), ours).await?;
         Ok(TorrentHandle::new(session))
     }
 

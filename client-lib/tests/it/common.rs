@@ -583,6 +583,9 @@ pub(crate) enum FakeBehavior {
     Stall,
     /// Answers every request with bytes that are not the torrent's.
     Corrupt,
+    /// Serves the right bytes, but announces its pieces the way aria2 does: an empty
+    /// bitfield first, then a full one mid-connection.
+    LateBitfield,
 }
 
 /// A peer written with the wire codec alone: it claims every piece, unchokes at once and
@@ -603,7 +606,8 @@ impl FakePeer {
         let requests = Arc::new(AtomicUsize::new(0));
         let stop = CancellationToken::new();
         let info_hash = release.info_hash();
-        let piece_count = release.metainfo.info().piece_count();
+        let info = Arc::new(release.metainfo.info().clone());
+        let content = Bytes::from(release.content());
         let (conns, reqs, token) = (
             Arc::clone(&connections),
             Arc::clone(&requests),
@@ -619,10 +623,11 @@ impl FakePeer {
                 let Ok((stream, _)) = accepted else { continue };
                 conns.fetch_add(1, Ordering::SeqCst);
                 let (reqs, token) = (Arc::clone(&reqs), token.clone());
+                let (info, content) = (Arc::clone(&info), content.clone());
                 handlers.push(tokio::spawn(async move {
                     tokio::select! {
                         () = token.cancelled() => {}
-                        _ = fake_connection(stream, info_hash, piece_count, behavior, reqs) => {}
+                        _ = fake_connection(stream, info_hash, &info, content, behavior, reqs) => {}
                     }
                 }));
             }
@@ -659,7 +664,8 @@ impl FakePeer {
 async fn fake_connection(
     mut stream: TcpStream,
     info_hash: InfoHash,
-    piece_count: u32,
+    info: &swarmcdn_proto::metainfo::Info,
+    content: Bytes,
     behavior: FakeBehavior,
     requests: Arc<AtomicUsize>,
 ) -> std::io::Result<()> {
@@ -682,6 +688,13 @@ async fn fake_connection(
         peer_id: PeerId::new([0xfa; 20]),
     }
     .encode(&mut out);
+    let piece_count = info.piece_count();
+    if behavior == FakeBehavior::LateBitfield {
+        Bitfield::new(piece_count).to_message().encode(&mut out);
+        Message::Unchoke.encode(&mut out);
+        stream.write_all(&out).await?;
+        out.clear();
+    }
     Bitfield::full(piece_count).to_message().encode(&mut out);
     Message::Unchoke.encode(&mut out);
     stream.write_all(&out).await?;
@@ -694,16 +707,15 @@ async fn fake_connection(
             } = message
             {
                 requests.fetch_add(1, Ordering::SeqCst);
-                if behavior == FakeBehavior::Corrupt {
-                    let mut out = Vec::new();
-                    Message::Piece {
-                        index,
-                        begin,
-                        data: Bytes::from(vec![0xAB; length as usize]),
-                    }
-                    .encode(&mut out);
-                    stream.write_all(&out).await?;
-                }
+                let start = info.piece_offset(index).unwrap_or(0) as usize + begin as usize;
+                let data = match behavior {
+                    FakeBehavior::Stall => continue,
+                    FakeBehavior::Corrupt => Bytes::from(vec![0xAB; length as usize]),
+                    FakeBehavior::LateBitfield => content.slice(start..start + length as usize),
+                };
+                let mut out = Vec::new();
+                Message::Piece { index, begin, data }.encode(&mut out);
+                stream.write_all(&out).await?;
             }
         }
         if stream.read_buf(&mut buf).await? == 0 {

@@ -121,3 +121,28 @@ async fn a_web_seed_serving_wrong_bytes_is_dropped_and_peers_finish_the_job() {
     assert_eq!(web.requests(), requests, "a dropped seed is never asked again");
     web.stop().await;
 }
+
+/// A peer that announces its pieces as aria2 does (an empty bitfield, then a full one
+/// mid-connection, no Fast extension): the late bitfield replaces the first, and the
+/// release comes from it.
+#[tokio::test]
+async fn a_late_bitfield_replaces_the_first_one() {
+    let release = release_of_size("late-bitfield", 200 * 1024, 16 * 1024, None, Vec::new());
+    let peer = FakePeer::start(&release, FakeBehavior::LateBitfield).await;
+    let client = test_client()
+        .bootstrap_peer(peer.addr)
+        .build()
+        .await
+        .unwrap();
+    let handle = client.add_torrent(&release.torrent).await.unwrap();
+    let done = tokio::time::timeout(WAIT, handle.wait_complete())
+        .await
+        .unwrap()
+        .unwrap();
+    release.assert_stored_in(&handle);
+    assert_eq!(done.bytes_from_peers, release.size(), "{done}");
+    assert_eq!(peer.connections(), 1);
+
+    shutdown_clean(client).await;
+    peer.stop().await;
+}

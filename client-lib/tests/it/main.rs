@@ -6,6 +6,7 @@ mod common;
 
 mod fallback;
 mod integrity;
+mod magnet;
 mod restart;
 mod shutdown;
 mod swarm;
