@@ -21,6 +21,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use swarmcdn_proto::PeerId;
 use swarmcdn_proto::peer::Handshake;
@@ -30,6 +31,10 @@ use super::announce::{AnnounceOutcome, Announcer};
 use super::{MAX_DIAL_QUEUE, TaskResult, Torrent, is_local_ip};
 use crate::peer::{ConnectionPermit, PeerConnection, PeerError, PeerKey, connect};
 use crate::tracker_client::TrackerClient;
+
+/// While a download is incomplete, configured bootstrap peers that are not connected are
+/// dialled again this often (trackers' answers also bring them back).
+pub const BOOTSTRAP_REDIAL: Duration = Duration::from_secs(5);
 
 /// Identities of peers that left, kept so a failed piece they contributed to can still get
 /// them banned. Oldest forgotten first.
@@ -91,10 +96,7 @@ impl Torrent {
             }
         }
         // Configured peers that are not connected get another try with every answer.
-        for addr in self.shared.config.bootstrap_peers.clone() {
-            self.queue_dial(addr);
-        }
-        self.start_dials();
+        self.redial_bootstrap();
         if let Some(heard) = self.heard_from.get_mut(tracker)
             && !*heard
         {
@@ -103,6 +105,14 @@ impl Torrent {
             self.first_round_pending -= 1;
         }
         self.maybe_settle();
+    }
+
+    /// Queues the bootstrap peers that are not connected, and dials.
+    pub(super) fn redial_bootstrap(&mut self) {
+        for addr in self.shared.config.bootstrap_peers.clone() {
+            self.queue_dial(addr);
+        }
+        self.start_dials();
     }
 
     /// Whether `addr` is our own listener as someone else sees it.

@@ -63,15 +63,14 @@ impl Torrent {
         );
         self.add_web_seeds();
         self.start_announcers();
-        for addr in self.shared.config.bootstrap_peers.clone() {
-            self.queue_dial(addr);
-        }
-        self.start_dials();
+        self.redial_bootstrap();
         self.maybe_settle();
         self.drive();
 
         let mut next_refresh = Instant::now() + PROGRESS_REFRESH;
         let mut next_snub_check = None;
+        let mut next_redial = Instant::now() + super::BOOTSTRAP_REDIAL;
+        let bootstrap = !self.shared.config.bootstrap_peers.is_empty();
         loop {
             let wakeup = self
                 .scheduler
@@ -81,11 +80,16 @@ impl Torrent {
                 .chain(self.choker.next_wakeup().map(Instant::from_std))
                 .chain((!self.peers.is_empty()).then_some(next_refresh))
                 .chain(next_snub_check)
+                .chain((bootstrap && !self.scheduler.is_complete()).then_some(next_redial))
                 .min();
             tokio::select! {
                 biased;
                 () = self.stop.cancelled() => break,
                 Some(command) = inputs.commands.recv() => self.command(command),
+                // Results first: there are few (bounded by what we started), each may free
+                // work (a verified piece), and a flood of peer events must not delay them.
+                Some(result) = inputs.results.recv() => self.task_result(result),
+                Some(conn) = inputs.incoming.recv() => self.incoming(conn),
                 Some((key, event)) = inputs.events.recv() => {
                     self.peer_event(key, event);
                     for _ in 1..EVENT_BATCH {
@@ -95,8 +99,6 @@ impl Torrent {
                         }
                     }
                 }
-                Some(conn) = inputs.incoming.recv() => self.incoming(conn),
-                Some(result) = inputs.results.recv() => self.task_result(result),
                 () = sleep_until(wakeup) => {}
             }
             if self.failure.is_some() {
@@ -104,6 +106,12 @@ impl Torrent {
             }
             if next_snub_check.is_none_or(|at| at <= Instant::now()) {
                 next_snub_check = self.check_snubs();
+            }
+            if next_redial <= Instant::now() {
+                next_redial = Instant::now() + super::BOOTSTRAP_REDIAL;
+                if !self.scheduler.is_complete() {
+                    self.redial_bootstrap();
+                }
             }
             self.drive();
             if Instant::now() >= next_refresh {

@@ -11,6 +11,7 @@
 
 use std::net::SocketAddr;
 
+use swarmcdn_proto::PeerId;
 use swarmcdn_proto::peer::{Bitfield, ExtendedHandshake, Message};
 
 use super::peers::{BlockRequest, PeerLink, PeerState};
@@ -37,12 +38,22 @@ impl Torrent {
         let ours = *conn.local_handshake();
         let addr = conn.peer_addr();
         let direction = conn.direction();
+        if let Some(&existing) = self.peer_ids.get(&theirs.peer_id) {
+            if self.keep_new_duplicate(existing, direction, &theirs.peer_id) {
+                tracing::debug!(%addr, "a second connection to a peer replaces the first");
+                self.remove_peer(existing);
+            } else {
+                tracing::debug!(%addr, "refusing a second connection to a peer");
+                if settling {
+                    self.settle_one();
+                }
+                return;
+            }
+        }
         let refuse = if self.banned_ids.contains(&theirs.peer_id)
             || self.banned_addrs.contains(&addr)
         {
             Some("banned")
-        } else if self.peer_ids.contains_key(&theirs.peer_id) {
-            Some("already connected")
         } else if self.peers.len() >= self.shared.config.max_peers_per_torrent {
             Some("peer limit reached")
         } else {
@@ -122,6 +133,23 @@ impl Torrent {
             }
             self.send_or_drop(key, handshake.to_message());
         }
+    }
+
+    /// Which of two connections to the same peer survives. When both were opened from the
+    /// same side, the new one wins: the peer (or we) reconnected, so the old one is likely
+    /// dead or about to close. When the two sides dialled each other at once, both must
+    /// keep the same one, so the connection dialled by the lower peer id wins.
+    fn keep_new_duplicate(&self, existing: PeerKey, new: Direction, theirs: &PeerId) -> bool {
+        let Some(old) = self.peers.get(&existing).map(|p| p.direction) else {
+            return true;
+        };
+        if old == new {
+            return true;
+        }
+        let we_are_lower = self.shared.peer_id.0 < theirs.0;
+        // The new connection was dialled by us if it is outgoing.
+        let new_dialled_by_us = new == Direction::Outgoing;
+        new_dialled_by_us == we_are_lower
     }
 
     /// One event of one connection.

@@ -13,9 +13,10 @@
 //! network or the disk.
 //!
 //! The loop `select!`s over, in this order: the stop signal, commands from the client,
-//! events of every peer connection (one channel for all of them), connections the listener
-//! routed here, results of the tasks it started (dials, fetches, commits, announces), and a
-//! timer for the scheduler's next deadline (or a progress refresh).
+//! results of the tasks it started (dials, fetches, commits, announces), connections the
+//! listener routed here, events of every peer connection (one channel for all of them,
+//! handled in batches), and a timer for the scheduler's or the choker's next deadline (or
+//! a progress refresh).
 //!
 //! # Files
 //! - [`event_loop`]: the loop, the scheduler's actions, completed and failed pieces;
@@ -66,6 +67,7 @@ use crate::webseed::WebSeed;
 pub use progress::{DownloadError, Progress};
 
 pub use announce::{MAX_ANNOUNCE_INTERVAL, MIN_ANNOUNCE_INTERVAL};
+pub use discovery::BOOTSTRAP_REDIAL;
 pub use http::{WEB_SEED_RETRY_MAX, WEB_SEED_RETRY_MIN};
 pub use peers::{CONTROL_QUEUE_LEN, MAX_QUEUED_UPLOADS};
 

@@ -586,6 +586,8 @@ pub(crate) enum FakeBehavior {
     /// Serves the right bytes, but announces its pieces the way aria2 does: an empty
     /// bitfield first, then a full one mid-connection.
     LateBitfield,
+    /// Sends a bitfield one byte too long (claiming pieces that do not exist).
+    BadBitfield,
 }
 
 /// A peer written with the wire codec alone: it claims every piece, unchokes at once and
@@ -695,7 +697,13 @@ async fn fake_connection(
         stream.write_all(&out).await?;
         out.clear();
     }
-    Bitfield::full(piece_count).to_message().encode(&mut out);
+    if behavior == FakeBehavior::BadBitfield {
+        let mut bits = Bitfield::full(piece_count).as_bytes().to_vec();
+        bits.push(0xff);
+        Message::Bitfield(Bytes::from(bits)).encode(&mut out);
+    } else {
+        Bitfield::full(piece_count).to_message().encode(&mut out);
+    }
     Message::Unchoke.encode(&mut out);
     stream.write_all(&out).await?;
     loop {
@@ -709,7 +717,7 @@ async fn fake_connection(
                 requests.fetch_add(1, Ordering::SeqCst);
                 let start = info.piece_offset(index).unwrap_or(0) as usize + begin as usize;
                 let data = match behavior {
-                    FakeBehavior::Stall => continue,
+                    FakeBehavior::Stall | FakeBehavior::BadBitfield => continue,
                     FakeBehavior::Corrupt => Bytes::from(vec![0xAB; length as usize]),
                     FakeBehavior::LateBitfield => content.slice(start..start + length as usize),
                 };

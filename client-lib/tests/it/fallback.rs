@@ -39,10 +39,15 @@ async fn with_no_peers_the_release_arrives_entirely_from_the_web_seed() {
         .build()
         .await
         .unwrap();
-    let got = tokio::time::timeout(WAIT, client.get("no-peers"))
-        .await
-        .unwrap()
-        .unwrap();
+    // Two concurrent gets share one session (and one download).
+    let (got, twin) = tokio::time::timeout(
+        WAIT,
+        futures::future::join(client.get("no-peers"), client.get("no-peers")),
+    )
+    .await
+    .unwrap();
+    let (got, twin) = (got.unwrap(), twin.unwrap());
+    assert_eq!(twin.info_hash(), got.info_hash());
     release.assert_served_by(&got).await;
     let progress = got.progress();
     assert_eq!(progress.bytes_from_http, release.size(), "{progress}");

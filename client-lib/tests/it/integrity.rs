@@ -146,3 +146,31 @@ async fn a_late_bitfield_replaces_the_first_one() {
     shutdown_clean(client).await;
     peer.stop().await;
 }
+
+/// A bitfield of the wrong size (claiming pieces past the end) is a protocol violation:
+/// the peer is dropped and banned, and the release comes from the web seed.
+#[tokio::test]
+async fn a_peer_sending_a_bitfield_of_the_wrong_size_is_dropped() {
+    let web = TestWebSeed::start().await;
+    let release = release_of_size("bad-bitfield", 100 * 1024, 16 * 1024, None, vec![web.url()]);
+    web.serve(&release);
+    let liar = FakePeer::start(&release, FakeBehavior::BadBitfield).await;
+    let client = test_client()
+        .bootstrap_peer(liar.addr)
+        .build()
+        .await
+        .unwrap();
+    let handle = client.add_torrent(&release.torrent).await.unwrap();
+    let done = tokio::time::timeout(WAIT, handle.wait_complete())
+        .await
+        .unwrap()
+        .unwrap();
+    release.assert_stored_in(&handle);
+    assert_eq!(done.peers_banned, 1, "{done:?}");
+    assert_eq!(done.bytes_from_http, release.size());
+    assert_eq!(liar.requests(), 0, "nothing was asked of it");
+
+    shutdown_clean(client).await;
+    liar.stop().await;
+    web.stop().await;
+}
