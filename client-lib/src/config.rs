@@ -47,8 +47,8 @@ pub const DEFAULT_NUMWANT: u32 = 50;
 pub struct ClientConfig {
     /// Base URLs of the swarmcdn trackers to ask for manifests and metainfo
     /// (`http://tracker.example:6969`), tried in order. Their `/announce` is also announced
-    /// to for releases fetched from them. Default: none (only [`Client::add_torrent`]
-    /// (crate::Client::add_torrent) works then).
+    /// to for releases fetched from them. Default: none (only
+    /// [`Client::add_torrent`](crate::Client::add_torrent) works then).
     pub trackers: Vec<String>,
     /// Publisher keys whose manifests are trusted. A manifest signed by any other key is
     /// refused. Default: none (so [`Client::get`](crate::Client::get) refuses everything until

@@ -54,6 +54,8 @@ pub mod storage;
 pub mod tracker_client;
 pub mod webseed;
 
-pub use client::{AddError, BuildError, Client, ClientBuilder, GetError, ReadError, Release, TorrentHandle};
+pub use client::{
+    AddError, BuildError, Client, ClientBuilder, GetError, ReadError, Release, TorrentHandle,
+};
 pub use config::ClientConfig;
 pub use session::{DownloadError, PeerInfo, Progress, SessionStats};

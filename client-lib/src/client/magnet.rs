@@ -38,7 +38,7 @@ use crate::tracker_client::{TrackerClient, TrackerError};
 /// What the helper tasks of a fetch report.
 enum Found {
     Peers(Result<Vec<SocketAddr>, TrackerError>),
-    Dialled(SocketAddr, Result<PeerConnection, PeerError>),
+    Dialled(SocketAddr, Box<Result<PeerConnection, PeerError>>),
 }
 
 /// Fetches the info dictionary of `magnet` from peers; see the module docs.
@@ -54,7 +54,8 @@ pub(crate) async fn fetch_from_peers(
     let (found_tx, mut found) = mpsc::unbounded_channel();
     for url in announce_urls {
         let client = TrackerClient::new(url, shared.tracker_http.clone());
-        let mut request = AnnounceRequest::new(info_hash, shared.peer_id, shared.listen_addr.port());
+        let mut request =
+            AnnounceRequest::new(info_hash, shared.peer_id, shared.listen_addr.port());
         request.event = AnnounceEvent::Started;
         // We do not know the size yet; anything but 0 keeps us from counting as a seed.
         request.left = 1;
@@ -109,7 +110,7 @@ pub(crate) async fn fetch_from_peers(
                     conn.set_permit(permit);
                     conn
                 });
-                let _ = tx.send(Found::Dialled(addr, result));
+                let _ = tx.send(Found::Dialled(addr, Box::new(result)));
             }
             .instrument(tracing::debug_span!("metadata_dial", %addr)),
         );
@@ -153,7 +154,7 @@ pub(crate) async fn fetch_from_peers(
                 }
                 Found::Dialled(addr, result) => {
                     dials_pending -= 1;
-                    match result {
+                    match *result {
                         Ok(conn) if conn.remote_handshake().reserved.supports_extension_protocol() => {
                             let key = PeerKey(next_key);
                             next_key += 1;

@@ -20,7 +20,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use swarmcdn_proto::manifest::{ReleaseName, SignedManifest, Version, VerifyingKey};
+use swarmcdn_proto::manifest::{ReleaseName, SignedManifest, VerifyingKey, Version};
 use swarmcdn_proto::metainfo::Metainfo;
 
 /// The folder inside the cache folder that holds manifests.
@@ -135,7 +135,11 @@ fn saved_versions(folder: &Path) -> Vec<Version> {
 }
 
 /// Reads and re-checks one saved entry.
-fn read_entry(folder: &Path, version: &Version, trusted: &[VerifyingKey]) -> Option<CachedManifest> {
+fn read_entry(
+    folder: &Path,
+    version: &Version,
+    trusted: &[VerifyingKey],
+) -> Option<CachedManifest> {
     let json = fs::read(folder.join(format!("{version}.json"))).ok()?;
     let manifest = SignedManifest::from_json(&json).ok()?;
     let info_hash = manifest.verify(trusted).ok()?.info_hash();
@@ -212,7 +216,10 @@ mod tests {
         let exact = reopened
             .load(&name, Some(&Version::new(1, 2, 0)), &trusted)
             .unwrap();
-        assert_eq!(exact.metainfo.info_hash(), entry("1.2.0", 1).metainfo.info_hash());
+        assert_eq!(
+            exact.metainfo.info_hash(),
+            entry("1.2.0", 1).metainfo.info_hash()
+        );
         assert!(
             reopened
                 .load(&name, Some(&Version::new(2, 0, 0)), &trusted)

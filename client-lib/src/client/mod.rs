@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use swarmcdn_proto::magnet::Magnet;
-use swarmcdn_proto::manifest::{ManifestError, ReleaseName, SignedManifest, Version, VerifyingKey};
+use swarmcdn_proto::manifest::{ManifestError, ReleaseName, SignedManifest, VerifyingKey, Version};
 use swarmcdn_proto::metainfo::Metainfo;
 use swarmcdn_proto::{InfoHash, PeerId};
 use tokio_util::sync::CancellationToken;
@@ -46,7 +46,7 @@ use crate::config::ClientConfig;
 use crate::peer::{Listener, PeerRegistry, UploadLimiter};
 use crate::scheduler::{DeadlinePolicy, SchedulerConfig};
 use crate::session::{self, SessionHandle, SessionParams, Shared};
-use crate::storage::{Cache, CacheConfig, Placement, Store, StorageError, StoreKind};
+use crate::storage::{Cache, CacheConfig, Placement, StorageError, Store, StoreKind};
 use crate::tracker_client::{TrackerClient, TrackerError};
 use error::StartError;
 use manifests::{CachedManifest, ManifestCache};
@@ -361,7 +361,11 @@ impl Client {
         self.fetch(name, Some(version.clone())).await
     }
 
-    async fn fetch(&self, name: ReleaseName, version: Option<Version>) -> Result<Release, GetError> {
+    async fn fetch(
+        &self,
+        name: ReleaseName,
+        version: Option<Version>,
+    ) -> Result<Release, GetError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(GetError::Shutdown);
         }
@@ -397,7 +401,8 @@ impl Client {
             None => {
                 let metainfo = match &source {
                     ManifestSource::Cache(cached) => Arc::clone(&cached.metainfo),
-                    ManifestSource::Tracker(tracker) => match self.cached_metainfo(info_hash).await {
+                    ManifestSource::Tracker(tracker) => match self.cached_metainfo(info_hash).await
+                    {
                         Some(metainfo) => Arc::new(metainfo),
                         None => Arc::new(self.metainfo_from(&name, tracker, info_hash).await?),
                     },
@@ -428,11 +433,8 @@ impl Client {
             .unwrap_or_else(PoisonError::into_inner)
             .contains(&info_hash);
         if !already {
-            let (manifest, store, map) = (
-                manifest.clone(),
-                Arc::clone(&session.store),
-                files.clone(),
-            );
+            let (manifest, store, map) =
+                (manifest.clone(), Arc::clone(&session.store), files.clone());
             let verdict =
                 tokio::task::spawn_blocking(move || release::verify_files(&manifest, &store, &map))
                     .await
@@ -461,7 +463,12 @@ impl Client {
                 tracing::warn!(%error, "cannot cache the manifest");
             }
         }
-        Ok(Release::new(signed, Arc::clone(&session.store), files, progress))
+        Ok(Release::new(
+            signed,
+            Arc::clone(&session.store),
+            files,
+            progress,
+        ))
     }
 
     /// The manifest from the first tracker that has it; from the cache when none answers.
@@ -673,7 +680,11 @@ impl Client {
                 Ok(metainfo) => metainfo,
                 Err(AddError::MetadataUnavailable { reason, .. }) => {
                     let mut announce = magnet.trackers.clone();
-                    announce.extend(ours.iter().filter(|u| !magnet.trackers.contains(u)).cloned());
+                    announce.extend(
+                        ours.iter()
+                            .filter(|u| !magnet.trackers.contains(u))
+                            .cloned(),
+                    );
                     tracing::info!(%info_hash, %reason, "no tracker has the torrent; asking peers");
                     magnet::fetch_from_peers(
                         &self.inner.shared,
@@ -728,7 +739,9 @@ impl Client {
 
     /// The handle of a running release, if any.
     pub async fn torrent(&self, info_hash: InfoHash) -> Option<TorrentHandle> {
-        self.running_session(info_hash).await.map(TorrentHandle::new)
+        self.running_session(info_hash)
+            .await
+            .map(TorrentHandle::new)
     }
 
     /// Stops every session (sending `stopped` announces, bounded by

@@ -211,12 +211,13 @@ pub(crate) fn verify_files(
         let mut offset = 0;
         while offset < entry.size() {
             let len = VERIFY_CHUNK.min(entry.size() - offset);
-            let chunk = store
-                .read_file_range(index, offset, len)
-                .map_err(|e| GetError::Integrity {
-                    file: entry.path().clone(),
-                    reason: format!("cannot read it: {e}"),
-                })?;
+            let chunk =
+                store
+                    .read_file_range(index, offset, len)
+                    .map_err(|e| GetError::Integrity {
+                        file: entry.path().clone(),
+                        reason: format!("cannot read it: {e}"),
+                    })?;
             hasher.update(&chunk);
             offset += len;
         }
@@ -243,7 +244,14 @@ mod tests {
                 ManifestFile::from_bytes(RelativePath::parse(p).unwrap(), "text/plain", b).unwrap()
             })
             .collect();
-        Manifest::new("w".parse().unwrap(), Version::new(1, 0, 0), info_hash, 1, entries).unwrap()
+        Manifest::new(
+            "w".parse().unwrap(),
+            Version::new(1, 0, 0),
+            info_hash,
+            1,
+            entries,
+        )
+        .unwrap()
     }
 
     #[test]

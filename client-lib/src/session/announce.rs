@@ -134,7 +134,9 @@ impl Announcer {
             .await
             {
                 Ok(Ok(_)) => tracing::debug!(url = %self.url, "announced stopped"),
-                Ok(Err(error)) => tracing::debug!(url = %self.url, %error, "stopped announce failed"),
+                Ok(Err(error)) => {
+                    tracing::debug!(url = %self.url, %error, "stopped announce failed")
+                }
                 Err(_) => tracing::debug!(url = %self.url, "stopped announce timed out"),
             }
         }

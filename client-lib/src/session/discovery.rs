@@ -188,8 +188,7 @@ impl Torrent {
     pub(super) fn start_dials(&mut self) {
         let max_dials = self.shared.config.max_concurrent_dials;
         let max_peers = self.shared.config.max_peers_per_torrent;
-        while self.dialing.len() < max_dials && self.peers.len() + self.dialing.len() < max_peers
-        {
+        while self.dialing.len() < max_dials && self.peers.len() + self.dialing.len() < max_peers {
             let Some(addr) = self.dial_queue.pop_front() else {
                 break;
             };

@@ -19,8 +19,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::{
-    Command, DownloadError, MAX_HASH_STRIKES, PeerInfo, Progress, SessionStats, TaskResult,
-    Torrent,
+    Command, DownloadError, MAX_HASH_STRIKES, PeerInfo, Progress, SessionStats, TaskResult, Torrent,
 };
 use crate::peer::{PeerConnection, PeerEvent, PeerKey, Registration};
 use crate::scheduler::{Action, Source};

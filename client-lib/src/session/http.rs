@@ -36,6 +36,9 @@ pub const WEB_SEED_RETRY_MIN: Duration = Duration::from_secs(1);
 /// The longest backoff after transient web-seed failures.
 pub const WEB_SEED_RETRY_MAX: Duration = Duration::from_secs(300);
 
+/// Each piece of a fetch with its commit result.
+type PieceVerdicts = Vec<(u32, Result<(), StorageError>)>;
+
 /// How a fetch ended.
 #[derive(Debug)]
 pub(super) struct HttpOutcome {
@@ -43,7 +46,7 @@ pub(super) struct HttpOutcome {
     pieces: Range<u32>,
     /// Each piece's commit result (`Ok` also for pieces already held), or the request's
     /// failure.
-    result: Result<Vec<(u32, Result<(), StorageError>)>, WebSeedError>,
+    result: Result<PieceVerdicts, WebSeedError>,
 }
 
 /// What a fetch failure means for the seed.
@@ -73,7 +76,7 @@ async fn fetch_and_commit(
     store: Arc<crate::storage::Store>,
     info: Arc<swarmcdn_proto::metainfo::Info>,
     range: Range<u32>,
-) -> Result<Vec<(u32, Result<(), StorageError>)>, WebSeedError> {
+) -> Result<PieceVerdicts, WebSeedError> {
     let bytes = web_seed.fetch_pieces(range.clone()).await?;
     let mut verdicts = Vec::with_capacity(range.len());
     let mut offset = 0usize;
@@ -91,7 +94,9 @@ async fn fetch_and_commit(
         } else if store.has_piece(piece) {
             Ok(())
         } else {
-            store.commit_piece_async(piece, bytes.slice(offset..end)).await
+            store
+                .commit_piece_async(piece, bytes.slice(offset..end))
+                .await
         };
         offset = end;
         verdicts.push((piece, result));

@@ -50,15 +50,14 @@ impl Torrent {
                 return;
             }
         }
-        let refuse = if self.banned_ids.contains(&theirs.peer_id)
-            || self.banned_addrs.contains(&addr)
-        {
-            Some("banned")
-        } else if self.peers.len() >= self.shared.config.max_peers_per_torrent {
-            Some("peer limit reached")
-        } else {
-            None
-        };
+        let refuse =
+            if self.banned_ids.contains(&theirs.peer_id) || self.banned_addrs.contains(&addr) {
+                Some("banned")
+            } else if self.peers.len() >= self.shared.config.max_peers_per_torrent {
+                Some("peer limit reached")
+            } else {
+                None
+            };
         if let Some(reason) = refuse {
             tracing::debug!(%addr, reason, "refusing peer connection");
             if settling {
@@ -231,11 +230,14 @@ impl Torrent {
                 index,
                 begin,
                 length,
-            } => self.upload_request(key, BlockRequest {
-                piece: index,
-                begin,
-                length,
-            })?,
+            } => self.upload_request(
+                key,
+                BlockRequest {
+                    piece: index,
+                    begin,
+                    length,
+                },
+            )?,
             Message::Cancel {
                 index,
                 begin,

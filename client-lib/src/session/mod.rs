@@ -8,8 +8,8 @@
 //! plain sequence of calls: handle the event, [`poll`](crate::scheduler::Scheduler::poll)
 //! the scheduler, execute its actions. Everything slow runs beside it as its own task and
 //! reports back: connections (reader/writer tasks, see [`crate::peer`]), one feeding task
-//! per peer ([`peers`]), dials, web-seed fetches, piece commits (hashing and disk writes),
-//! and one announce loop per tracker ([`announce`]). The loop itself never waits on the
+//! per peer (`peers.rs`), dials, web-seed fetches, piece commits (hashing and disk writes),
+//! and one announce loop per tracker (`announce.rs`). The loop itself never waits on the
 //! network or the disk.
 //!
 //! The loop `select!`s over, in this order: the stop signal, commands from the client,
@@ -19,12 +19,12 @@
 //! a progress refresh).
 //!
 //! # Files
-//! - [`event_loop`]: the loop, the scheduler's actions, completed and failed pieces;
-//! - [`messages`]: starting a connection and every peer-wire message;
-//! - [`discovery`]: tracker answers, dialling, incoming peers, bans, and when discovery
+//! - `event_loop.rs`: the loop, the scheduler's actions, completed and failed pieces;
+//! - `messages.rs`: starting a connection and every peer-wire message;
+//! - `discovery.rs`: tracker answers, dialling, incoming peers, bans, and when discovery
 //!   has *settled* (the scheduler then sends pieces no peer has to HTTP at once);
-//! - [`http`]: web-seed fetches and what each error does to the seed;
-//! - [`announce`], [`peers`], [`progress`]: see their docs; whom we upload to is the
+//! - `http.rs`: web-seed fetches and what each error does to the seed;
+//! - `announce.rs`, `peers.rs`, `progress.rs`: see their docs; whom we upload to is the
 //!   [`crate::choker`]'s decision, and BEP 9 requests are answered by a
 //!   [`crate::metadata::MetadataServer`].
 //!
@@ -409,7 +409,8 @@ pub(crate) fn spawn(
         progress_tx,
         failure: None,
     };
-    let span = tracing::info_span!("torrent", info_hash = %info_hash, name = %metainfo.info().name());
+    let span =
+        tracing::info_span!("torrent", info_hash = %info_hash, name = %metainfo.info().name());
     shared.tasks.spawn(
         torrent
             .run(

@@ -128,7 +128,8 @@ impl PeerLink {
         let uploads = Arc::new(UploadQueue::default());
         let stats = Arc::clone(handle.stats());
         let cancel = parent.child_token();
-        let span = tracing::debug_span!("peer_feed", peer = %handle.peer_addr(), key = handle.key().0);
+        let span =
+            tracing::debug_span!("peer_feed", peer = %handle.peer_addr(), key = handle.key().0);
         tasks.spawn(
             feed(
                 handle,

@@ -215,7 +215,8 @@ impl TestRelease {
         for (path, bytes) in &files {
             let rel = RelativePath::parse(path).unwrap();
             builder = builder.add_bytes(rel.clone(), bytes.clone());
-            entries.push(ManifestFile::from_bytes(rel, content_type_for_path(path), bytes).unwrap());
+            entries
+                .push(ManifestFile::from_bytes(rel, content_type_for_path(path), bytes).unwrap());
         }
         let metainfo = builder.build().unwrap();
         let manifest = Manifest::new(
@@ -311,7 +312,10 @@ pub(crate) fn seed_cache(dir: &std::path::Path, release: &TestRelease) {
         let offset = info.piece_offset(piece).unwrap() as usize;
         let len = info.piece_len(piece).unwrap() as usize;
         store
-            .commit_piece(piece, Bytes::copy_from_slice(&content[offset..offset + len]))
+            .commit_piece(
+                piece,
+                Bytes::copy_from_slice(&content[offset..offset + len]),
+            )
             .unwrap();
     }
     assert!(store.is_complete());
@@ -352,8 +356,7 @@ pub(crate) async fn shutdown_clean(client: Client) {
 }
 
 pub(crate) fn assert_port_free(addr: SocketAddr) {
-    std::net::TcpListener::bind(addr)
-        .unwrap_or_else(|e| panic!("port {addr} still bound: {e}"));
+    std::net::TcpListener::bind(addr).unwrap_or_else(|e| panic!("port {addr} still bound: {e}"));
 }
 
 /// Waits until `condition` holds for the progress, failing after [`WAIT`].
@@ -381,7 +384,10 @@ pub(crate) async fn wait_torrent(client: &Client, info_hash: InfoHash) -> Torren
         if let Some(handle) = client.torrent(info_hash).await {
             return handle;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no session for {info_hash}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no session for {info_hash}"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
@@ -449,7 +455,9 @@ impl TestWebSeed {
             busy: AtomicBool::new(false),
             counters: Arc::clone(&counters),
         });
-        let app = Router::new().fallback(serve_file).with_state(Arc::clone(&state));
+        let app = Router::new()
+            .fallback(serve_file)
+            .with_state(Arc::clone(&state));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
@@ -477,10 +485,7 @@ impl TestWebSeed {
     pub(crate) fn serve(&self, release: &TestRelease) {
         let mut files = self.state.files.lock().unwrap();
         for (path, bytes) in &release.files {
-            let key = format!(
-                "/ws/{}-{}/{path}",
-                release.name, release.version
-            );
+            let key = format!("/ws/{}-{}/{path}", release.name, release.version);
             files.insert(key, Bytes::from(bytes.clone()));
         }
     }
@@ -556,7 +561,9 @@ async fn serve_file(State(state): State<Arc<SeedState>>, request: Request) -> Re
     } else {
         body
     };
-    counters.bytes.fetch_add(body.len() as u64, Ordering::SeqCst);
+    counters
+        .bytes
+        .fetch_add(body.len() as u64, Ordering::SeqCst);
     let mut response = Response::builder()
         .status(status)
         .header(header::CONTENT_LENGTH, body.len());

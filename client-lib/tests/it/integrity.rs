@@ -24,7 +24,11 @@ async fn a_peer_sending_corrupt_pieces_is_banned_and_the_data_is_right() {
     web.serve(&release);
     let liar = FakePeer::start(&release, FakeBehavior::Corrupt).await;
     // The liar is in the swarm: every announce hands it out.
-    let mut announce = AnnounceRequest::new(release.info_hash(), PeerId::new([0xfa; 20]), liar.addr.port());
+    let mut announce = AnnounceRequest::new(
+        release.info_hash(),
+        PeerId::new([0xfa; 20]),
+        liar.addr.port(),
+    );
     announce.event = AnnounceEvent::Started;
     swarmcdn_client::tracker_client::TrackerClient::new(&tracker.url(), reqwest::Client::new())
         .announce(&tracker.announce_url(), &announce)
@@ -118,7 +122,11 @@ async fn a_web_seed_serving_wrong_bytes_is_dropped_and_peers_finish_the_job() {
 
     shutdown_clean(leecher).await;
     shutdown_clean(seeder).await;
-    assert_eq!(web.requests(), requests, "a dropped seed is never asked again");
+    assert_eq!(
+        web.requests(),
+        requests,
+        "a dropped seed is never asked again"
+    );
     web.stop().await;
 }
 

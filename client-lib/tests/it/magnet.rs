@@ -44,7 +44,11 @@ async fn a_magnet_link_is_resolved_from_a_peer_over_bep_9() {
     let release = release_of_size("magnet-peers", 300 * 1024, 16 * 1024, None, Vec::new());
     let seed_dir = tempfile::tempdir().unwrap();
     seed_cache(seed_dir.path(), &release);
-    let seeder = test_client().cache_dir(seed_dir.path()).build().await.unwrap();
+    let seeder = test_client()
+        .cache_dir(seed_dir.path())
+        .build()
+        .await
+        .unwrap();
 
     let client = test_client()
         .bootstrap_peer(seeder.local_peer_addr())

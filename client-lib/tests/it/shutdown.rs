@@ -24,7 +24,10 @@ async fn shutdown_announces_stopped_ends_every_task_and_frees_the_port() {
         .await
         .unwrap();
     let seeding = seeder.torrent(release.info_hash()).await.unwrap();
-    wait_progress(&seeding.watch(), "the seeder announced", |p| p.announces >= 1).await;
+    wait_progress(&seeding.watch(), "the seeder announced", |p| {
+        p.announces >= 1
+    })
+    .await;
 
     let leecher = test_client().tracker(tracker.url()).build().await.unwrap();
     let got = tokio::time::timeout(WAIT, leecher.get("shutdown-test"))

@@ -12,7 +12,13 @@ use crate::common::*;
 async fn with_the_tracker_down_from_the_start_a_torrent_completes_from_the_web_seed() {
     let web = TestWebSeed::start().await;
     let announce = format!("{}/announce", dead_url());
-    let release = release_of_size("no-tracker", 300 * 1024, 64 * 1024, Some(announce), vec![web.url()]);
+    let release = release_of_size(
+        "no-tracker",
+        300 * 1024,
+        64 * 1024,
+        Some(announce),
+        vec![web.url()],
+    );
     web.serve(&release);
 
     let client = test_client().build().await.unwrap();
@@ -61,7 +67,10 @@ async fn a_tracker_killed_mid_download_does_not_stop_it_and_get_uses_the_cached_
         .await
         .unwrap();
     let seeding = seeder.torrent(release.info_hash()).await.unwrap();
-    wait_progress(&seeding.watch(), "the seeder announced", |p| p.announces >= 1).await;
+    wait_progress(&seeding.watch(), "the seeder announced", |p| {
+        p.announces >= 1
+    })
+    .await;
 
     let leecher = test_client().tracker(tracker.url()).build().await.unwrap();
     let fetching = tokio::spawn({
@@ -85,8 +94,14 @@ async fn a_tracker_killed_mid_download_does_not_stop_it_and_get_uses_the_cached_
         .unwrap();
     release.assert_served_by(&got).await;
     let progress = handle.progress();
-    assert!(progress.bytes_from_peers > 0 && progress.bytes_from_http > 0, "{progress}");
-    assert_eq!(progress.bytes_from_peers + progress.bytes_from_http, release.size());
+    assert!(
+        progress.bytes_from_peers > 0 && progress.bytes_from_http > 0,
+        "{progress}"
+    );
+    assert_eq!(
+        progress.bytes_from_peers + progress.bytes_from_http,
+        release.size()
+    );
 
     // The tracker is gone: the verified manifest cached by the first get answers.
     let again = tokio::time::timeout(WAIT, leecher.get("tracker-dies"))
