@@ -471,27 +471,32 @@ impl Client {
         ))
     }
 
-    /// The manifest from the first tracker that has it; from the cache when none answers.
+    /// The manifest from the first tracker that has it. When none has it: `NotFound` if a
+    /// tracker said so and every other one answered too; otherwise (some tracker could not
+    /// be reached) the verified copy cached earlier, if any.
     async fn find_manifest(
         &self,
         name: &ReleaseName,
         version: Option<&Version>,
     ) -> Result<(SignedManifest, ManifestSource), GetError> {
         let mut last_error = None;
+        let mut said_not_found = false;
         for tracker in &self.inner.trackers {
             match tracker.manifest(name, version).await {
                 Ok(signed) => return Ok((signed, ManifestSource::Tracker(tracker.clone()))),
-                Err(TrackerError::NotFound { .. }) => {
-                    return Err(GetError::NotFound {
-                        name: name.clone(),
-                        version: version.cloned(),
-                    });
-                }
+                Err(TrackerError::NotFound { .. }) => said_not_found = true,
                 Err(error) => {
                     tracing::info!(url = %tracker.base_url(), %error, "tracker did not answer");
                     last_error = Some(error);
                 }
             }
+        }
+        let not_found = || GetError::NotFound {
+            name: name.clone(),
+            version: version.cloned(),
+        };
+        if said_not_found && last_error.is_none() {
+            return Err(not_found());
         }
         let inner = Arc::clone(&self.inner);
         let (n, v) = (name.clone(), version.cloned());
@@ -508,6 +513,7 @@ impl Client {
                 tracing::info!(%name, "no tracker answered; using the cached manifest");
                 Ok((cached.manifest.clone(), ManifestSource::Cache(cached)))
             }
+            (None, _) if said_not_found => Err(not_found()),
             (None, Some(source)) => Err(GetError::TrackerUnreachable {
                 name: name.clone(),
                 source,

@@ -12,3 +12,4 @@ mod shutdown;
 mod swarm;
 mod tracker_down;
 mod trust;
+mod versions;
