@@ -201,8 +201,8 @@ struct Inner {
     manifests: ManifestCache,
     /// One session per release; the lock also serialises starting them.
     sessions: tokio::sync::Mutex<HashMap<InfoHash, SessionHandle>>,
-    /// Releases whose files were verified against a manifest in this process.
-    verified: Mutex<HashSet<InfoHash>>,
+    /// (release, manifest signature) pairs whose files were verified in this process.
+    verified: Mutex<HashSet<(InfoHash, [u8; 64])>>,
     shutdown: CancellationToken,
 }
 
@@ -431,7 +431,7 @@ impl Client {
             .verified
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .contains(&info_hash);
+            .contains(&(info_hash, *signed.signature()));
         if !already {
             let (manifest, store, map) =
                 (manifest.clone(), Arc::clone(&session.store), files.clone());
@@ -448,7 +448,7 @@ impl Client {
                 .verified
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(info_hash);
+                .insert((info_hash, *signed.signature()));
         }
         if matches!(source, ManifestSource::Tracker(_)) {
             let entry = CachedManifest {

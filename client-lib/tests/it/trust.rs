@@ -118,3 +118,67 @@ async fn a_metainfo_whose_info_hash_does_not_match_the_manifest_is_refused() {
     serving.abort();
     web.stop().await;
 }
+
+/// The publisher signed a manifest whose file digests do not match the torrent it names
+/// (same sizes, other bytes): the download completes piece-verified, the file check fails,
+/// and the release is removed from the cache, its manifest never saved.
+#[tokio::test]
+async fn files_that_do_not_match_the_signed_manifest_are_refused_and_removed() {
+    use swarmcdn_proto::RelativePath;
+    use swarmcdn_proto::manifest::{Manifest, ManifestFile};
+
+    let tracker = TestTracker::start(300).await;
+    let web = TestWebSeed::start().await;
+    let honest = release_of_size(
+        "mislabelled",
+        100 * 1024,
+        16 * 1024,
+        Some(tracker.announce_url()),
+        vec![web.url()],
+    );
+    web.serve(&honest);
+    // The same torrent, described with another file's digests.
+    let decoy = random_bytes(77, honest.size() as usize);
+    let entry = ManifestFile::from_bytes(
+        RelativePath::parse("payload.bin").unwrap(),
+        "application/octet-stream",
+        &decoy,
+    )
+    .unwrap();
+    let manifest = Manifest::new(
+        "mislabelled".parse().unwrap(),
+        honest.version.clone(),
+        honest.info_hash(),
+        1_700_000_000,
+        vec![entry],
+    )
+    .unwrap()
+    .sign(&publisher_key());
+    let release = TestRelease {
+        manifest,
+        ..honest.clone()
+    };
+    tracker.publish(&release).await;
+
+    let cache = tempfile::tempdir().unwrap();
+    let client = test_client()
+        .tracker(tracker.url())
+        .cache_dir(cache.path())
+        .memory_threshold(0)
+        .build()
+        .await
+        .unwrap();
+    match tokio::time::timeout(WAIT, client.get("mislabelled"))
+        .await
+        .unwrap()
+    {
+        Err(GetError::Integrity { file, .. }) => assert_eq!(file.to_string(), "payload.bin"),
+        other => panic!("expected Integrity, got {other:?}"),
+    }
+    assert!(web.bytes_served() >= honest.size(), "it was downloaded");
+    assert!(client.torrent(release.info_hash()).await.is_none());
+    assert_eq!(cached_files(cache.path()), Vec::<String>::new());
+
+    shutdown_clean(client).await;
+    web.stop().await;
+}
