@@ -73,6 +73,8 @@ pub(crate) async fn fetch_from_peers(
             .instrument(tracing::debug_span!("metadata_announce")),
         );
     }
+    // Sources not yet exhausted: when all are, and no connection is left, there is
+    // nobody to ask.
     let mut announces_pending = announce_urls.len();
 
     let ours = Handshake {
@@ -88,6 +90,8 @@ pub(crate) async fn fetch_from_peers(
     let mut next_key = 1u64;
     let deadline = Instant::now() + shared.config.metadata_timeout;
 
+    // Dials `addr` once, never ourselves, at most `max_peers_per_torrent` addresses, each
+    // with a permit of the client-wide connection limit.
     let dial = |addr: SocketAddr, tried: &mut HashSet<SocketAddr>, pending: &mut usize| {
         let listen = shared.listen_addr;
         let is_self = addr.port() == listen.port()
@@ -119,6 +123,8 @@ pub(crate) async fn fetch_from_peers(
         dial(addr, &mut tried, &mut dials_pending);
     }
 
+    // The loop: tracker answers and dials feed connections; extended handshakes tell the
+    // fetcher who serves the metadata; after every event its requests go out.
     loop {
         let now = Instant::now();
         let exhausted = announces_pending == 0 && dials_pending == 0 && handles.is_empty();

@@ -118,7 +118,9 @@ impl Torrent {
             }
         }
 
-        // Stop: no more incoming peers, every connection and task of ours ends.
+        // Stop: no more incoming peers (the registration goes first, so a new session for
+        // the torrent can register), then every connection and task of ours ends. The
+        // announce loops see the same token and say `stopped`.
         drop(registration);
         self.stop.cancel();
         for (_, peer) in self.peers.drain() {
@@ -132,6 +134,7 @@ impl Torrent {
         tracing::debug!(progress = %*self.progress_tx.borrow(), "session stopped");
     }
 
+    /// A request from the client.
     fn command(&mut self, command: Command) {
         match command {
             Command::Stats(reply) => {
@@ -140,6 +143,8 @@ impl Torrent {
         }
     }
 
+    /// A fresh snapshot: progress counters recomputed (upload counters included) and the
+    /// peer table.
     fn stats(&self) -> SessionStats {
         SessionStats {
             progress: self.progress(),
@@ -164,6 +169,7 @@ impl Torrent {
         }
     }
 
+    /// The report of one task this session started.
     fn task_result(&mut self, result: TaskResult) {
         match result {
             TaskResult::Dial(outcome) => self.dial_finished(outcome),
@@ -194,6 +200,8 @@ impl Torrent {
         self.publish_progress();
     }
 
+    /// Carries out one scheduler action. Peer messages are handed over without waiting
+    /// (see `peers.rs`); a fetch starts a task.
     fn execute(&mut self, action: Action) {
         match action {
             Action::Interested { peer, interested } => {
@@ -272,6 +280,9 @@ impl Torrent {
         );
     }
 
+    /// The verdict on a piece assembled from peer blocks. A bad piece is blamed on every
+    /// peer that sent a block of it: at once when one peer sent it all, by strikes when
+    /// several did (one of them may be honest; see [`MAX_HASH_STRIKES`]).
     fn commit_finished(&mut self, outcome: CommitOutcome) {
         let CommitOutcome {
             piece,
@@ -323,6 +334,8 @@ impl Torrent {
         }
     }
 
+    /// Every piece is verified: from now on the session seeds (the choker ranks peers by
+    /// upload rate) and drops connections to other seeds.
     fn completed(&mut self) {
         self.choker.set_seeding(true);
         tracing::info!(
@@ -379,6 +392,7 @@ impl Torrent {
         }
     }
 
+    /// Updates the watch channel, waking watchers only when something changed.
     pub(super) fn publish_progress(&mut self) {
         let progress = self.progress();
         self.progress_tx.send_if_modified(|current| {

@@ -181,10 +181,16 @@ impl Torrent {
         }
     }
 
+    /// Handles one message. `Err` means the peer broke the protocol: the caller bans it.
+    ///
+    /// Our view of the peer's pieces (`has`) is kept next to the scheduler's: the session
+    /// uses it to skip `have`s a peer does not need and to tell when both sides are seeds.
     fn message(&mut self, key: PeerKey, message: Message) -> Result<(), Violation> {
         let now = tokio::time::Instant::now().into_std();
         let piece_count = self.info.piece_count();
         match message {
+            // Nothing we act on: no DHT (`port`), no piece suggestions, and we never
+            // request while choked, so allowed-fast sets are of no use to us.
             Message::KeepAlive | Message::Port(_) | Message::Suggest { .. } => {}
             Message::AllowedFast { .. } | Message::Unknown { .. } => {}
             Message::Choke | Message::Unchoke => {
@@ -204,6 +210,7 @@ impl Torrent {
                 self.scheduler.peer_have(key, piece);
                 self.drop_if_both_seeds(key);
             }
+            // First or late (aria2), a bitfield replaces what we knew.
             Message::Bitfield(payload) => {
                 let bitfield = Bitfield::from_payload(&payload, piece_count)
                     .map_err(|_| Violation("bitfield of the wrong size"))?;
@@ -213,6 +220,8 @@ impl Torrent {
                 }
                 self.drop_if_both_seeds(key);
             }
+            // BEP 6 forms of the bitfield; accepted even if the peer did not set the Fast
+            // bit, as they are unambiguous.
             Message::HaveAll => {
                 self.scheduler.peer_have_all(key);
                 if let Some(p) = self.peers.get_mut(&key) {
@@ -238,6 +247,8 @@ impl Torrent {
                     length,
                 },
             )?,
+            // A cancel removes a queued upload; a block already handed to the connection
+            // still goes out (BEP 3 allows that).
             Message::Cancel {
                 index,
                 begin,
@@ -268,6 +279,8 @@ impl Torrent {
         Ok(())
     }
 
+    /// A BEP 10 handshake: the peer's listen port (so we do not dial it a second time) and
+    /// the id it wants `ut_metadata` messages under.
     fn extended_handshake(&mut self, key: PeerKey, payload: &[u8]) {
         let Ok(handshake) = ExtendedHandshake::decode(payload) else {
             // Not fatal: the extension is optional, the peer still speaks BEP 3.
@@ -376,6 +389,7 @@ impl Torrent {
         Ok(())
     }
 
+    /// The peer said (not) interested; the choker decides at the next poll.
     fn set_interested(&mut self, key: PeerKey, interested: bool) {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
