@@ -22,14 +22,20 @@ pub struct Limits {
     pub max_input: usize,
     /// The deepest nesting of lists and dictionaries accepted (the top-level value is depth 1).
     pub max_depth: usize,
+    /// The most values (integers, strings, lists, dictionaries, dictionary keys included)
+    /// accepted in one input. The decoder builds a tree node per value, so without this bound
+    /// a 16 MiB input of two-byte values (`le`) would cost hundreds of megabytes of memory.
+    pub max_values: usize,
 }
 
 impl Limits {
     /// 16 MiB of input (a torrent for a 1 GB release at 16 KiB pieces is about 1.3 MB),
-    /// 32 levels of nesting (metainfo needs 5).
+    /// 32 levels of nesting (metainfo needs 5), 262,144 values (a torrent of 10,000 files
+    /// needs about 60,000; the tree then costs at most about 25 MB).
     pub const DEFAULT: Limits = Limits {
         max_input: 16 * 1024 * 1024,
         max_depth: 32,
+        max_values: 256 * 1024,
     };
 }
 
@@ -48,6 +54,12 @@ pub enum BencodeError {
     TooLarge {
         /// The input's length.
         len: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The input holds more values than [`Limits::max_values`].
+    #[error("bencode input holds more than {limit} values")]
+    TooManyValues {
         /// The limit in force.
         limit: usize,
     },
@@ -236,6 +248,7 @@ pub(crate) fn decode_ref<'a>(
             limit: limits.max_input,
         });
     }
+    check_value_count(bytes, limits.max_values)?;
     // bip_bencode counts depth from 0 and fails when `depth >= max_recursion`, so a limit of
     // N admits N levels.
     let opts = BDecodeOpt::new(limits.max_depth, false, true);
@@ -256,11 +269,69 @@ pub(crate) fn decode_prefix_ref<'a>(
             limit: limits.max_input,
         });
     }
+    check_value_count(bytes, limits.max_values)?;
     let opts = BDecodeOpt::new(limits.max_depth, false, false);
     let value = BencodeRef::decode(bytes, opts).map_err(|e| map_error(&e, bytes.len(), limits))?;
     // The top-level value starts at offset 0, so its raw span's length is where it ends.
     let end = value.buffer().len();
     Ok((value, end))
+}
+
+/// Counts the values in `bytes` before `bip_bencode` builds a tree node for each, and refuses
+/// more than `limit`. This is a skim, not a parser: it follows the structure just far enough
+/// to count (`i...e`, `<len>:<bytes>`, `l`, `d`, `e`) and stops quietly at anything it does
+/// not understand, leaving the real error to the decoder. It allocates nothing.
+fn check_value_count(bytes: &[u8], limit: usize) -> Result<(), BencodeError> {
+    let mut pos = 0usize;
+    let mut count = 0usize;
+    let mut depth = 0usize;
+    while let Some(&byte) = bytes.get(pos) {
+        match byte {
+            b'e' => {
+                // The end of a list or dictionary; at depth 0 it is malformed input.
+                let Some(outer) = depth.checked_sub(1) else {
+                    return Ok(());
+                };
+                depth = outer;
+                pos += 1;
+            }
+            b'l' | b'd' => {
+                depth += 1;
+                pos += 1;
+                count += 1;
+            }
+            b'i' => match bytes[pos..].iter().position(|&b| b == b'e') {
+                Some(end) => {
+                    pos += end + 1;
+                    count += 1;
+                }
+                None => return Ok(()),
+            },
+            b'0'..=b'9' => {
+                let Some(colon) = bytes[pos..].iter().position(|&b| b == b':') else {
+                    return Ok(());
+                };
+                let Some(len) = std::str::from_utf8(&bytes[pos..pos + colon])
+                    .ok()
+                    .and_then(|d| d.parse::<usize>().ok())
+                else {
+                    return Ok(());
+                };
+                pos = pos.saturating_add(colon + 1).saturating_add(len);
+                count += 1;
+            }
+            _ => return Ok(()),
+        }
+        if count > limit {
+            return Err(BencodeError::TooManyValues { limit });
+        }
+        if depth == 0 {
+            // The top-level value is complete; what follows is not bencode we decode (BEP 9
+            // piece data after the dictionary) or is trailing garbage the decoder reports.
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 fn map_error(e: &bip_bencode::BencodeParseError, len: usize, limits: &Limits) -> BencodeError {
@@ -381,6 +452,35 @@ mod tests {
         // A deeply nested hostile input fails cleanly with the default limit.
         let deep = [vec![b'l'; 100_000], vec![b'e'; 100_000]].concat();
         assert_eq!(d(&deep), Err(BencodeError::TooDeep { limit: 32 }));
+    }
+
+    #[test]
+    fn value_count_limit_is_enforced() {
+        let limits = Limits {
+            max_values: 4,
+            ..Limits::default()
+        };
+        // A list of three integers is four values.
+        assert!(decode(b"li1ei2ei3ee", &limits).is_ok());
+        assert_eq!(
+            decode(b"li1ei2ei3ei4ee", &limits),
+            Err(BencodeError::TooManyValues { limit: 4 })
+        );
+        // Dictionary keys count: d + 2 keys + 2 values = 5.
+        assert_eq!(
+            decode(b"d1:ai1e1:bi2ee", &limits),
+            Err(BencodeError::TooManyValues { limit: 4 })
+        );
+        // The hostile shape that motivated the bound: millions of empty lists.
+        let flood = [b"l".as_slice(), &b"le".repeat(1_000_000), b"e"].concat();
+        assert_eq!(
+            d(&flood),
+            Err(BencodeError::TooManyValues {
+                limit: Limits::DEFAULT.max_values
+            })
+        );
+        // Malformed input is left to the decoder's own errors.
+        assert!(matches!(d(b"l5:abe"), Err(BencodeError::Truncated { .. })));
     }
 
     #[test]

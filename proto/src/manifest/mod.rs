@@ -139,6 +139,7 @@ pub const MAX_INTEGER: u64 = i64::MAX as u64;
 pub const BENCODE_LIMITS: bencode::Limits = bencode::Limits {
     max_input: MAX_ENCODED_LEN,
     max_depth: 5,
+    ..bencode::Limits::DEFAULT
 };
 
 /// Why a manifest was rejected, or a file does not match it.

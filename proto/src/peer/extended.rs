@@ -82,6 +82,7 @@ impl ExtendedHandshake {
         let limits = Limits {
             max_input: MAX_EXTENDED_HANDSHAKE_LEN,
             max_depth: MAX_DEPTH,
+            ..Limits::DEFAULT
         };
         let root = bencode::decode_ref(payload, &limits)?;
         let dict = root.dict().ok_or(invalid("not a dictionary"))?;

@@ -95,6 +95,7 @@ impl MetadataMessage {
         let limits = Limits {
             max_input: MAX_DICT_LEN + METADATA_PIECE_LEN,
             max_depth: MAX_DEPTH,
+            ..Limits::DEFAULT
         };
         let (root, dict_end) = bencode::decode_prefix_ref(payload, &limits)?;
         let dict = root.dict().ok_or(invalid("not a dictionary"))?;

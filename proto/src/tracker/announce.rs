@@ -605,6 +605,7 @@ impl AnnounceResponse {
         let limits = Limits {
             max_input: MAX_RESPONSE_LEN,
             max_depth: 4,
+            ..Limits::DEFAULT
         };
         let root = bencode::decode_ref(body, &limits)?;
         let dict = root.dict().ok_or(E::NotADictionary)?;

@@ -218,6 +218,7 @@ impl ScrapeResponse {
         let limits = Limits {
             max_input: MAX_SCRAPE_RESPONSE_LEN,
             max_depth: 4,
+            ..Limits::DEFAULT
         };
         let root = bencode::decode_ref(body, &limits)?;
         let dict = root.dict().ok_or(E::NotADictionary)?;
