@@ -7,6 +7,7 @@ mod common;
 mod fallback;
 mod integrity;
 mod magnet;
+mod real_clients;
 mod restart;
 mod shutdown;
 mod swarm;
