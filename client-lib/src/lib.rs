@@ -48,6 +48,7 @@ pub mod client;
 pub mod config;
 pub mod metadata;
 pub mod peer;
+pub mod router;
 pub mod scheduler;
 pub mod session;
 pub mod storage;

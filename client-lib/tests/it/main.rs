@@ -8,6 +8,7 @@ mod fallback;
 mod integrity;
 mod magnet;
 mod restart;
+mod router;
 mod shutdown;
 mod swarm;
 mod tracker_down;
