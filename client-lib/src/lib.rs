@@ -40,7 +40,8 @@
 //! The parts, each in its own module: the [`scheduler`] (a pure state machine deciding what
 //! to ask of which peer and when to use HTTP), [`peer`] connections, [`webseed`]s (BEP 19),
 //! [`storage`] (verified piece stores and the cache), the [`tracker_client`], and the
-//! per-release [`session`] that glues them together. See `docs/PROTOCOL.md` for the BEPs
+//! per-release [`session`] that glues them together. A site serves releases to browsers
+//! by mounting [`Client::router`] (see [`router`]). See `docs/PROTOCOL.md` for the BEPs
 //! implemented.
 
 pub mod choker;
@@ -48,6 +49,7 @@ pub mod client;
 pub mod config;
 pub mod metadata;
 pub mod peer;
+pub mod router;
 pub mod scheduler;
 pub mod session;
 pub mod storage;

@@ -9,6 +9,7 @@ mod integrity;
 mod magnet;
 mod real_clients;
 mod restart;
+mod router;
 mod shutdown;
 mod swarm;
 mod tracker_down;
