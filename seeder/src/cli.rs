@@ -169,6 +169,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "ADDR", env = "SWARMCDN_LISTEN")]
     pub(crate) listen: Option<SocketAddr>,
 
+    /// Address to accept peer-wire connections on, for seeding to the swarm
+    /// (`peer_listen`; default 0.0.0.0:6881).
+    #[arg(long, value_name = "ADDR", env = "SWARMCDN_PEER_LISTEN")]
+    pub(crate) peer_listen: Option<SocketAddr>,
+
     /// Upload cap in bytes per second, shared by web seed and peers
     /// (`upload_limit_bytes_per_sec`; 0, the default, for none).
     #[arg(long, value_name = "BYTES_PER_SEC", env = "SWARMCDN_UPLOAD_LIMIT")]

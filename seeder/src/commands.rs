@@ -143,6 +143,9 @@ async fn serve(mut config: Config, args: ServeArgs) -> Result<()> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    if let Some(peer_listen) = args.peer_listen {
+        config.peer_listen = peer_listen;
+    }
     if let Some(limit) = args.upload_limit {
         config.upload_limit_bytes_per_sec = limit;
     }

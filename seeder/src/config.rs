@@ -23,6 +23,9 @@ pub const DEFAULT_MAX_RELEASE_BYTES: u64 = 1024 * 1024 * 1024;
 /// The port `serve` listens on by default, and the one in the default web-seed URL.
 pub const DEFAULT_PORT: u16 = 7070;
 
+/// The port `serve` accepts peer-wire connections on by default.
+pub const DEFAULT_PEER_PORT: u16 = 6881;
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -81,6 +84,18 @@ pub struct Config {
     /// an origin usually listens on `0.0.0.0:7070` behind a reverse proxy or CDN.
     pub listen: SocketAddr,
 
+    /// Address and port `serve` accepts peer-wire connections on, to seed every served
+    /// release to the swarm (the port is what the tracker hands to peers). Default
+    /// `0.0.0.0:6881`, the usual BitTorrent port: peers on other machines must reach it.
+    /// Port `0` picks a free port (tests).
+    pub peer_listen: SocketAddr,
+
+    /// Whether `serve` seeds over the peer wire at all (`false`: a web seed only). Default
+    /// `true`. Note that the peer engine re-verifies the store when it starts and moves a
+    /// damaged release aside (`S/H.partial`) to download it again, whatever
+    /// `verify_on_start` says.
+    pub peer_seeding: bool,
+
     /// Milliseconds between two looks at the store by `serve`: a release published while it
     /// runs is served within this time, one unpublished stops being served. Default 2000.
     pub store_poll_interval_ms: u64,
@@ -123,6 +138,8 @@ impl Default for Config {
             max_release_bytes: DEFAULT_MAX_RELEASE_BYTES,
             tracker_timeout_secs: 30,
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT)),
+            peer_listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_PEER_PORT)),
+            peer_seeding: true,
             store_poll_interval_ms: 2000,
             verify_on_start: true,
             max_concurrent_requests: 1024,

@@ -22,7 +22,7 @@
 //! | [`webseed`] | `GET`/`HEAD /webseed/<info-hash>/<path>` with ranges, ETags, caching |
 //! | [`bandwidth`] | the upload cap shared by web seed and peers, and the web seed's `503` policy |
 //! | [`metrics`] | the Prometheus metrics |
-//! | [`serve`] | the daemon: [`serve::router`], [`serve::run`] and where peer seeding plugs in |
+//! | [`serve`] | the daemon: [`serve::router`], [`serve::run`]: web seed and peer-wire seeding over the store |
 //!
 //! Seeding over the peer wire (with the client library's engine) is not part of `serve` yet;
 //! [`serve`]'s docs say where it plugs in.

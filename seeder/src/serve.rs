@@ -8,14 +8,28 @@
 //! - the **web seed** ([`crate::webseed`]) with `/metrics` and `/healthz`, one axum router;
 //! - the **upload cap** ([`crate::bandwidth`]) shared by everything that uploads.
 //!
-//! **Seeding over the peer wire** is the other consumer of the catalog, and is not in this
-//! crate yet: the client library's engine, which it will use, is being built. It plugs in
-//! beside the web seed without changing it: subscribe to [`Seeder::releases`] (a
-//! `watch::Receiver` that yields a new [`Catalog`] snapshot whenever the served set changes;
-//! each [`ServedRelease`](crate::catalog::ServedRelease) has the torrent, the content folder
-//! in the disk-cache layout and its peer byte counter), wait on [`Seeder::bandwidth`]'s
-//! [`Bandwidth::wait_for`] before each block it uploads, and count the bytes in
-//! `ReleaseCounters::peer`. Until then the seeder is a web seed only.
+//! **Seeding over the peer wire** is the other consumer of the catalog. [`Seeder::run`] starts
+//! a [`swarmcdn_client::Client`] whose cache folder *is* the store: the store's layout
+//! (`S/H/<files>` beside `S/H.torrent`) is the client cache's, so the client's start-up
+//! restore re-verifies and seeds every release already there, announcing to each torrent's
+//! trackers. The client ignores what the store keeps beside it (`S/H.manifest.json`,
+//! `S/H.withdrawn`, `S/.tmp-*`: names that are not an info-hash, or an info-hash with a
+//! suffix it does not know), and the store ignores the client's `S/manifests/` folder. Its
+//! disk budget is unbounded, so the cache never evicts (deletes) a stored release. A task
+//! follows [`Seeder::releases`] and hands every release that appears to
+//! [`Client::add_torrent`](swarmcdn_client::Client::add_torrent), which seeds data already in
+//! the cache folder.
+//!
+//! The client engine re-verifies the store when it starts and moves a damaged release aside
+//! (`S/H.partial`) to download it again; `peer_seeding = false` runs a web seed only.
+//!
+//! Two limits of the client as it stands, accepted for now: it has no call to stop seeding
+//! one release, so a release unpublished while the daemon runs stays seeded over the peer
+//! wire until the next restart (the tracker no longer lists it, so new downloaders do not
+//! come for it; a withdrawn release, whose content is kept, is seeded again after a restart
+//! too); and its upload limiter is its own, so the peer wire is capped by
+//! `upload_limit_bytes_per_sec` on its own rather than sharing one budget with the web seed
+//! (both together may send up to twice the cap).
 //!
 //! The shape follows the workspace's convention: [`router`] builds the HTTP service from an
 //! [`AppState`], and [`run`] serves it on a listener the caller bound until a shutdown future
@@ -63,6 +77,9 @@ pub enum ServeError {
     /// The HTTP server failed.
     #[error("the HTTP server failed: {0}")]
     Http(#[source] std::io::Error),
+    /// The peer-wire seeder (the client engine) could not start.
+    #[error("cannot start seeding over the peer wire: {0}")]
+    Peer(#[source] swarmcdn_client::BuildError),
     /// A background task failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -228,11 +245,30 @@ impl Seeder {
             watcher,
         } = self;
         let (stop, stopped) = watch::channel(false);
+        let releases = catalog.subscribe();
         let interval = Duration::from_millis(config.store_poll_interval_ms);
         let watch_task = tokio::spawn(
             follow_store(watcher, catalog, interval, stopped)
                 .instrument(tracing::info_span!("store_watcher")),
         );
+        let peer = if config.peer_seeding {
+            match start_peer_seeding(&config).await {
+                Ok(peer) => Some(peer),
+                Err(error) => {
+                    let _ = stop.send(true);
+                    let _ = watch_task.await;
+                    return Err(error);
+                }
+            }
+        } else {
+            None
+        };
+        let peer_task = peer.clone().map(|peer| {
+            tokio::spawn(
+                follow_releases(peer, releases, stop.subscribe())
+                    .instrument(tracing::info_span!("peer_seeding")),
+            )
+        });
         if let Ok(address) = listener.local_addr() {
             tracing::info!(%address, "serving the web seed");
         }
@@ -261,9 +297,17 @@ impl Seeder {
         };
 
         let _ = stop.send(true);
+        let followed = match peer_task {
+            Some(task) => task.await,
+            None => Ok(()),
+        };
+        if let Some(peer) = &peer {
+            peer.shutdown().await;
+        }
         watch_task
             .await
             .map_err(|e| ServeError::Internal(format!("the store watcher failed: {e}")))?;
+        followed.map_err(|e| ServeError::Internal(format!("the peer seeding task failed: {e}")))?;
         result
     }
 }
@@ -275,6 +319,67 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     Seeder::new(config).await?.run(listener, shutdown).await
+}
+
+/// The upload cap of the peer wire in KiB per second, from the configured bytes per second
+/// (`None`: no cap; a cap below 1 KiB/s is rounded up to 1 KiB/s).
+fn peer_upload_kib(bytes_per_sec: u64) -> Option<u32> {
+    (bytes_per_sec > 0).then(|| u32::try_from(bytes_per_sec.div_ceil(1024)).unwrap_or(u32::MAX))
+}
+
+/// Starts the client engine over the store, which restores (re-verifies) and seeds every
+/// release already there.
+async fn start_peer_seeding(config: &Config) -> Result<swarmcdn_client::Client, ServeError> {
+    let mut builder = swarmcdn_client::Client::builder()
+        .cache_dir(&config.store)
+        .tracker(config.tracker.clone())
+        .listen_addr(config.peer_listen)
+        // Nothing of the store may ever be evicted, and nothing goes to memory.
+        .disk_budget(u64::MAX)
+        .memory_threshold(0);
+    if let Some(kib) = peer_upload_kib(config.upload_limit_bytes_per_sec) {
+        builder = builder.upload_rate_limit(kib);
+    }
+    let client = builder.build().await.map_err(ServeError::Peer)?;
+    tracing::info!(address = %client.local_peer_addr(), "seeding over the peer wire");
+    Ok(client)
+}
+
+/// Hands every release that appears in the catalog to the client engine, until `stopped`
+/// turns true. Releases already seeded (restored at start-up, or added before) are left
+/// alone; see the module docs for releases that go.
+async fn follow_releases(
+    client: swarmcdn_client::Client,
+    mut releases: watch::Receiver<Arc<Catalog>>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut seeded = std::collections::BTreeSet::new();
+    loop {
+        let catalog = Arc::clone(&releases.borrow_and_update());
+        for served in catalog.releases() {
+            let info_hash = served.release.info_hash;
+            if seeded.contains(&info_hash) {
+                continue;
+            }
+            let torrent = served.release.metainfo.to_bytes();
+            let added = tokio::select! {
+                added = client.add_torrent(&torrent) => added,
+                _ = stopped.wait_for(|stop| *stop) => return,
+            };
+            match added {
+                Ok(_) => {
+                    seeded.insert(info_hash);
+                    tracing::debug!(%info_hash, "seeding a release");
+                }
+                // Tried again at the next change of the catalog.
+                Err(error) => tracing::warn!(%info_hash, %error, "cannot seed a release"),
+            }
+        }
+        tokio::select! {
+            changed = releases.changed() => if changed.is_err() { return },
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
+    }
 }
 
 /// Looks at the store every `interval` and publishes each changed catalog, until `stopped`

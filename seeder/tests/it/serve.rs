@@ -100,7 +100,13 @@ async fn a_release_damaged_at_start_is_not_served() {
     bytes[0] ^= 0x20;
     std::fs::write(&file, bytes).unwrap();
 
-    let seeder = RunningSeeder::start(ws.config()).await;
+    // Peer seeding is off in this test: the peer engine verifies on its own and moves a
+    // damaged release aside, which is not what is tested here.
+    let seeder = RunningSeeder::start(Config {
+        peer_seeding: false,
+        ..ws.config()
+    })
+    .await;
     {
         let catalog = seeder.releases.borrow();
         assert!(catalog.get(&good.info_hash).is_some());
@@ -111,6 +117,7 @@ async fn a_release_damaged_at_start_is_not_served() {
     // Without the verify pass it is served as it is (clients check every piece anyway).
     let seeder = RunningSeeder::start(Config {
         verify_on_start: false,
+        peer_seeding: false,
         ..ws.config()
     })
     .await;

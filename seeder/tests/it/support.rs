@@ -424,7 +424,11 @@ pub(crate) struct RunningSeeder {
 }
 
 impl RunningSeeder {
-    pub(crate) async fn start(config: Config) -> Self {
+    pub(crate) async fn start(mut config: Config) -> Self {
+        // Peer seeding on loopback at a free port unless the test chose an address.
+        if config.peer_listen == Config::default().peer_listen {
+            config.peer_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        }
         let seeder = Seeder::new(config).await.unwrap();
         let releases = seeder.releases();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
