@@ -17,16 +17,15 @@
 //! store checks expiry when picking), so the sweep only reclaims memory.
 
 use std::future::{Future, IntoFuture};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{Config, ConfigError};
+use crate::http::dispatch::MakeDispatch;
 use crate::http::listener::LimitedListener;
 use crate::http::{AppState, router};
 use crate::registry::{Registry, RegistryError};
@@ -86,10 +85,7 @@ pub async fn serve(
         config.limits.max_connections,
         Duration::from_secs(config.limits.idle_timeout_secs),
         state.metrics().connections().clone(),
-    )
-    // A no-op tap: it makes axum's `Connected` impl for tapped listeners give handlers the
-    // peer's `SocketAddr`, which a custom listener does not get otherwise.
-    .tap_io(|_| {});
+    );
     let stopping = CancellationToken::new();
     let signal = {
         let stopping = stopping.clone();
@@ -102,7 +98,7 @@ pub async fn serve(
     let grace = Duration::from_secs(config.limits.request_timeout_secs) + SHUTDOWN_GRACE_EXTRA;
     let server = axum::serve(
         listener,
-        router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        MakeDispatch::new(state.clone(), router(state.clone())),
     )
     .with_graceful_shutdown(signal)
     .into_future();

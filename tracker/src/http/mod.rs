@@ -23,6 +23,7 @@ mod announce;
 mod assets;
 mod auth;
 mod client_addr;
+pub(crate) mod dispatch;
 mod error;
 mod health;
 pub(crate) mod listener;
