@@ -12,6 +12,10 @@
 //! 3. the purge task is told to stop and is awaited, so nothing the service spawned
 //!    outlives [`serve`]'s future, and the listening socket is closed when it returns.
 //!
+//! Each connection is served by `http::dispatch`, which answers `GET /announce` directly and
+//! hands every other request to [`router`]; `keep_alive = false` makes every response close
+//! its connection.
+//!
 //! The purge task sweeps timed-out peers out of the swarm store every
 //! `purge_interval_secs`; between sweeps, expired peers are never handed out anyway (the
 //! store checks expiry when picking), so the sweep only reclaims memory.
@@ -61,7 +65,8 @@ pub async fn run(
     serve(state, listener, shutdown).await
 }
 
-/// Serves [`router`] over `state` on `listener` until `shutdown` completes.
+/// Serves [`router`] (with the announce fast path in front) over `state` on `listener` until
+/// `shutdown` completes.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,

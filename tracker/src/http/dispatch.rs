@@ -155,3 +155,183 @@ impl Future for Answer {
         Poll::Ready(Ok(response))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{HeaderMap, StatusCode};
+    use swarmcdn_proto::InfoHash;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::http::router;
+    use crate::registry::Registry;
+
+    const REGISTERED: InfoHash = InfoHash([0xAB; 20]);
+
+    /// Two independent services over equal states with [`REGISTERED`] registered: one that
+    /// sends everything through the router, one that dispatches.
+    fn pair(config: Config) -> (AppState, Router, AppState, Dispatch) {
+        let make = || {
+            let registry = Arc::new(Registry::open_in_memory().unwrap());
+            let state = AppState::new(config.clone(), registry).unwrap();
+            state.register(REGISTERED);
+            state
+        };
+        let (routed, dispatched) = (make(), make());
+        let dispatch = Dispatch {
+            close: !config.keep_alive,
+            router: router(dispatched.clone()),
+            state: dispatched.clone(),
+            peer: peer(),
+        };
+        (routed.clone(), router(routed), dispatched, dispatch)
+    }
+
+    fn peer() -> SocketAddr {
+        "192.0.2.9:40000".parse().unwrap()
+    }
+
+    /// Status, headers and body of a response. The router states the `content-length` that
+    /// the HTTP layer otherwise writes from the body's length, so it is checked and set aside.
+    async fn parts(response: Response) -> (StatusCode, HeaderMap, Vec<u8>) {
+        let status = response.status();
+        let mut headers = response.headers().clone();
+        let length = headers.remove(header::CONTENT_LENGTH);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        if let Some(length) = length {
+            assert_eq!(length.to_str().unwrap(), body.len().to_string());
+        }
+        (status, headers, body.to_vec())
+    }
+
+    fn request(method: Method, uri: &str) -> Request {
+        let mut request = Request::new(Body::empty());
+        *request.method_mut() = method;
+        *request.uri_mut() = uri.parse().unwrap();
+        request
+    }
+
+    fn announce_query(peer: u8, left: u64, compact: u8) -> String {
+        let hash: String = REGISTERED.0.iter().map(|b| format!("%{b:02X}")).collect();
+        let id: String = [peer; 20].iter().map(|b| format!("%{b:02X}")).collect();
+        format!(
+            "/announce?info_hash={hash}&peer_id={id}&port=6881&uploaded=0&downloaded=0\
+             &left={left}&compact={compact}&event=started"
+        )
+    }
+
+    /// The `name{labels} value` lines of the metrics text whose series starts with `prefix`.
+    fn series(state: &AppState, prefix: &str) -> Vec<String> {
+        let text = state.metrics().render(state).unwrap();
+        text.lines()
+            .filter(|line| line.starts_with(prefix))
+            // Durations differ from run to run; their counts do not.
+            .filter(|line| !line.contains("_sum") && !line.contains("_bucket"))
+            .map(str::to_owned)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_fast_path_answers_and_counts_as_the_router_does() {
+        let (routed, router, dispatched, dispatch) = pair(Config::default());
+        let long = format!("/announce?{}", "a".repeat(9_000));
+        let cases = [
+            // A seeder into an empty swarm, then a leecher that is handed the seeder, in
+            // compact and dictionary form.
+            announce_query(1, 0, 1),
+            announce_query(2, 100, 1),
+            announce_query(3, 100, 0),
+            // Refusals: malformed, unregistered, too long.
+            "/announce?info_hash=abc".to_owned(),
+            "/announce".to_owned(),
+            announce_query(4, 0, 1).replace("%AB%AB", "%CD%AB"),
+            long,
+        ];
+        for uri in &cases {
+            let mut via_router = request(Method::GET, uri);
+            via_router.extensions_mut().insert(ConnectInfo(peer()));
+            let expected = parts(router.clone().oneshot(via_router).await.unwrap()).await;
+            let got = parts(
+                dispatch
+                    .clone()
+                    .oneshot(request(Method::GET, uri))
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(got, expected, "{uri}");
+        }
+        for prefix in [
+            "tracker_announces_total",
+            "tracker_errors_total",
+            "tracker_request_duration_seconds_count",
+            "tracker_peers",
+        ] {
+            let counted = series(&routed, prefix);
+            assert!(!counted.is_empty(), "no {prefix} series");
+            assert_eq!(series(&dispatched, prefix), counted, "{prefix}");
+        }
+        assert!(
+            series(&dispatched, "tracker_errors_total")
+                .iter()
+                .any(|line| line.contains("unregistered_torrent")),
+        );
+    }
+
+    #[tokio::test]
+    async fn other_requests_go_through_the_router() {
+        let (_, _, _, dispatch) = pair(Config::default());
+        let health = dispatch
+            .clone()
+            .oneshot(request(Method::GET, "/healthz"))
+            .await
+            .unwrap();
+        assert_eq!(health.status(), StatusCode::OK);
+        // Only `GET /announce` is taken early: other methods get the router's answers.
+        let post = dispatch
+            .clone()
+            .oneshot(request(Method::POST, &announce_query(1, 0, 1)))
+            .await
+            .unwrap();
+        assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+        let head = dispatch
+            .oneshot(request(Method::HEAD, &announce_query(1, 0, 1)))
+            .await
+            .unwrap();
+        assert_eq!(head.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(head.into_body(), 1 << 20).await;
+        assert!(body.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn keep_alive_off_marks_every_response() {
+        for keep_alive in [true, false] {
+            let config = Config {
+                keep_alive,
+                ..Config::default()
+            };
+            let (_, _, _, dispatch) = pair(config);
+            for uri in [announce_query(1, 0, 1), "/healthz".to_owned()] {
+                let response = dispatch
+                    .clone()
+                    .oneshot(request(Method::GET, &uri))
+                    .await
+                    .unwrap();
+                let connection = response.headers().get(header::CONNECTION);
+                if keep_alive {
+                    assert_eq!(connection, None, "{uri}");
+                } else {
+                    assert_eq!(connection.unwrap(), "close", "{uri}");
+                }
+            }
+        }
+    }
+}
