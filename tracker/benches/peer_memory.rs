@@ -12,7 +12,8 @@
 //!
 //! Measured when the store was written: 64.7 bytes per peer at 1,000,000 peers (10,000 x 100;
 //! 32-byte entries, Vec and index slack included), about 2.3 million announces a second on one
-//! thread while filling.
+//! thread while filling. Since the binary moved to mimalloc, the bench uses it too: 69.3 bytes
+//! per peer (the allocator keeps a little more slack), see docs/BENCHMARKS.md.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Instant;
@@ -23,6 +24,11 @@ use swarmcdn_proto::{InfoHash, PeerId};
 use swarmcdn_tracker::swarm::{
     AnnounceEvent, AnnounceInput, AnnounceOutput, MemoryStore, PeerStore, StoreConfig, Timestamp,
 };
+
+/// The allocator the `swarmcdn-tracker` binary uses (see `src/main.rs`), so that allocator
+/// overhead is counted as it is in production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The default shape: 10,000 torrents of 100 peers, a million peers.
 const DEFAULT_SHAPE: (u32, u32) = (10_000, 100);

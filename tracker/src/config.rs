@@ -100,6 +100,13 @@ pub struct Config {
     /// it away from the public side of a reverse proxy.
     pub metrics_enabled: bool,
 
+    /// Whether a client connection stays open for further requests after a response (HTTP/1.1
+    /// keep-alive). Default on: a site announces every few minutes and fetches assets, and
+    /// reusing its connection saves a TCP handshake per request. Off, the server answers every
+    /// request with `Connection: close` and closes the connection: for deployments behind a
+    /// load balancer that must spread every request anew.
+    pub keep_alive: bool,
+
     /// Bounds on what one client can make the server hold or do.
     pub limits: Limits,
 }
@@ -146,6 +153,7 @@ impl Default for Config {
             max_scrape_hashes: 64,
             trusted_proxies: Vec::new(),
             metrics_enabled: true,
+            keep_alive: true,
             limits: Limits::default(),
         }
     }
@@ -291,6 +299,7 @@ mod tests {
             listen: "[::]:443".parse().unwrap(),
             trusted_proxies: vec!["10.0.0.1".parse().unwrap(), "::1".parse().unwrap()],
             metrics_enabled: false,
+            keep_alive: false,
             ..Config::default()
         };
         config.limits.max_connections = 7;

@@ -12,21 +12,24 @@
 //! 3. the purge task is told to stop and is awaited, so nothing the service spawned
 //!    outlives [`serve`]'s future, and the listening socket is closed when it returns.
 //!
+//! Each connection is served by `http::dispatch`, which answers `GET /announce` directly and
+//! hands every other request to [`router`]; `keep_alive = false` makes every response close
+//! its connection.
+//!
 //! The purge task sweeps timed-out peers out of the swarm store every
 //! `purge_interval_secs`; between sweeps, expired peers are never handed out anyway (the
 //! store checks expiry when picking), so the sweep only reclaims memory.
 
 use std::future::{Future, IntoFuture};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{Config, ConfigError};
+use crate::http::dispatch::MakeDispatch;
 use crate::http::listener::LimitedListener;
 use crate::http::{AppState, router};
 use crate::registry::{Registry, RegistryError};
@@ -62,7 +65,8 @@ pub async fn run(
     serve(state, listener, shutdown).await
 }
 
-/// Serves [`router`] over `state` on `listener` until `shutdown` completes.
+/// Serves [`router`] (with the announce fast path in front) over `state` on `listener` until
+/// `shutdown` completes.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
@@ -86,10 +90,7 @@ pub async fn serve(
         config.limits.max_connections,
         Duration::from_secs(config.limits.idle_timeout_secs),
         state.metrics().connections().clone(),
-    )
-    // A no-op tap: it makes axum's `Connected` impl for tapped listeners give handlers the
-    // peer's `SocketAddr`, which a custom listener does not get otherwise.
-    .tap_io(|_| {});
+    );
     let stopping = CancellationToken::new();
     let signal = {
         let stopping = stopping.clone();
@@ -102,7 +103,7 @@ pub async fn serve(
     let grace = Duration::from_secs(config.limits.request_timeout_secs) + SHUTDOWN_GRACE_EXTRA;
     let server = axum::serve(
         listener,
-        router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        MakeDispatch::new(state.clone(), router(state.clone())),
     )
     .with_graceful_shutdown(signal)
     .into_future();

@@ -51,15 +51,28 @@ pub(crate) fn check_query_len(query: &str, state: &AppState) -> Result<(), Error
     Ok(())
 }
 
-/// `GET /announce`.
+/// `GET /announce` through the router (tests, and any request the server's fast path in
+/// `dispatch` passes on, such as `HEAD`).
 pub(crate) async fn announce(
     State(state): State<AppState>,
     ConnectInfo(connection): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, Error> {
+    respond(&state, connection, &headers, &uri)
+}
+
+/// The announce itself, for a request from `connection` with `headers` to `uri`: what both the
+/// router's handler and the server's fast path run. Never waits for anything (one shard lock
+/// at most), so it needs no request timeout around it.
+pub(crate) fn respond(
+    state: &AppState,
+    connection: SocketAddr,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Response, Error> {
     let query = uri.query().unwrap_or_default();
-    check_query_len(query, &state)?;
+    check_query_len(query, state)?;
     let request = AnnounceRequest::from_query(query)?;
     if !state.is_registered(&request.info_hash) {
         return Err(Error::tracker(
@@ -68,7 +81,7 @@ pub(crate) async fn announce(
         ));
     }
     // `request.ip` is deliberately unused: see `client_addr`.
-    let ip = client_ip(connection, &headers, state.trusted_proxies())?;
+    let ip = client_ip(connection, headers, state.trusted_proxies())?;
     let input = AnnounceInput {
         info_hash: request.info_hash,
         peer_id: request.peer_id,

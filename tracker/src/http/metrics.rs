@@ -262,7 +262,7 @@ impl Metrics {
     }
 
     /// Records one finished request.
-    fn record(&self, endpoint: Endpoint, elapsed: Duration, response: &Response) {
+    pub(crate) fn record(&self, endpoint: Endpoint, elapsed: Duration, response: &Response) {
         let index = Endpoint::ALL
             .iter()
             .position(|e| *e == endpoint)

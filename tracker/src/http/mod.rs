@@ -18,11 +18,17 @@
 //! every error by reason), the request timeout (`limits.request_timeout_secs`, answered with
 //! 408), and the handlers, which bound what they read themselves (query length, publish body
 //! size). The connection count and idle time are bounded below HTTP, in `listener`.
+//!
+//! The server does not hand announces to the router: `dispatch` answers `GET /announce`
+//! itself, with the same handler code and the same metrics, because the router's work around
+//! a request costs about as much as an announce (see that module for what is skipped and why
+//! that changes nothing a client or an operator sees).
 
 mod announce;
 mod assets;
 mod auth;
 mod client_addr;
+pub(crate) mod dispatch;
 mod error;
 mod health;
 pub(crate) mod listener;

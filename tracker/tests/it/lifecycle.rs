@@ -284,3 +284,39 @@ async fn the_purge_task_drops_silent_peers_while_serving() {
     assert!(h.state.is_registered(&release.info_hash));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn keep_alive_off_closes_the_connection_after_each_response() {
+    // An announce (the fast path; refused here, so no release is needed) and a route.
+    let requests = [
+        "GET /announce?info_hash=x HTTP/1.1\r\nHost: t\r\n\r\n",
+        HEALTH,
+    ];
+    for keep_alive in [false, true] {
+        let mut config = test_config();
+        config.keep_alive = keep_alive;
+        let h = Harness::with_config(config);
+        let server = Running::serve(h.state.clone()).await;
+        for request in requests {
+            let mut stream = send_raw(&server, request).await;
+            let first = read_until(&mut stream, "\r\n\r\n", Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+            // Whatever else arrives before the connection ends; `None`: still open after 1 s.
+            let rest = read_until(&mut stream, "\u{0}", Duration::from_secs(1)).await;
+            if keep_alive {
+                assert!(rest.is_none(), "closed: {first}{rest:?}");
+                assert!(!first.contains("connection: close"), "{first}");
+                // The same connection serves another request.
+                stream.write_all(HEALTH.as_bytes()).await.unwrap();
+                let again = read_until(&mut stream, "ok\n", Duration::from_secs(5)).await;
+                assert!(again.unwrap().starts_with("HTTP/1.1 200"));
+            } else {
+                assert!(rest.is_some(), "still open after: {first}");
+                assert!(first.contains("connection: close"), "{first}");
+            }
+        }
+        server.stop().await;
+    }
+}
