@@ -190,13 +190,14 @@ if part publish; then
         store=$BENCH_DIR/stores/publish-$rep
         if [[ $CAN_DROP == 1 ]]; then drop_caches; fi
         run=$(timed publish "$FOLDER" bench-1g "1.0.$rep" "$store")
-        t=${run%% *}
+        read -r t cpu <<<"$run"
+        T[publish_cpu]+="$cpu "
         copy_ms=$(sed -n 's/.*copied into the store.* ms=\([0-9]*\).*/\1/p' "$BENCH_DIR/out/last")
         sha1_ms=$(sed -n 's/.*hashed the pieces.* ms=\([0-9]*\).*/\1/p' "$BENCH_DIR/out/last")
         T[publish]+="$t "
         T[publish_copy]+="$(awk -v m="$copy_ms" 'BEGIN { printf "%.3f", m / 1000 }') "
         T[publish_pieces]+="$(awk -v m="$sha1_ms" 'BEGIN { printf "%.3f", m / 1000 }') "
-        log "   $rep: ${t} s (copy with SHA-256 and fsync ${copy_ms} ms, pieces ${sha1_ms} ms)"
+        log "   $rep: $t s, $cpu s CPU (copy, SHA-256/384, fsync $copy_ms ms; pieces $sha1_ms ms)"
         rm -rf "$store"
     done
 fi
@@ -343,7 +344,8 @@ if part publish; then
     echo "| whole publish of the same folder, ${MODES[0]} cache: seconds | median |"
     echo "|---|---|"
     echo "| walk, copy into the store with per-file SHA-256, fsync, piece hashing, sign, register | $(med publish) |"
-    echo "| of which copy with SHA-256 and fsync | $(med publish_copy) |"
+    echo "| CPU (user + system) of the whole publish | $(med publish_cpu) |"
+    echo "| of which copy with SHA-256 (and SHA-384 for SRI) and fsync | $(med publish_copy) |"
     echo "| of which piece hashing (SHA-1) of the stored copy | $(med publish_pieces) |"
 fi
 if part webseed; then

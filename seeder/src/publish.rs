@@ -421,7 +421,7 @@ fn prepare(
     tracing::debug!(
         bytes = total,
         ms = started.elapsed().as_millis() as u64,
-        "copied into the store with per-file SHA-256"
+        "copied into the store with per-file SHA-256 and SHA-384"
     );
 
     let mut builder = TorrentBuilder::new(&name).folder(true).announce(announce);
