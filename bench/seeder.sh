@@ -4,8 +4,8 @@
 #   hash     Hashing a 1 GiB folder (8 x 128 MiB of random data, 1 MiB pieces): the torrent
 #            builder `publish` uses, alone (seeder/examples/build_torrent.rs), against
 #            `mktorrent -t <cores>` on the same folder and piece length; cold page cache (when
-#            we may drop it) and warm. Runs of the two alternate, so a busy neighbour on shared
-#            cores hits both alike. The info-hashes must be equal.
+#            we may drop it) and warm. Runs of the two alternate (and which goes first), so a
+#            busy neighbour on shared cores hits both alike. The info-hashes must be equal.
 #   publish  The whole `swarmcdn-seeder publish` of the same folder (walk, copy into the store
 #            with per-file SHA-256 and fsync, piece hashing, signing, registering at a local
 #            tracker), with its phases. For context: mktorrent does only the piece hashing.
@@ -19,7 +19,7 @@
 # (optional: cross-checks the info-hashes). Dropping the page cache needs root; without it
 # only warm-cache runs are made.
 #
-# Settings (environment): REPS (default 3) runs of each hashing/publish measurement,
+# Settings (environment): REPS (default 5) runs of each hashing/publish measurement,
 # HTTP_REPS (default 5) of each HTTP one, WRK_SECS (default 5) per wrk run, PARTS (default
 # "hash publish webseed"), BENCH_DIR (default target/bench-seeder) for the data and the
 # stores, KEEP_DATA=1 to keep the 1.3 GiB of generated data for the next run.
@@ -27,7 +27,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-REPS=${REPS:-3}
+REPS=${REPS:-5}
 HTTP_REPS=${HTTP_REPS:-5}
 WRK_SECS=${WRK_SECS:-5}
 PARTS=" ${PARTS:-hash publish webseed} "
@@ -158,15 +158,22 @@ if part hash; then
         # Warm runs start with the folder in the page cache.
         if [[ $mode == warm ]]; then cat "$FOLDER"/* >/dev/null; fi
         for rep in $(seq "$REPS"); do
-            if [[ $mode == cold ]]; then drop_caches; fi
-            run=$(timed "$BUILD_TORRENT" "$FOLDER" "$PIECE_LOG2")
-            read -r ours ours_cpu <<<"$run"
-            ours_hash=$(sed -n 's/^info_hash=//p' "$BENCH_DIR/out/last")
-            if [[ $mode == cold ]]; then drop_caches; fi
-            rm -f "$BENCH_DIR/out/mk.torrent"
-            run=$(timed mktorrent -t "$CORES" -l "$PIECE_LOG2" -d \
-                -a "http://127.0.0.1/announce" -o "$BENCH_DIR/out/mk.torrent" "$FOLDER")
-            read -r mk mk_cpu <<<"$run"
+            # Alternate which goes first, so that neither always follows the other.
+            order=(ours mktorrent)
+            if ((rep % 2 == 0)); then order=(mktorrent ours); fi
+            for who in "${order[@]}"; do
+                if [[ $mode == cold ]]; then drop_caches; fi
+                if [[ $who == ours ]]; then
+                    run=$(timed "$BUILD_TORRENT" "$FOLDER" "$PIECE_LOG2")
+                    read -r ours ours_cpu <<<"$run"
+                    ours_hash=$(sed -n 's/^info_hash=//p' "$BENCH_DIR/out/last")
+                else
+                    rm -f "$BENCH_DIR/out/mk.torrent"
+                    run=$(timed mktorrent -t "$CORES" -l "$PIECE_LOG2" -d \
+                        -a "http://127.0.0.1/announce" -o "$BENCH_DIR/out/mk.torrent" "$FOLDER")
+                    read -r mk mk_cpu <<<"$run"
+                fi
+            done
             T[hash_ours_$mode]+="$ours "
             T[hash_mktorrent_$mode]+="$mk "
             T[hash_cpu_ours_$mode]+="$ours_cpu "
