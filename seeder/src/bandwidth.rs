@@ -31,8 +31,8 @@ use crate::config::Config;
 
 /// The largest chunk a web-seed body is read and sent in (also without a cap): large reads
 /// keep the per-chunk overhead (a thread hop, an allocation, a limiter check) small next to
-/// the copy.
-pub const MAX_CHUNK: usize = 256 * 1024;
+/// the copy (see `webseed/body.rs` and `docs/BENCHMARKS.md` for the measurement).
+pub const MAX_CHUNK: usize = 512 * 1024;
 
 /// The bucket's unit.
 const KIB: u64 = 1024;

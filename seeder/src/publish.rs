@@ -32,7 +32,7 @@ use std::io::IsTerminal;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use swarmcdn_proto::InfoHash;
@@ -413,8 +413,16 @@ fn prepare(
     let staging = store.stage()?;
 
     let bar = progress_bar(options.progress, Some(total), "copying and hashing");
+    let started = Instant::now();
     let digests = copy_all(&staging, &name, &entries, &bar)?;
     bar.finish_and_clear();
+    // Phase timings, for `bench/seeder.sh` (RUST_LOG=swarmcdn_seeder=debug) and for anyone
+    // wondering where a slow publish spends its time.
+    tracing::debug!(
+        bytes = total,
+        ms = started.elapsed().as_millis() as u64,
+        "copied into the store with per-file SHA-256 and SHA-384"
+    );
 
     let mut builder = TorrentBuilder::new(&name).folder(true).announce(announce);
     let mut files = Vec::with_capacity(entries.len());
@@ -435,8 +443,14 @@ fn prepare(
         )?);
     }
     let spinner = progress_bar(options.progress, None, "hashing pieces");
+    let started = Instant::now();
     let built = builder.build();
     spinner.finish_and_clear();
+    tracing::debug!(
+        bytes = total,
+        ms = started.elapsed().as_millis() as u64,
+        "hashed the pieces (SHA-1)"
+    );
     let mut metainfo = built?;
     if !options.webseed_url.is_empty() {
         metainfo.url_list = vec![webseed_url_for(&options.webseed_url, &metainfo.info_hash())];

@@ -4,11 +4,14 @@
 //! part headers between them. Small bodies, which is most of a widget's files, are read in one
 //! trip to the blocking thread pool and sent as one buffer. Larger ones are read by one
 //! blocking task per response, sequentially, in chunks of up to
-//! [`MAX_CHUNK`](crate::bandwidth::MAX_CHUNK) (256 KiB), into a channel of
-//! [`READ_AHEAD`] chunks: the disk read of the next chunk overlaps the socket write of this
-//! one, memory per response stays bounded, and a client that goes away stops the reader at
-//! its next chunk. Each chunk is read straight into a fresh buffer that becomes the `Bytes`
-//! handed to the socket (one copy from the kernel, no zeroing, no second copy).
+//! [`MAX_CHUNK`](crate::bandwidth::MAX_CHUNK) (512 KiB), into a channel of
+//! [`READ_AHEAD`] chunk: the disk read of the next chunk overlaps the socket write of this
+//! one, memory per response stays bounded (three chunks at most: one being written, one
+//! queued, one being read), and a client that goes away stops the reader at its next chunk.
+//! Every chunk costs thread wake-ups, so chunks are large: 512 KiB chunks with a queue of one
+//! cost about a third less CPU per byte than 256 KiB chunks with a queue of two (see
+//! `docs/BENCHMARKS.md`). Each chunk is read straight into a fresh buffer that becomes the
+//! `Bytes` handed to the socket (one copy from the kernel, no zeroing, no second copy).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -23,8 +26,8 @@ use crate::bandwidth::WebSeedPermit;
 /// Bodies up to this size are read in one go and sent as one buffer.
 pub(crate) const SMALL_BODY: u64 = 64 * 1024;
 
-/// Chunks read ahead of the socket per response.
-const READ_AHEAD: usize = 2;
+/// Chunks queued between the reading thread and the socket, per response.
+const READ_AHEAD: usize = 1;
 
 /// A piece of a response body.
 #[derive(Debug, Clone)]

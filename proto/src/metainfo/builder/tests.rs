@@ -261,6 +261,100 @@ fn many_threads_hash_like_one() {
     }
 }
 
+/// The pieces of `bytes` hashed one by one, the reference the builder must match.
+fn reference_pieces(bytes: &[u8], piece_length: usize) -> Vec<[u8; 20]> {
+    bytes.chunks(piece_length).map(sha1).collect()
+}
+
+#[test]
+fn jobs_of_many_pieces_or_of_one_piece_hash_like_the_reference() {
+    let dir = TempDir::new("jobs");
+    // About 5.3 MiB in three files on disk and one in memory, with sizes that put file
+    // boundaries inside pieces and inside jobs.
+    let sizes = [
+        2 * 1024 * 1024 + 123,
+        7,
+        1024 * 1024 - 5,
+        2 * 1024 * 1024 + 99,
+    ];
+    let mut all = Vec::new();
+    let mut sources = Vec::new();
+    for (i, len) in sizes.iter().enumerate() {
+        let data = filler(*len, 40 + i as u8);
+        all.extend_from_slice(&data);
+        let name = format!("f{i}");
+        let source = if i == 1 {
+            Source::Bytes(data)
+        } else {
+            Source::File(dir.write(&name, &data))
+        };
+        sources.push((path(&name), source));
+    }
+    // 16 KiB: 64 pieces a job. 256 KiB: 4 a job. 2 MiB: one piece, larger than a job.
+    for piece_length in [K16, 256 * 1024, 2 * 1024 * 1024] {
+        let expected = reference_pieces(&all, piece_length);
+        for threads in [1, 2, 5] {
+            let mut builder = TorrentBuilder::new("t")
+                .piece_length(piece_length as u32)
+                .threads(NonZeroUsize::new(threads).unwrap());
+            for (p, s) in &sources {
+                builder = builder.add(p.clone(), s.clone());
+            }
+            let built = builder.build().unwrap();
+            assert_eq!(
+                built.info().pieces(),
+                expected.as_slice(),
+                "piece length {piece_length}, {threads} threads"
+            );
+        }
+    }
+}
+
+#[test]
+fn job_plans_cover_the_content_once() {
+    for (piece_length, total) in [
+        (K16 as u32, 1u64),
+        (K16 as u32, 5 * 1024 * 1024 + 3),
+        (1024 * 1024, 1024 * 1024 * 1024),
+        (4 * 1024 * 1024, 9 * 1024 * 1024 + 1),
+    ] {
+        let plan = JobPlan::new(piece_length, total);
+        let mut next = 0;
+        let mut pieces = 0;
+        for job in 0..plan.jobs {
+            let range = plan.range(job);
+            assert_eq!(range.start, next, "jobs are contiguous");
+            assert!(range.end > range.start);
+            assert!(range_len(&range) <= plan.job_bytes);
+            assert_eq!(plan.first_piece(job), pieces);
+            pieces += range_len(&range).div_ceil(piece_length as usize);
+            next = range.end;
+        }
+        assert_eq!(next, total, "the jobs end at the end");
+        assert_eq!(pieces as u64, total.div_ceil(u64::from(piece_length)));
+    }
+}
+
+#[test]
+fn a_file_shorter_than_planned_fails_every_thread_count_without_hanging() {
+    let dir = TempDir::new("shrunk");
+    let data = filler(3 * 1024 * 1024, 9);
+    let file = Source::File(dir.write("f", &data));
+    // Planned as longer than it is, as if the file shrank after it was measured.
+    let planned = [Planned {
+        source: &file,
+        offset: 0,
+        length: 4 * 1024 * 1024,
+    }];
+    for threads in [1, 2, 4] {
+        let result = hash_pieces(&planned, K16 as u32, 4 * 1024 * 1024, threads);
+        assert!(
+            matches!(result, Err(BuildError::FileChanged { .. })),
+            "{threads} threads: {result:?}"
+        );
+    }
+}
+
 #[test]
 fn automatic_piece_length_follows_total_size() {
     assert_eq!(auto_piece_length(1), MIN_PIECE_LENGTH);
