@@ -530,7 +530,12 @@ fn hash_jobs(
     source: &Mutex<JobSource<'_>>,
     pieces: &Mutex<Vec<[u8; 20]>>,
 ) -> Result<(), BuildError> {
-    let mut buffer = vec![0; plan.job_bytes];
+    // No larger than the content: most releases are far smaller than a job.
+    let mut buffer = vec![
+        0;
+        plan.job_bytes
+            .min(usize::try_from(plan.total).unwrap_or(usize::MAX))
+    ];
     loop {
         let (job, len) = {
             let mut source = lock(source);
@@ -555,8 +560,8 @@ fn hash_jobs(
     }
 }
 
-/// How the torrent's byte string is cut into jobs: runs of whole pieces, each read into one
-/// buffer by the reading thread and hashed by one hashing thread.
+/// How the torrent's byte string is cut into jobs: runs of whole pieces, each read into a
+/// buffer and hashed by one thread.
 #[derive(Debug, Clone, Copy)]
 struct JobPlan {
     piece_length: u64,
