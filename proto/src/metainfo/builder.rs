@@ -8,22 +8,24 @@
 //! `private` only when set), so both tools agree on the info-hash for the same files and
 //! piece length; the fixture tests hold us to that.
 //!
-//! A release can be up to 1 GiB, so files are never read whole. One thread reads the content
-//! front to back, in runs of whole pieces (about 1 MiB), into a few reused buffers, and the
-//! other threads (one per core) hash the buffers as they fill. Reading sequentially from one
-//! thread is what a disk serves fastest and keeps the kernel's read-ahead working when the
-//! files are not cached; handing out small runs, rather than giving each thread a fixed part
-//! of the content, keeps every core busy to the end even when some are slowed by other work.
-//! Memory stays bounded by the buffers (`BUFFER_BUDGET`). The result is re-parsed with
-//! [`Metainfo::from_bytes_with`] before it is returned, so a built torrent passes exactly the
-//! checks a received one does.
+//! A release can be up to 1 GiB, so files are never read whole. The content is cut into jobs
+//! of whole pieces (about 1 MiB), and one thread per core loops: take the next job and read
+//! it into its own buffer, holding a lock, then hash it without the lock, so one thread reads
+//! while the others hash. The lock makes the reads one sequential pass, front to back, which
+//! is what a disk serves fastest and what keeps the kernel's read-ahead working when the files
+//! are not cached; small jobs handed out in turn, rather than a fixed part of the content per
+//! thread, keep every core busy to the end even when some are slowed by other work. No thread
+//! only reads and no thread waits on a queue, so on a machine with few cores none of them
+//! takes a core from the hashing. Memory is one buffer per thread (`BUFFER_BUDGET` in all).
+//! The result is re-parsed with [`Metainfo::from_bytes_with`] before it is returned, so a
+//! built torrent passes exactly the checks a received one does.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, mpsc};
+use std::sync::Mutex;
 
 use sha1::{Digest, Sha1};
 
@@ -40,8 +42,9 @@ pub const TARGET_MAX_PIECES: u64 = 2000;
 /// Bytes read and handed to a hashing thread at a time (whole pieces: one piece when pieces
 /// are larger): large enough that handing over costs nothing next to the hashing.
 const JOB_BYTES: u64 = 1024 * 1024;
-/// Memory for read buffers while hashing, unless two buffers already take more.
-const BUFFER_BUDGET: usize = 32 * 1024 * 1024;
+/// Memory for read buffers while hashing (one per thread): fewer threads are used when their
+/// buffers would take more.
+const BUFFER_BUDGET: usize = 64 * 1024 * 1024;
 /// Below this many pieces per thread, extra threads cost more than they save.
 const MIN_PIECES_PER_THREAD: usize = 8;
 
@@ -447,8 +450,8 @@ struct Planned<'a> {
     length: u64,
 }
 
-/// Hashes every piece: one thread reads the content sequentially into a few reused buffers
-/// (see the module docs), up to `threads` threads hash them.
+/// Hashes every piece with up to `threads` threads, each taking the next job in turn (see
+/// the module docs).
 fn hash_pieces(
     files: &[Planned<'_>],
     piece_length: u32,
@@ -461,74 +464,104 @@ fn hash_pieces(
         limit: u64::try_from(usize::MAX).unwrap_or(u64::MAX),
     })?;
     let plan = JobPlan::new(piece_length, total);
-    let threads = threads.min(count / MIN_PIECES_PER_THREAD).max(1);
-    let mut reader = SpanReader { files, open: None };
-    if threads == 1 || plan.jobs <= 1 {
-        let mut pieces = Vec::with_capacity(count);
-        let mut buffer = vec![0; plan.job_bytes];
-        for job in 0..plan.jobs {
-            let range = plan.range(job);
-            let bytes = &mut buffer[..range_len(&range)];
-            reader.fill(range, bytes)?;
-            pieces.extend(hash_job(bytes, piece_length));
-        }
-        return Ok(pieces);
-    }
-
-    // At least one buffer per hashing thread plus one being filled, at most two per thread,
-    // and no more than `BUFFER_BUDGET` bytes unless that is fewer than two buffers.
-    let buffers = (BUFFER_BUDGET / plan.job_bytes).clamp(2, threads * 2);
-    let threads = threads.min(buffers - 1).max(1);
-    let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
-    for _ in 0..buffers {
-        // Cannot fail: the receiver is alive.
-        let _ = free_tx.send(vec![0; plan.job_bytes]);
-    }
-    let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(buffers);
-    let work_rx = Mutex::new(work_rx);
+    let jobs = usize::try_from(plan.jobs).unwrap_or(usize::MAX);
+    let threads = threads
+        .min(count / MIN_PIECES_PER_THREAD)
+        .min(jobs)
+        .min(BUFFER_BUDGET / plan.job_bytes)
+        .max(1);
+    let source = Mutex::new(JobSource {
+        reader: SpanReader { files, open: None },
+        next: 0,
+        stop: false,
+    });
     let pieces = Mutex::new(vec![[0u8; 20]; count]);
-    std::thread::scope(|scope| {
-        let mut handles = Vec::with_capacity(threads);
-        for t in 0..threads {
-            let (free_tx, work_rx, pieces) = (free_tx.clone(), &work_rx, &pieces);
-            let worker = move || hash_worker(&plan, work_rx, &free_tx, pieces);
-            let handle = std::thread::Builder::new()
-                .name(format!("torrent-hash-{t}"))
-                .spawn_scoped(scope, worker)
-                .map_err(BuildError::Spawn)?;
-            handles.push(handle);
-        }
-        // The workers hold the only senders of buffers: when they are all gone, the reader
-        // stops too rather than wait for a buffer forever.
-        drop(free_tx);
-        let read = (|| -> Result<(), BuildError> {
-            for job in 0..plan.jobs {
-                let Ok(mut buffer) = free_rx.recv() else {
-                    break;
-                };
-                let range = plan.range(job);
-                let len = range_len(&range);
-                reader.fill(range, &mut buffer[..len])?;
-                if work_tx.send((job, buffer)).is_err() {
-                    break;
+    if threads == 1 {
+        hash_jobs(&plan, &source, &pieces)?;
+    } else {
+        std::thread::scope(|scope| {
+            let mut handles = Vec::with_capacity(threads - 1);
+            for t in 1..threads {
+                let (plan, source, pieces) = (&plan, &source, &pieces);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("torrent-hash-{t}"))
+                    .spawn_scoped(scope, move || hash_jobs(plan, source, pieces));
+                match spawned {
+                    Ok(handle) => handles.push(handle),
+                    Err(error) => {
+                        lock(source).stop = true;
+                        return Err(BuildError::Spawn(error));
+                    }
                 }
             }
-            Ok(())
-        })();
-        // Ends the workers once they have hashed what was sent.
-        drop(work_tx);
-        for handle in handles {
-            handle
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        }
-        read
-    })?;
+            // This thread hashes too.
+            let mut result = hash_jobs(&plan, &source, &pieces);
+            for handle in handles {
+                let joined = handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                result = result.and(joined);
+            }
+            result
+        })?;
+    }
     Ok(pieces.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
 
-/// How the torrent's byte string is cut into jobs: runs of whole pieces, each read into one
-/// buffer by the reading thread and hashed by one hashing thread.
+/// The shared reading side: the reader and the next job to hand out, behind one lock so
+/// that jobs are read one after another, in order.
+struct JobSource<'a> {
+    reader: SpanReader<'a>,
+    next: u64,
+    /// Set when a read failed: the other threads stop at their next job.
+    stop: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic in another hashing thread is re-raised when it is joined; the data behind
+    // these locks stays consistent whatever the panic interrupted.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A hashing thread: takes the next job and reads it into its own buffer (holding the lock),
+/// then hashes it (not holding it), until the jobs run out or a read fails.
+fn hash_jobs(
+    plan: &JobPlan,
+    source: &Mutex<JobSource<'_>>,
+    pieces: &Mutex<Vec<[u8; 20]>>,
+) -> Result<(), BuildError> {
+    // No larger than the content: most releases are far smaller than a job.
+    let mut buffer = vec![
+        0;
+        plan.job_bytes
+            .min(usize::try_from(plan.total).unwrap_or(usize::MAX))
+    ];
+    loop {
+        let (job, len) = {
+            let mut source = lock(source);
+            if source.stop || source.next >= plan.jobs {
+                return Ok(());
+            }
+            let job = source.next;
+            source.next += 1;
+            let range = plan.range(job);
+            let len = range_len(&range);
+            if let Err(error) = source.reader.fill(range, &mut buffer[..len]) {
+                source.stop = true;
+                return Err(error);
+            }
+            (job, len)
+        };
+        let hashes = hash_job(&buffer[..len], plan.piece_length as u32);
+        let first = plan.first_piece(job);
+        if let Some(slots) = lock(pieces).get_mut(first..first + hashes.len()) {
+            slots.copy_from_slice(&hashes);
+        }
+    }
+}
+
+/// How the torrent's byte string is cut into jobs: runs of whole pieces, each read into a
+/// buffer and hashed by one thread.
 #[derive(Debug, Clone, Copy)]
 struct JobPlan {
     piece_length: u64,
@@ -564,37 +597,6 @@ impl JobPlan {
     fn first_piece(&self, job: u64) -> usize {
         // Below the piece count, which fits a usize.
         usize::try_from(job * self.pieces_per_job).unwrap_or(usize::MAX)
-    }
-}
-
-/// A hashing thread: takes filled buffers, hashes their pieces into `pieces`, hands the
-/// buffers back, until the reader is done.
-fn hash_worker(
-    plan: &JobPlan,
-    jobs: &Mutex<mpsc::Receiver<(u64, Vec<u8>)>>,
-    free: &mpsc::Sender<Vec<u8>>,
-    pieces: &Mutex<Vec<[u8; 20]>>,
-) {
-    loop {
-        // The lock is held only while waiting for the next job, never while hashing.
-        let next = match jobs.lock() {
-            Ok(jobs) => jobs.recv(),
-            Err(poisoned) => poisoned.into_inner().recv(),
-        };
-        let Ok((job, buffer)) = next else {
-            return;
-        };
-        let len = range_len(&plan.range(job));
-        let hashes = hash_job(&buffer[..len], plan.piece_length as u32);
-        let first = plan.first_piece(job);
-        {
-            let mut pieces = pieces.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(slots) = pieces.get_mut(first..first + hashes.len()) {
-                slots.copy_from_slice(&hashes);
-            }
-        }
-        // The reader may have stopped on an error; the buffer is then simply dropped.
-        let _ = free.send(buffer);
     }
 }
 
