@@ -24,7 +24,9 @@
 #   RUNS         passes                       [1]
 #   MODE         run.sh MODE                  [announce]
 #   QUIET_WAIT   run.sh: wait up to N s for the machine to go quiet before each test [20]
-#   SKIP         space-separated labels to leave out (aq-ka aq-noka ours-ka ours-noka ot)
+#   TRACKERS     which to run, in order       [aq-ka aq-noka ours-ka ours-noka ot]
+#                (e.g. TRACKERS="aq-ka ours-ka" RUNS=4: the two interleaved, four pairs)
+#   TABLES_ONLY  1 = only print the tables of an existing OUT (no build, no run)
 #   OUT          results directory            [$REPO/target/bench-tracker/<time>]
 # Other run.sh knobs (CONNS, DURATION, THREADS, ...) pass through.
 set -euo pipefail
@@ -39,6 +41,7 @@ export QUIET_WAIT="${QUIET_WAIT:-20}"
 OUT="${OUT:-$REPO/target/bench-tracker/$(date +%Y%m%d-%H%M%S)}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
 POOL="$HARNESS/pool-10000.hex"
+TRACKERS="${TRACKERS:-aq-ka aq-noka ours-ka ours-noka ot}"
 OURS_ADDR="127.0.0.1:17100"
 AQUATIC_ADDR="127.0.0.1:17000"     # fixed by the shared aquatic configs
 OT_PORT=16969
@@ -84,8 +87,12 @@ port_free() {  # host:port
 }
 
 # ---- our bench server ---------------------------------------------------------------------
-echo "# building the bench server (release)"
-(cd "$REPO" && cargo build --release --quiet -p swarmcdn-tracker --example bench_server)
+if [[ "${TABLES_ONLY:-0}" == 1 ]]; then
+  RUNS=$(find "$OUT" -maxdepth 1 -name 'pass*' | wc -l)
+else
+  echo "# building the bench server (release)"
+  (cd "$REPO" && cargo build --release --quiet -p swarmcdn-tracker --example bench_server)
+fi
 OURS_BIN="$TARGET_DIR/release/examples/bench_server"
 
 start_ours() {  # keep_alive(true|false) logdir -> prints pid
@@ -107,7 +114,6 @@ start_aquatic() {  # config-file logdir -> prints pid
 # ---- one tracker, one run.sh ----------------------------------------------------------------
 bench_one() {  # label pass
   local label="$1" pass="$2" dir="$OUT/pass$2/$1" pid addr
-  [[ " ${SKIP:-} " == *" $label "* ]] && return 0
   mkdir -p "$dir"
   case "$label" in
     aq-ka)     port_free "$AQUATIC_ADDR"; pid=$(start_aquatic aquatic-http.toml "$dir"); addr=$AQUATIC_ADDR ;;
@@ -133,27 +139,30 @@ field() {  # file key -- value of key=value on the line(s) of run.sh's output
 
 table() {  # pass
   local pass="$1" label f
-  local -A rps p50 p99 eff cpu load valid
+  local -A rps p50 p99 eff cpu wrk other load valid
   for label in aq-ka aq-noka ours-ka ours-noka ot; do
     f="$OUT/pass$pass/$label/announce.txt"
     [[ -f "$f" ]] || continue
     rps[$label]=$(field "$f" req_per_s); p50[$label]=$(field "$f" p50); p99[$label]=$(field "$f" p99)
     eff[$label]=$(field "$f" req_per_tracker_cpu_s); cpu[$label]=$(field "$f" tracker_cpu_pct)
+    wrk[$label]=$(field "$f" wrk_cpu_pct); other[$label]=$(field "$f" other_pct)
     valid[$label]="$(field "$f" ok)/$(field "$f" validated)"
     load[$label]=$(awk '/^# loadavg before:/ { print $4 }' "$f")
   done
   echo
-  echo "### pass $pass ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average now $(cut -d' ' -f1-3 /proc/loadavg))"
+  f=$(find "$OUT/pass$pass" -name announce.txt | head -1)
+  echo "### pass $pass ($(date -u -r "$f" '+%Y-%m-%d %H:%M UTC'), $(nproc) cores)"
   echo
-  echo "| tracker | announces/s | p50 / p99 ms | tracker CPU % | announces per tracker CPU-s | valid replies | load avg (1 min) before |"
+  echo "| tracker | announces/s | p50 / p99 ms | announces per tracker CPU-s | CPU %: tracker / wrk / other processes | valid replies | load avg (1 min) before |"
   echo "|---|---|---|---|---|---|---|"
   local -A names=([aq-ka]="aquatic_http, keep-alive" [aq-noka]="aquatic_http, keep-alive off"
                   [ours-ka]="swarmcdn, keep-alive" [ours-noka]="swarmcdn, keep-alive off"
                   [ot]="opentracker (closes every connection)")
   for label in ours-ka aq-ka ours-noka aq-noka ot; do
     [[ -n "${rps[$label]:-}" ]] || continue
-    printf '| %s | %.0f | %s / %s | %s | %s | %s | %s |\n' "${names[$label]}" "${rps[$label]}" \
-      "${p50[$label]}" "${p99[$label]}" "${cpu[$label]}" "${eff[$label]}" "${valid[$label]}" "${load[$label]}"
+    printf '| %s | %.0f | %s / %s | %s | %s / %s / %s | %s | %s |\n' "${names[$label]}" "${rps[$label]}" \
+      "${p50[$label]}" "${p99[$label]}" "${eff[$label]}" "${cpu[$label]}" "${wrk[$label]}" "${other[$label]}" \
+      "${valid[$label]}" "${load[$label]}"
   done
   echo
   ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b > 0) printf "%.2f", a / b; else print "n/a" }'; }
@@ -173,7 +182,9 @@ table() {  # pass
 }
 
 echo "# results in $OUT"
-for pass in $(seq "$RUNS"); do
-  for label in aq-ka aq-noka ours-ka ours-noka ot; do bench_one "$label" "$pass"; done
-done
+if [[ "${TABLES_ONLY:-0}" != 1 ]]; then
+  for pass in $(seq "$RUNS"); do
+    for label in $TRACKERS; do bench_one "$label" "$pass"; done
+  done
+fi
 for pass in $(seq "$RUNS"); do table "$pass"; done | tee "$OUT/summary.md"
