@@ -22,6 +22,7 @@ mod error;
 mod magnet;
 mod manifests;
 mod release;
+mod updates;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -203,6 +204,8 @@ struct Inner {
     sessions: tokio::sync::Mutex<HashMap<InfoHash, SessionHandle>>,
     /// (release, manifest signature) pairs whose files were verified in this process.
     verified: Mutex<HashSet<(InfoHash, [u8; 64])>>,
+    /// The release served as "latest" for each name (see [`updates`]).
+    latest: updates::LatestReleases,
     shutdown: CancellationToken,
 }
 
@@ -300,10 +303,14 @@ impl Client {
                 manifests,
                 sessions: tokio::sync::Mutex::new(HashMap::new()),
                 verified: Mutex::new(HashSet::new()),
+                latest: updates::LatestReleases::default(),
                 shutdown,
             }),
         };
         client.restore().await?;
+        if let Some(interval) = client.config().update_interval {
+            updates::spawn_poller(&client, interval);
+        }
         Ok(client)
     }
 
@@ -350,9 +357,13 @@ impl Client {
     }
 
     /// The latest release of `name`, verified. See the [module docs](self) for the checks.
+    /// It always asks the trackers; [`Client::latest`] answers from what the client already
+    /// serves. A release got here becomes the one served as latest if it is newer.
     pub async fn get(&self, name: &str) -> Result<Release, GetError> {
         let name: ReleaseName = name.parse()?;
-        self.fetch(name, None).await
+        let release = self.fetch(name.clone(), None).await?;
+        self.inner.latest.offer(&name, &release);
+        Ok(release)
     }
 
     /// Version `version` of `name`, verified.

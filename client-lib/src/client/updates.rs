@@ -1,0 +1,293 @@
+//! The release a client serves as "latest" for each name, and the background poll that
+//! moves it forward.
+//!
+//! Why it is built this way:
+//! - Serving "latest" must not cost a tracker round trip per page view, so each name has a
+//!   pointer to one verified [`Release`]: [`Client::latest`] reads it, and only the first
+//!   call for a name (or a call after a failed first fetch) goes to the trackers.
+//! - A site must never serve a mix of two versions, so a new version is downloaded and
+//!   verified *in full* (through [`Client::get_version`], the same trust checks as
+//!   [`Client::get`]) before the pointer moves, and the move is one store into a
+//!   [`watch`] channel: a reader holds either the old release or the new one, never parts
+//!   of both. A response built from one [`Release`] stays on that version even if the
+//!   pointer moves while it is being sent.
+//! - The pointer only moves forward ([`decide`]): a tracker that answers with an older
+//!   version (a stale replica, a rollback attempt) or fails changes nothing, and a tracker
+//!   error never clears what is served. The next poll simply tries again.
+//! - One named task, owned by the client and ended by [`Client::shutdown`], polls every
+//!   name in turn; a slow download delays the next poll instead of piling up fetches. The
+//!   task holds the client weakly, so dropping every [`Client`] without a shutdown still
+//!   lets it go at the next tick.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use swarmcdn_proto::manifest::{ReleaseName, Version};
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+use tracing::Instrument;
+
+use super::{Client, ClientBuilder, GetError, Inner, Release};
+use crate::tracker_client::TrackerError;
+
+/// What a poll does with the version a tracker offers, given the one served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Nothing is served yet, or the offer is newer: fetch it, then switch.
+    Fetch,
+    /// The offer is the version served: nothing to do.
+    Same,
+    /// The offer is older than what is served: never roll back.
+    Older,
+}
+
+/// The no-rollback rule: only a strictly newer version (or a first one) is fetched.
+pub(crate) fn decide(served: Option<&Version>, offered: &Version) -> Decision {
+    match served {
+        None => Decision::Fetch,
+        Some(served) => match offered.cmp(served) {
+            std::cmp::Ordering::Greater => Decision::Fetch,
+            std::cmp::Ordering::Equal => Decision::Same,
+            std::cmp::Ordering::Less => Decision::Older,
+        },
+    }
+}
+
+/// One name's pointer.
+#[derive(Debug)]
+struct Tracked {
+    current: watch::Sender<Option<Release>>,
+    /// Serialises first fetches, so concurrent first requests make one trip.
+    first_fetch: tokio::sync::Mutex<()>,
+}
+
+impl Tracked {
+    fn new() -> Self {
+        Tracked {
+            current: watch::Sender::new(None),
+            first_fetch: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn current(&self) -> Option<Release> {
+        self.current.borrow().clone()
+    }
+
+    /// Makes `release` current if it is newer than the current one; whether it did.
+    fn offer(&self, release: &Release) -> bool {
+        self.current.send_if_modified(|current| {
+            let served = current.as_ref().map(Release::version);
+            if decide(served, release.version()) != Decision::Fetch {
+                return false;
+            }
+            *current = Some(release.clone());
+            true
+        })
+    }
+}
+
+/// The "latest" pointers of one client, by name.
+#[derive(Debug, Default)]
+pub(crate) struct LatestReleases {
+    names: Mutex<HashMap<ReleaseName, Arc<Tracked>>>,
+}
+
+impl LatestReleases {
+    /// The pointer of `name`, created (empty) if it is new: from then on it is polled.
+    fn track(&self, name: &ReleaseName) -> Arc<Tracked> {
+        let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(
+            names
+                .entry(name.clone())
+                .or_insert_with(|| Arc::new(Tracked::new())),
+        )
+    }
+
+    /// Every tracked name with its pointer.
+    fn snapshot(&self) -> Vec<(ReleaseName, Arc<Tracked>)> {
+        let names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        names
+            .iter()
+            .map(|(name, tracked)| (name.clone(), Arc::clone(tracked)))
+            .collect()
+    }
+
+    /// Offers a release just fetched as "latest" (by [`Client::get`]).
+    pub(crate) fn offer(&self, name: &ReleaseName, release: &Release) {
+        if self.track(name).offer(release) {
+            tracing::info!(%name, version = %release.version(), "now serving as latest");
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// How often the trackers are asked for newer versions of the releases served as latest
+    /// (default [`DEFAULT_UPDATE_INTERVAL`](crate::config::DEFAULT_UPDATE_INTERVAL));
+    /// [`Duration::ZERO`] turns polling off.
+    pub fn update_interval(mut self, interval: Duration) -> Self {
+        self.config.update_interval = Some(interval);
+        self
+    }
+}
+
+impl Client {
+    /// The release of `name` this client serves as latest: the one it already holds, with
+    /// no tracker round trip, or (the first time) the result of [`Client::get`]. From the
+    /// first call on, the name is polled for newer versions every
+    /// [`ClientConfig::update_interval`](crate::ClientConfig::update_interval), and the
+    /// answer moves to a newer version only once that version is downloaded and verified.
+    /// The router's latest routes use this.
+    pub async fn latest(&self, name: &str) -> Result<Release, GetError> {
+        let name: ReleaseName = name.parse()?;
+        let tracked = self.inner.latest.track(&name);
+        if let Some(release) = tracked.current() {
+            return Ok(release);
+        }
+        let _first = tracked.first_fetch.lock().await;
+        if let Some(release) = tracked.current() {
+            return Ok(release);
+        }
+        let release = self.get(name.as_str()).await?;
+        // `get` offered it; the poller may have moved further meanwhile.
+        Ok(tracked.current().unwrap_or(release))
+    }
+
+    /// A watch on the release of `name` served as latest: `None` until the first one is
+    /// fetched, then each verified newer version as the client switches to it. Watching a
+    /// name makes the client poll it (and fetch it at the next poll if nothing was fetched
+    /// yet), as [`Client::latest`] does.
+    ///
+    /// ```no_run
+    /// # async fn example(client: swarmcdn_client::Client) -> Result<(), swarmcdn_client::GetError> {
+    /// let mut updates = client.watch_latest("share-button")?;
+    /// while updates.changed().await.is_ok() {
+    ///     if let Some(release) = updates.borrow_and_update().as_ref() {
+    ///         println!("now serving share-button {}", release.version());
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn watch_latest(&self, name: &str) -> Result<watch::Receiver<Option<Release>>, GetError> {
+        let name: ReleaseName = name.parse()?;
+        Ok(self.inner.latest.track(&name).current.subscribe())
+    }
+
+    /// One round: asks the trackers about every tracked name and moves the pointers that
+    /// have a newer verified release.
+    async fn poll_updates(&self) {
+        for (name, tracked) in self.inner.latest.snapshot() {
+            self.poll_one(&name, &tracked).await;
+        }
+    }
+
+    async fn poll_one(&self, name: &ReleaseName, tracked: &Tracked) {
+        let served = tracked.current().map(|r| r.version().clone());
+        let Some(offered) = self.newest_offered(name).await else {
+            return;
+        };
+        match decide(served.as_ref(), &offered) {
+            Decision::Same => tracing::debug!(%name, %offered, "up to date"),
+            Decision::Older => {
+                tracing::warn!(%name, %offered, served = ?served, "a tracker offers an older version; keeping the one served");
+            }
+            Decision::Fetch => {
+                tracing::info!(%name, %offered, served = ?served, "fetching a newer version");
+                match self.fetch(name.clone(), Some(offered.clone())).await {
+                    Ok(release) => {
+                        if tracked.offer(&release) {
+                            tracing::info!(%name, version = %offered, "switched to the new version");
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%name, %offered, %error, "cannot fetch the new version; keeping the one served");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The highest version of `name` whose latest manifest, from any tracker, verifies
+    /// against a trusted key. Errors are logged and leave the answer to the other trackers.
+    async fn newest_offered(&self, name: &ReleaseName) -> Option<Version> {
+        let trusted = &self.inner.shared.config.trusted_keys;
+        let mut newest: Option<Version> = None;
+        for tracker in &self.inner.trackers {
+            let url = tracker.base_url();
+            let signed = match tracker.manifest(name, None).await {
+                Ok(signed) => signed,
+                Err(TrackerError::NotFound { .. }) => {
+                    tracing::debug!(%url, %name, "the tracker does not know the release");
+                    continue;
+                }
+                Err(error) => {
+                    tracing::info!(%url, %name, %error, "update poll failed; will retry");
+                    continue;
+                }
+            };
+            match signed.verify(trusted) {
+                Ok(manifest) if manifest.name() == name => {
+                    let version = manifest.version();
+                    if newest.as_ref().is_none_or(|n| version > n) {
+                        newest = Some(version.clone());
+                    }
+                }
+                Ok(manifest) => {
+                    tracing::warn!(%url, %name, got = %manifest.name(), "a tracker served another release's manifest");
+                }
+                Err(error) => {
+                    tracing::warn!(%url, %name, %error, "a tracker served a manifest that does not verify");
+                }
+            }
+        }
+        newest
+    }
+}
+
+/// Starts the poll task (counted in [`Client::task_count`], ended by shutdown).
+pub(super) fn spawn_poller(client: &Client, interval: Duration) {
+    let weak: Weak<Inner> = Arc::downgrade(&client.inner);
+    let stop = client.inner.shutdown.clone();
+    let task = async move {
+        let start = tokio::time::Instant::now() + interval;
+        let mut ticks = tokio::time::interval_at(start, interval);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = ticks.tick() => {}
+            }
+            let Some(inner) = weak.upgrade() else { break };
+            let client = Client { inner };
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = client.poll_updates() => {}
+            }
+        }
+    };
+    client
+        .inner
+        .shared
+        .tasks
+        .spawn(task.instrument(tracing::info_span!("update_poller", ?interval)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(text: &str) -> Version {
+        Version::parse(text).unwrap()
+    }
+
+    #[test]
+    fn only_a_first_or_strictly_newer_version_is_fetched() {
+        assert_eq!(decide(None, &v("0.1.0")), Decision::Fetch);
+        assert_eq!(decide(Some(&v("1.2.0")), &v("1.10.0")), Decision::Fetch);
+        assert_eq!(decide(Some(&v("1.2.0")), &v("1.2.0")), Decision::Same);
+        // A stale tracker answer never rolls a site back.
+        assert_eq!(decide(Some(&v("1.10.0")), &v("1.9.9")), Decision::Older);
+        assert_eq!(decide(Some(&v("2.0.0")), &v("1.99.99")), Decision::Older);
+    }
+}
