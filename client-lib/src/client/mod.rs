@@ -22,6 +22,7 @@ mod error;
 mod magnet;
 mod manifests;
 mod release;
+mod shared_folder;
 mod updates;
 
 use std::collections::{HashMap, HashSet};
@@ -42,6 +43,7 @@ use tracing::Instrument;
 pub use error::{AddError, BuildError, GetError, ReadError};
 pub use manifests::MANIFEST_DIR;
 pub use release::{Release, TorrentHandle};
+pub use shared_folder::{LOCK_FILE, MAX_LOCAL_PEERS, PEERS_DIR};
 
 use crate::config::ClientConfig;
 use crate::peer::{Listener, PeerRegistry, UploadLimiter};
@@ -206,6 +208,8 @@ struct Inner {
     verified: Mutex<HashSet<(InfoHash, [u8; 64])>>,
     /// The release served as "latest" for each name (see [`updates`]).
     latest: updates::LatestReleases,
+    /// This client's peer entry (and lock) in a shared cache folder, let go at shutdown.
+    presence: Mutex<Option<shared_folder::Presence>>,
     shutdown: CancellationToken,
 }
 
@@ -216,7 +220,7 @@ impl Client {
     }
 
     async fn start(config: ClientConfig) -> Result<Client, BuildError> {
-        let config = config.sanitized();
+        let mut config = config.sanitized();
         let mut conn_opts = config.connection.clone();
         conn_opts.upload_limiter = config
             .upload_rate_kib
@@ -242,7 +246,30 @@ impl Client {
             .map(|url| TrackerClient::new(url, tracker_http.clone()))
             .collect();
 
-        let cache = match &config.cache_dir {
+        // The release content of a folder another live client owns stays in memory (see
+        // `shared_folder`); the manifests and peer entries are shared.
+        let owned = match config.cache_dir.clone() {
+            Some(dir) => {
+                let (owned, peers) = tokio::task::spawn_blocking(move || {
+                    let owned = shared_folder::try_own(&dir)
+                        .map_err(|e| BuildError::Cache(StorageError::io(&dir, e)))?;
+                    if owned.is_none() {
+                        tracing::warn!(dir = %dir.display(), "another client owns this cache folder: release content stays in memory, manifests are shared");
+                    }
+                    Ok::<_, BuildError>((owned, shared_folder::local_peers(&dir)))
+                })
+                .await
+                .map_err(|e| BuildError::Cache(StorageError::io("", std::io::Error::other(e))))??;
+                for addr in peers {
+                    if addr != listen_addr && !config.bootstrap_peers.contains(&addr) {
+                        config.bootstrap_peers.push(addr);
+                    }
+                }
+                owned
+            }
+            None => None,
+        };
+        let cache = match config.cache_dir.as_ref().filter(|_| owned.is_some()) {
             Some(dir) => {
                 let cache_config = CacheConfig {
                     dir: dir.clone(),
@@ -283,6 +310,10 @@ impl Client {
                 .instrument(tracing::info_span!("peer_listener", %listen_addr)),
         );
         let peer_id = PeerId::with_random_suffix(rand::random());
+        let presence = config
+            .cache_dir
+            .as_deref()
+            .map(|dir| shared_folder::Presence::announce(dir, peer_id, listen_addr, owned));
         tracing::info!(%listen_addr, %peer_id, "swarmcdn client started");
         let shared = Arc::new(Shared {
             config,
@@ -304,6 +335,7 @@ impl Client {
                 sessions: tokio::sync::Mutex::new(HashMap::new()),
                 verified: Mutex::new(HashSet::new()),
                 latest: updates::LatestReleases::default(),
+                presence: Mutex::new(presence),
                 shutdown,
             }),
         };
@@ -770,6 +802,13 @@ impl Client {
         let tasks = &self.inner.shared.tasks;
         tasks.close();
         tasks.wait().await;
+        drop(
+            self.inner
+                .presence
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
         tracing::info!("swarmcdn client stopped");
     }
 }

@@ -14,4 +14,5 @@ mod shutdown;
 mod swarm;
 mod tracker_down;
 mod trust;
+mod updates;
 mod versions;
