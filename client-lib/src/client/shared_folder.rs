@@ -79,7 +79,7 @@ pub(crate) fn local_peers(dir: &Path) -> Vec<SocketAddr> {
             fresh.then(|| (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), e.path()))
         })
         .collect();
-    entries.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    entries.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
     let mut peers = Vec::new();
     for (_, path) in entries.into_iter().take(MAX_LOCAL_PEERS) {
         let Ok(text) = fs::read_to_string(&path) else {
