@@ -62,7 +62,8 @@ pub struct ClientConfig {
     pub listen_addr: SocketAddr,
     /// The cache folder: releases too large for memory, the torrents next to them and the
     /// verified manifests. Releases found there at start-up are verified and seeded again.
-    /// `None` (the default) keeps everything in memory and forgets it at exit.
+    /// `None` (the default) keeps everything in memory and forgets it at exit. Several
+    /// clients may share one folder (see [`LOCK_FILE`](crate::client::LOCK_FILE)).
     pub cache_dir: Option<PathBuf>,
     /// The most bytes of release content kept in memory. Default [`DEFAULT_MEMORY_BUDGET`].
     pub memory_budget: u64,

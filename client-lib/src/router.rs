@@ -18,7 +18,8 @@
 //! - A latest route costs no tracker round trip: it reads the client's "latest" pointer, which
 //!   the client's update poll moves forward only once a newer version is fully downloaded and
 //!   verified. Each request resolves that pointer once and answers from that one [`Release`],
-//!   so a response (file or index, whose `version` says which) never mixes two versions.
+//!   so a response (file or index, whose `version` says which) never mixes two versions. A
+//!   pinned route naming the version served as latest is answered from the same pointer.
 //! - The latest release moves, so it is cached briefly and revalidated; a pinned version never
 //!   changes, so it is `immutable`.
 //! - Scripts loaded from another origin with `integrity` need CORS, hence
@@ -190,7 +191,10 @@ async fn fetch(state: &AppState, release: &ReleaseRef) -> Result<Release, Respon
     let getting = async {
         match &release.version {
             None => state.client.latest(&release.name).await,
-            Some(version) => state.client.get_version(&release.name, version).await,
+            Some(version) => match state.client.latest_at(&release.name, version) {
+                Some(current) => Ok(current),
+                None => state.client.get_version(&release.name, version).await,
+            },
         }
     };
     match tokio::time::timeout(state.config.fetch_timeout, getting).await {

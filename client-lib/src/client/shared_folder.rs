@@ -30,6 +30,14 @@ use std::time::SystemTime;
 use swarmcdn_proto::PeerId;
 
 /// The lock file whose holder owns the release content of a cache folder.
+///
+/// Several clients may use one cache folder. The first to start holds this lock for its
+/// life and keeps release content in the folder; the others keep theirs in memory (within
+/// [`ClientConfig::memory_budget`](crate::ClientConfig::memory_budget)) and never touch the
+/// owner's files. All of them share the verified manifests (`manifests/`) and leave their
+/// peer address in [`PEERS_DIR`], where each client starting later finds them and dials them
+/// like bootstrap peers: a site started while no tracker or web seed answers still gets a
+/// release the others have.
 pub const LOCK_FILE: &str = "lock";
 /// The folder inside the cache folder where clients leave their peer addresses.
 pub const PEERS_DIR: &str = "peers";

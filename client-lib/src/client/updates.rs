@@ -174,6 +174,22 @@ impl Client {
         Ok(self.inner.latest.track(&name).current.subscribe())
     }
 
+    /// The release served as latest for `name` if it is at `version` (no tracker round
+    /// trip): the router answers a page pinning the current version from it.
+    pub(crate) fn latest_at(&self, name: &str, version: &Version) -> Option<Release> {
+        let name: ReleaseName = name.parse().ok()?;
+        let names = self
+            .inner
+            .latest
+            .names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        names
+            .get(&name)?
+            .current()
+            .filter(|release| release.version() == version)
+    }
+
     /// One round: asks the trackers about every tracked name and moves the pointers that
     /// have a newer verified release.
     async fn poll_updates(&self) {

@@ -164,6 +164,8 @@ struct ProxyState {
     latest: Mutex<Latest>,
     /// Requests for a name's latest manifest (each poll makes one).
     latest_asked: AtomicUsize,
+    /// Requests for any manifest (latest or pinned).
+    manifests_asked: AtomicUsize,
     http: reqwest::Client,
 }
 
@@ -183,6 +185,7 @@ impl TrackerProxy {
             upstream,
             latest: Mutex::new(Latest::Pass),
             latest_asked: AtomicUsize::new(0),
+            manifests_asked: AtomicUsize::new(0),
             http: reqwest::Client::new(),
         });
         let app = Router::new().fallback(proxy).with_state(Arc::clone(&state));
@@ -240,6 +243,9 @@ async fn proxy(State(state): State<Arc<ProxyState>>, request: Request) -> Respon
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
+    if request.uri().path().starts_with("/api/v1/assets/") {
+        state.manifests_asked.fetch_add(1, Ordering::SeqCst);
+    }
     if request.uri().path() == format!("/api/v1/assets/{NAME}") {
         state.latest_asked.fetch_add(1, Ordering::SeqCst);
         let latest = state.latest.lock().unwrap().clone();
@@ -395,4 +401,81 @@ async fn through_an_outage_a_site_keeps_serving_and_a_new_site_on_its_cache_fold
     // Both clients let go of the folder: no peer entry left behind.
     let peers = cache.path().join(swarmcdn_client::client::PEERS_DIR);
     assert_eq!(std::fs::read_dir(peers).unwrap().count(), 0);
+}
+
+// ---------------------------------------------------------------- the pointer
+
+/// Regression: the latest route used to ask the tracker on every request. Now only the
+/// first request for a name does (polling off here), and a pinned route naming the version
+/// served is answered from the same release.
+#[tokio::test]
+async fn latest_routes_ask_the_tracker_once_not_per_request() {
+    let tracker = TestTracker::start(300).await;
+    let web = TestWebSeed::start().await;
+    let v1 = build(&tracker, &web, "1.0.0", 31);
+    tracker.publish(&v1).await;
+    web.serve(&v1);
+    let proxy = TrackerProxy::start(tracker.url()).await;
+    let client = test_client()
+        .tracker(proxy.url.clone())
+        .update_interval(Duration::ZERO)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(client.config().update_interval, None);
+    let site = Site::start(patient_router(&client)).await;
+    let http = reqwest::Client::new();
+    for _ in 0..5 {
+        assert_site_serves(&http, &site, &v1).await;
+    }
+    let pinned = http
+        .get(site.url(&format!("{NAME}@1.0.0/widget.js")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pinned.status(), reqwest::StatusCode::OK);
+    assert_eq!(pinned.bytes().await.unwrap(), v1.files[0].1);
+    assert_eq!(proxy.latest_asked(), 1);
+    assert_eq!(proxy.state.manifests_asked.load(Ordering::SeqCst), 1);
+
+    site.stop().await;
+    shutdown_clean(client).await;
+    proxy.stop().await;
+    web.stop().await;
+}
+
+/// A name only watched (never requested) is fetched by the next poll, and the watch says so.
+#[tokio::test]
+async fn watching_a_name_prefetches_it() {
+    let tracker = TestTracker::start(300).await;
+    let web = TestWebSeed::start().await;
+    let v1 = build(&tracker, &web, "1.0.0", 41);
+    tracker.publish(&v1).await;
+    web.serve(&v1);
+    let client = test_client()
+        .tracker(tracker.url())
+        .update_interval(POLL)
+        .build()
+        .await
+        .unwrap();
+    let mut updates = client.watch_latest(NAME).unwrap();
+    assert!(updates.borrow().is_none());
+    let got = tokio::time::timeout(WAIT, updates.wait_for(Option::is_some))
+        .await
+        .expect("the poll did not fetch the watched name")
+        .unwrap()
+        .clone()
+        .unwrap();
+    v1.assert_served_by(&got).await;
+    assert_eq!(
+        client.latest(NAME).await.unwrap().info_hash(),
+        v1.info_hash()
+    );
+    assert!(matches!(
+        client.watch_latest("../bad"),
+        Err(swarmcdn_client::GetError::InvalidName(_))
+    ));
+
+    shutdown_clean(client).await;
+    web.stop().await;
 }
