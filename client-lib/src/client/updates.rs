@@ -15,9 +15,11 @@
 //!   version (a stale replica, a rollback attempt) or fails changes nothing, and a tracker
 //!   error never clears what is served. The next poll simply tries again.
 //! - One named task, owned by the client and ended by [`Client::shutdown`], polls every
-//!   name in turn; a slow download delays the next poll instead of piling up fetches. The
-//!   task holds the client weakly, so dropping every [`Client`] without a shutdown still
-//!   lets it go at the next tick.
+//!   name in turn. A new version downloads in a task of its own, so a release whose content
+//!   is slow to arrive never holds back the others' polls; at most one download per name is
+//!   under way unless a still newer version overtakes it. The poll task holds the client
+//!   weakly, so dropping every [`Client`] without a shutdown still lets it go at the next
+//!   tick.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -60,6 +62,8 @@ struct Tracked {
     current: watch::Sender<Option<Release>>,
     /// Serialises first fetches, so concurrent first requests make one trip.
     first_fetch: tokio::sync::Mutex<()>,
+    /// The highest version being downloaded by a poll, if any.
+    in_flight: Mutex<Option<Version>>,
 }
 
 impl Tracked {
@@ -67,6 +71,31 @@ impl Tracked {
         Tracked {
             current: watch::Sender::new(None),
             first_fetch: tokio::sync::Mutex::new(()),
+            in_flight: Mutex::new(None),
+        }
+    }
+
+    /// Claims the download of `version` unless the same or a newer one is under way.
+    fn claim(&self, version: &Version) -> bool {
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if in_flight.as_ref().is_some_and(|v| v >= version) {
+            return false;
+        }
+        *in_flight = Some(version.clone());
+        true
+    }
+
+    /// Lets go of the claim on `version` (a newer claim stays).
+    fn release_claim(&self, version: &Version) {
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if in_flight.as_ref() == Some(version) {
+            *in_flight = None;
         }
     }
 
@@ -198,7 +227,7 @@ impl Client {
         }
     }
 
-    async fn poll_one(&self, name: &ReleaseName, tracked: &Tracked) {
+    async fn poll_one(&self, name: &ReleaseName, tracked: &Arc<Tracked>) {
         let served = tracked.current().map(|r| r.version().clone());
         let Some(offered) = self.newest_offered(name).await else {
             return;
@@ -208,20 +237,39 @@ impl Client {
             Decision::Older => {
                 tracing::warn!(%name, %offered, served = ?served, "a tracker offers an older version; keeping the one served");
             }
-            Decision::Fetch => {
+            Decision::Fetch if tracked.claim(&offered) => {
                 tracing::info!(%name, %offered, served = ?served, "fetching a newer version");
-                match self.fetch(name.clone(), Some(offered.clone())).await {
-                    Ok(release) => {
-                        if tracked.offer(&release) {
-                            tracing::info!(%name, version = %offered, "switched to the new version");
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(%name, %offered, %error, "cannot fetch the new version; keeping the one served");
+                self.spawn_prefetch(name.clone(), offered, Arc::clone(tracked));
+            }
+            Decision::Fetch => tracing::debug!(%name, %offered, "already being fetched"),
+        }
+    }
+
+    /// Downloads and verifies `version` in its own task (so one slow release never holds
+    /// back the polls of the others), then offers it as latest.
+    fn spawn_prefetch(&self, name: ReleaseName, version: Version, tracked: Arc<Tracked>) {
+        let client = self.clone();
+        let stop = self.inner.shutdown.clone();
+        let span = tracing::info_span!("prefetch", %name, %version);
+        let task = async move {
+            let fetched = tokio::select! {
+                () = stop.cancelled() => None,
+                fetched = client.fetch(name.clone(), Some(version.clone())) => Some(fetched),
+            };
+            match fetched {
+                Some(Ok(release)) => {
+                    if tracked.offer(&release) {
+                        tracing::info!("switched to the new version");
                     }
                 }
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "cannot fetch the new version; keeping the one served, will retry");
+                }
+                None => {}
             }
-        }
+            tracked.release_claim(&version);
+        };
+        self.inner.shared.tasks.spawn(task.instrument(span));
     }
 
     /// The highest version of `name` whose latest manifest, from any tracker, verifies
@@ -305,5 +353,24 @@ mod tests {
         // A stale tracker answer never rolls a site back.
         assert_eq!(decide(Some(&v("1.10.0")), &v("1.9.9")), Decision::Older);
         assert_eq!(decide(Some(&v("2.0.0")), &v("1.99.99")), Decision::Older);
+        // Pre-releases come before their release.
+        assert_eq!(decide(Some(&v("1.0.0")), &v("1.0.0-rc.1")), Decision::Older);
+    }
+
+    #[test]
+    fn one_download_per_version_and_a_newer_one_may_overtake() {
+        let tracked = Tracked::new();
+        assert!(tracked.claim(&v("1.1.0")));
+        assert!(!tracked.claim(&v("1.1.0")), "the same version twice");
+        assert!(
+            !tracked.claim(&v("1.0.5")),
+            "an older one while a newer is under way"
+        );
+        assert!(tracked.claim(&v("1.2.0")), "a newer one overtakes");
+        // The overtaken download ending does not free the newer claim.
+        tracked.release_claim(&v("1.1.0"));
+        assert!(!tracked.claim(&v("1.2.0")));
+        tracked.release_claim(&v("1.2.0"));
+        assert!(tracked.claim(&v("1.2.0")), "retried at the next poll");
     }
 }
