@@ -257,11 +257,11 @@ impl Client {
                 fetched = client.fetch(name.clone(), Some(version.clone())) => Some(fetched),
             };
             match fetched {
-                Some(Ok(release)) => {
-                    if tracked.offer(&release) {
-                        tracing::info!("switched to the new version");
-                    }
+                Some(Ok(release)) if tracked.offer(&release) => {
+                    tracing::info!("switched to the new version");
                 }
+                // A newer version got there first.
+                Some(Ok(_)) => {}
                 Some(Err(error)) => {
                     tracing::warn!(%error, "cannot fetch the new version; keeping the one served, will retry");
                 }
