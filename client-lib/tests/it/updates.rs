@@ -344,9 +344,11 @@ async fn through_an_outage_a_site_keeps_serving_and_a_new_site_on_its_cache_fold
     web.serve(&v1);
     let proxy = TrackerProxy::start(tracker.url()).await;
     let cache = tempfile::tempdir().unwrap();
+    // The first site keeps the release on disk, in the shared folder.
     let first = test_client()
         .tracker(proxy.url.clone())
         .cache_dir(cache.path())
+        .memory_threshold(0)
         .update_interval(POLL)
         .build()
         .await
@@ -367,8 +369,8 @@ async fn through_an_outage_a_site_keeps_serving_and_a_new_site_on_its_cache_fold
     assert_eq!(version_of(&updates), Some(v1.version.clone()));
 
     // A new site starts on the same cache folder, knowing no peer: the first site owns the
-    // folder's content, the new one reads the shared manifests, finds the first site's
-    // address there and downloads from it.
+    // folder's content (the new one leaves those files alone), the new one reads the shared
+    // manifests, finds the first site's address there and downloads from it.
     let second = test_client()
         .tracker(proxy.url.clone())
         .cache_dir(cache.path())
@@ -386,6 +388,8 @@ async fn through_an_outage_a_site_keeps_serving_and_a_new_site_on_its_cache_fold
     let got = second.latest(NAME).await.unwrap();
     assert_eq!(got.progress().bytes_from_peers, v1.size());
     assert_eq!(got.progress().bytes_from_http, 0);
+    let content = cache.path().join(v1.info_hash().to_hex());
+    assert!(content.is_dir(), "the first site's copy is where it was");
 
     // Now nothing at all answers at the tracker's address either: both keep serving.
     proxy.stop().await;
