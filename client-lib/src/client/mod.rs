@@ -246,29 +246,9 @@ impl Client {
             .map(|url| TrackerClient::new(url, tracker_http.clone()))
             .collect();
 
-        // The release content of a folder another live client owns stays in memory (see
-        // `shared_folder`); the manifests and peer entries are shared.
-        let owned = match config.cache_dir.clone() {
-            Some(dir) => {
-                let (owned, peers) = tokio::task::spawn_blocking(move || {
-                    let owned = shared_folder::try_own(&dir)
-                        .map_err(|e| BuildError::Cache(StorageError::io(&dir, e)))?;
-                    if owned.is_none() {
-                        tracing::warn!(dir = %dir.display(), "another client owns this cache folder: release content stays in memory, manifests are shared");
-                    }
-                    Ok::<_, BuildError>((owned, shared_folder::local_peers(&dir)))
-                })
-                .await
-                .map_err(|e| BuildError::Cache(StorageError::io("", std::io::Error::other(e))))??;
-                for addr in peers {
-                    if addr != listen_addr && !config.bootstrap_peers.contains(&addr) {
-                        config.bootstrap_peers.push(addr);
-                    }
-                }
-                owned
-            }
-            None => None,
-        };
+        // The release content of a folder another live client owns stays in memory; the
+        // manifests are shared and the clients on it are dialled (see `shared_folder`).
+        let owned = shared_folder::join(&mut config, listen_addr).await?;
         let cache = match config.cache_dir.as_ref().filter(|_| owned.is_some()) {
             Some(dir) => {
                 let cache_config = CacheConfig {

@@ -29,6 +29,10 @@ use std::time::SystemTime;
 
 use swarmcdn_proto::PeerId;
 
+use super::BuildError;
+use crate::config::ClientConfig;
+use crate::storage::StorageError;
+
 /// The lock file whose holder owns the release content of a cache folder.
 ///
 /// Several clients may use one cache folder. The first to start holds this lock for its
@@ -60,6 +64,35 @@ pub(crate) fn try_own(dir: &Path) -> io::Result<Option<File>> {
         Err(fs::TryLockError::WouldBlock) => Ok(None),
         Err(fs::TryLockError::Error(error)) => Err(error),
     }
+}
+
+/// Joins the configured cache folder, if any: takes the lock when no other client holds it
+/// (the lock is returned; `None` without a folder or when another client owns it) and adds
+/// the peers found in the folder to `config.bootstrap_peers`.
+pub(crate) async fn join(
+    config: &mut ClientConfig,
+    listen: SocketAddr,
+) -> Result<Option<File>, BuildError> {
+    let Some(dir) = config.cache_dir.clone() else {
+        return Ok(None);
+    };
+    let failed = |dir: &Path, e| BuildError::Cache(StorageError::io(dir, e));
+    let folder = dir.clone();
+    let (owned, peers) = tokio::task::spawn_blocking(move || {
+        let owned = try_own(&folder).map_err(|e| failed(&folder, e))?;
+        Ok::<_, BuildError>((owned, local_peers(&folder)))
+    })
+    .await
+    .map_err(|e| failed(&dir, io::Error::other(e)))??;
+    if owned.is_none() {
+        tracing::warn!(dir = %dir.display(), "another client owns this cache folder: release content stays in memory, manifests are shared");
+    }
+    for addr in peers {
+        if addr != listen && !config.bootstrap_peers.contains(&addr) {
+            config.bootstrap_peers.push(addr);
+        }
+    }
+    Ok(owned)
 }
 
 /// The address other clients on this machine reach `listen` at (a wildcard address becomes
