@@ -152,7 +152,7 @@ fn read_entry(
 }
 
 /// Writes `bytes` to `path` through a synced temporary file and a rename.
-pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut temp = path.as_os_str().to_owned();
     temp.push(".tmp");
     let temp = PathBuf::from(temp);

@@ -15,17 +15,18 @@
 //! - The content then comes from peers: each client writes its peer address to
 //!   `<cache>/peers/<peer id>` (removed at shutdown) and dials the addresses it finds there
 //!   at start-up like configured bootstrap peers. So a client started during a tracker and
-//!   web-seed outage gets the release from the clients already on the machine. An entry
-//!   left by a crashed client only costs a refused connection; at most
-//!   [`MAX_LOCAL_PEERS`] entries (the most recent) are read.
-//! - The lock is advisory (`flock`-style), held for the client's life and released by the
-//!   operating system if the process dies, so a crash never leaves the folder locked.
+//!   web-seed outage gets the release from the clients already on the machine. At most
+//!   [`MAX_LOCAL_PEERS`] entries are used.
+//! - Locks are advisory (`flock`-style), held for the client's life and released by the
+//!   operating system if the process dies, so a crash never leaves the folder locked. Each
+//!   peer entry is locked the same way by its writer (from before it is visible under its
+//!   name), so an entry that can be locked belongs to a dead client: it is removed, never
+//!   dialled (its port may belong to some other program by now).
 
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use swarmcdn_proto::PeerId;
 
@@ -49,6 +50,8 @@ pub const PEERS_DIR: &str = "peers";
 pub const MAX_LOCAL_PEERS: usize = 32;
 /// The longest peer-address file read.
 const MAX_PEER_FILE: u64 = 128;
+/// The extension of a peer entry being written.
+const TEMP_EXTENSION: &str = "tmp";
 
 /// Tries to own the content of `dir` (creating it): the held lock, or `None` when another
 /// live client holds it.
@@ -106,26 +109,42 @@ fn reachable(listen: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, listen.port())
 }
 
-/// The peer addresses other clients left in `dir` (at most [`MAX_LOCAL_PEERS`], newest
-/// first); unreadable or malformed entries are skipped.
+/// The peer addresses live clients left in `dir` (at most [`MAX_LOCAL_PEERS`]). Entries of
+/// dead clients are removed; unreadable, oversized or malformed ones are skipped.
 pub(crate) fn local_peers(dir: &Path) -> Vec<SocketAddr> {
     let Ok(listing) = fs::read_dir(dir.join(PEERS_DIR)) else {
         return Vec::new();
     };
-    let mut entries: Vec<(SystemTime, PathBuf)> = listing
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let meta = e.metadata().ok()?;
-            let fresh = meta.is_file() && meta.len() <= MAX_PEER_FILE;
-            fresh.then(|| (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), e.path()))
-        })
-        .collect();
-    entries.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
     let mut peers = Vec::new();
-    for (_, path) in entries.into_iter().take(MAX_LOCAL_PEERS) {
-        let Ok(text) = fs::read_to_string(&path) else {
+    for entry in listing.filter_map(Result::ok) {
+        if peers.len() == MAX_LOCAL_PEERS {
+            break;
+        }
+        let path = entry.path();
+        let Ok(mut file) = File::open(&path) else {
             continue;
         };
+        match file.try_lock() {
+            Ok(()) => {
+                // Nobody holds it: its client is gone (or it is a write that crashed).
+                tracing::debug!(path = %path.display(), "removing the entry of a client that is gone");
+                let _ = fs::remove_file(&path);
+                continue;
+            }
+            Err(fs::TryLockError::WouldBlock) => {}
+            Err(fs::TryLockError::Error(_)) => continue,
+        }
+        if path.extension().is_some() {
+            continue; // being written
+        }
+        let mut text = String::new();
+        if (&mut file)
+            .take(MAX_PEER_FILE)
+            .read_to_string(&mut text)
+            .is_err()
+        {
+            continue;
+        }
         match text.trim().parse() {
             Ok(addr) if !peers.contains(&addr) => peers.push(addr),
             Ok(_) => {}
@@ -135,11 +154,28 @@ pub(crate) fn local_peers(dir: &Path) -> Vec<SocketAddr> {
     peers
 }
 
+/// Writes `address` to `path` through a temporary file that is locked before anything is
+/// written and renamed into place; the returned file holds the lock.
+fn write_locked_entry(path: &Path, address: SocketAddr) -> io::Result<File> {
+    let temp = path.with_extension(TEMP_EXTENSION);
+    let mut file = File::create(&temp)?;
+    let written = file
+        .try_lock()
+        .map_err(io::Error::other)
+        .and_then(|()| file.write_all(address.to_string().as_bytes()))
+        .and_then(|()| fs::rename(&temp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written.map(|()| file)
+}
+
 /// A client's presence in a shared cache folder: its peer entry (removed on drop) and, for
 /// the owner, the lock (released on drop).
 #[derive(Debug)]
 pub(crate) struct Presence {
-    entry: Option<PathBuf>,
+    /// The entry and its open, locked file.
+    entry: Option<(PathBuf, File)>,
     _lock: Option<File>,
 }
 
@@ -154,11 +190,10 @@ impl Presence {
     ) -> Self {
         let folder = dir.join(PEERS_DIR);
         let path = folder.join(peer_id.to_hex());
-        let written = fs::create_dir_all(&folder).and_then(|()| {
-            super::manifests::write_atomically(&path, reachable(listen).to_string().as_bytes())
-        });
+        let written =
+            fs::create_dir_all(&folder).and_then(|()| write_locked_entry(&path, reachable(listen)));
         let entry = match written {
-            Ok(()) => Some(path),
+            Ok(file) => Some((path, file)),
             Err(error) => {
                 tracing::warn!(%error, path = %path.display(), "cannot leave our address for clients sharing the cache folder");
                 None
@@ -170,7 +205,8 @@ impl Presence {
 
 impl Drop for Presence {
     fn drop(&mut self) {
-        if let Some(path) = self.entry.take() {
+        // Removed first, unlocked after (when the file closes).
+        if let Some((path, _file)) = self.entry.take() {
             let _ = fs::remove_file(path);
         }
     }
@@ -197,13 +233,26 @@ mod tests {
         let listen: SocketAddr = "0.0.0.0:4242".parse().unwrap();
         let presence = Presence::announce(dir.path(), PeerId::new([1; 20]), listen, None);
         let peers = dir.path().join(PEERS_DIR);
+        // Live (locked) but malformed or oversized entries are skipped.
+        let junk = write_locked_entry(&peers.join("junk"), listen).unwrap();
         fs::write(peers.join("junk"), b"not an address").unwrap();
+        let huge = write_locked_entry(&peers.join("huge"), listen).unwrap();
         fs::write(peers.join("huge"), vec![b'1'; 4096]).unwrap();
+        // The entry of a client that died (nobody holds its lock) is removed, not dialled.
+        fs::write(peers.join("dead"), b"127.0.0.1:9").unwrap();
         assert_eq!(
             local_peers(dir.path()),
             vec!["127.0.0.1:4242".parse::<SocketAddr>().unwrap()]
         );
+        assert!(!peers.join("dead").exists());
+        assert!(peers.join("junk").exists());
+        drop((junk, huge));
         drop(presence);
         assert!(local_peers(dir.path()).is_empty());
+        assert_eq!(
+            fs::read_dir(&peers).unwrap().count(),
+            0,
+            "every stale entry removed"
+        );
     }
 }
