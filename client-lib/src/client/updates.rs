@@ -60,8 +60,6 @@ pub(crate) fn decide(served: Option<&Version>, offered: &Version) -> Decision {
 #[derive(Debug)]
 struct Tracked {
     current: watch::Sender<Option<Release>>,
-    /// Serialises first fetches, so concurrent first requests make one trip.
-    first_fetch: tokio::sync::Mutex<()>,
     /// The highest version being downloaded by a poll, if any.
     in_flight: Mutex<Option<Version>>,
 }
@@ -70,7 +68,6 @@ impl Tracked {
     fn new() -> Self {
         Tracked {
             current: watch::Sender::new(None),
-            first_fetch: tokio::sync::Mutex::new(()),
             in_flight: Mutex::new(None),
         }
     }
@@ -133,6 +130,12 @@ impl LatestReleases {
         )
     }
 
+    /// The release served as latest for `name`, if any (tracks nothing new).
+    fn current(&self, name: &ReleaseName) -> Option<Release> {
+        let names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        names.get(name)?.current()
+    }
+
     /// Every tracked name with its pointer.
     fn snapshot(&self) -> Vec<(ReleaseName, Arc<Tracked>)> {
         let names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
@@ -163,23 +166,20 @@ impl ClientBuilder {
 impl Client {
     /// The release of `name` this client serves as latest: the one it already holds, with
     /// no tracker round trip, or (the first time) the result of [`Client::get`]. From the
-    /// first call on, the name is polled for newer versions every
+    /// first release got on, the name is polled for newer versions every
     /// [`ClientConfig::update_interval`](crate::ClientConfig::update_interval), and the
     /// answer moves to a newer version only once that version is downloaded and verified.
     /// The router's latest routes use this.
     pub async fn latest(&self, name: &str) -> Result<Release, GetError> {
         let name: ReleaseName = name.parse()?;
-        let tracked = self.inner.latest.track(&name);
-        if let Some(release) = tracked.current() {
+        if let Some(release) = self.inner.latest.current(&name) {
             return Ok(release);
         }
-        let _first = tracked.first_fetch.lock().await;
-        if let Some(release) = tracked.current() {
-            return Ok(release);
-        }
+        // Only a release actually got starts being tracked (`get` offers it): names asked
+        // for by browsers that do not exist never become polled names.
         let release = self.get(name.as_str()).await?;
-        // `get` offered it; the poller may have moved further meanwhile.
-        Ok(tracked.current().unwrap_or(release))
+        // The poller may have moved further meanwhile.
+        Ok(self.inner.latest.current(&name).unwrap_or(release))
     }
 
     /// A watch on the release of `name` served as latest: `None` until the first one is
@@ -207,15 +207,9 @@ impl Client {
     /// trip): the router answers a page pinning the current version from it.
     pub(crate) fn latest_at(&self, name: &str, version: &Version) -> Option<Release> {
         let name: ReleaseName = name.parse().ok()?;
-        let names = self
-            .inner
+        self.inner
             .latest
-            .names
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        names
-            .get(&name)?
-            .current()
+            .current(&name)
             .filter(|release| release.version() == version)
     }
 

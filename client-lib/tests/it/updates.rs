@@ -4,6 +4,7 @@
 //! outage, and a new site started during the outage on the same cache folder gets the
 //! release from the site already running.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -162,10 +163,10 @@ enum Latest {
 struct ProxyState {
     upstream: String,
     latest: Mutex<Latest>,
-    /// Requests for a name's latest manifest (each poll makes one).
+    /// Requests for `NAME`'s latest manifest (each poll makes one).
     latest_asked: AtomicUsize,
-    /// Requests for any manifest (latest or pinned).
-    manifests_asked: AtomicUsize,
+    /// Requests for any manifest (latest or pinned), by path.
+    manifests_asked: Mutex<HashMap<String, usize>>,
     http: reqwest::Client,
 }
 
@@ -185,7 +186,7 @@ impl TrackerProxy {
             upstream,
             latest: Mutex::new(Latest::Pass),
             latest_asked: AtomicUsize::new(0),
-            manifests_asked: AtomicUsize::new(0),
+            manifests_asked: Mutex::new(HashMap::new()),
             http: reqwest::Client::new(),
         });
         let app = Router::new().fallback(proxy).with_state(Arc::clone(&state));
@@ -210,6 +211,13 @@ impl TrackerProxy {
 
     fn answer_latest(&self, latest: Latest) {
         *self.state.latest.lock().unwrap() = latest;
+    }
+
+    /// Manifest requests for `path` (under `/api/v1/assets/`) and for any manifest.
+    fn manifests_asked(&self, path: &str) -> (usize, usize) {
+        let asked = self.state.manifests_asked.lock().unwrap();
+        let one = asked.get(&format!("/api/v1/assets/{path}")).copied();
+        (one.unwrap_or(0), asked.values().sum())
     }
 
     fn latest_asked(&self) -> usize {
@@ -244,7 +252,8 @@ async fn proxy(State(state): State<Arc<ProxyState>>, request: Request) -> Respon
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
     if request.uri().path().starts_with("/api/v1/assets/") {
-        state.manifests_asked.fetch_add(1, Ordering::SeqCst);
+        let mut asked = state.manifests_asked.lock().unwrap();
+        *asked.entry(request.uri().path().to_owned()).or_default() += 1;
     }
     if request.uri().path() == format!("/api/v1/assets/{NAME}") {
         state.latest_asked.fetch_add(1, Ordering::SeqCst);
@@ -440,7 +449,7 @@ async fn latest_routes_ask_the_tracker_once_not_per_request() {
     assert_eq!(pinned.status(), reqwest::StatusCode::OK);
     assert_eq!(pinned.bytes().await.unwrap(), v1.files[0].1);
     assert_eq!(proxy.latest_asked(), 1);
-    assert_eq!(proxy.state.manifests_asked.load(Ordering::SeqCst), 1);
+    assert_eq!(proxy.manifests_asked(NAME), (1, 1));
 
     site.stop().await;
     shutdown_clean(client).await;
@@ -481,5 +490,42 @@ async fn watching_a_name_prefetches_it() {
     ));
 
     shutdown_clean(client).await;
+    web.stop().await;
+}
+
+/// Names browsers ask for that do not exist are answered (404) but never become polled
+/// names: the set of names a client polls grows only with releases it got.
+#[tokio::test]
+async fn unknown_names_are_not_polled() {
+    let tracker = TestTracker::start(300).await;
+    let web = TestWebSeed::start().await;
+    let v1 = build(&tracker, &web, "1.0.0", 51);
+    tracker.publish(&v1).await;
+    web.serve(&v1);
+    let proxy = TrackerProxy::start(tracker.url()).await;
+    let client = test_client()
+        .tracker(proxy.url.clone())
+        .update_interval(POLL)
+        .build()
+        .await
+        .unwrap();
+    let site = Site::start(patient_router(&client)).await;
+    let http = reqwest::Client::new();
+    assert_site_serves(&http, &site, &v1).await;
+    for ghost in ["ghost-1", "ghost-2"] {
+        let response = http
+            .get(site.url(&format!("{ghost}/app.js")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::NOT_FOUND);
+    }
+    proxy.wait_polls(3).await;
+    assert_eq!(proxy.manifests_asked("ghost-1").0, 1);
+    assert_eq!(proxy.manifests_asked("ghost-2").0, 1);
+
+    site.stop().await;
+    shutdown_clean(client).await;
+    proxy.stop().await;
     web.stop().await;
 }
