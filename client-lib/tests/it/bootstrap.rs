@@ -1,0 +1,237 @@
+//! A site that starts while the tracker and the web seed are both down, knowing only a
+//! peer's address (`bootstrap_peers`), still gets the release: the manifest from the peer
+//! over `swarmcdn_manifest` (checked against its own trusted keys), the torrent over BEP 9,
+//! the pieces from the peer. A peer offering a manifest we do not trust gets nothing past
+//! the signature check.
+
+use std::net::SocketAddr;
+
+use swarmcdn_client::{Client, GetError};
+use swarmcdn_proto::manifest::signing_key_from_seed;
+use tokio::net::TcpListener;
+
+use crate::common::*;
+
+/// A two-file release published on `tracker`, served by `web`, signed with `key`.
+fn site_release(
+    tracker: &TestTracker,
+    web: &TestWebSeed,
+    seed: u64,
+    key_seed: [u8; 32],
+) -> TestRelease {
+    TestRelease::build(
+        "outage-site",
+        "1.0.0",
+        vec![
+            ("index.html", random_bytes(seed, 20_000)),
+            ("app.js", random_bytes(seed + 1, 90_000)),
+        ],
+        16 * 1024,
+        Some(tracker.announce_url()),
+        vec![web.url()],
+        &signing_key_from_seed(key_seed),
+    )
+}
+
+/// GETs `path` from `client.router()` served on 127.0.0.1:0, then stops the server.
+async fn fetch_through_router(client: &Client, path: &str) -> (u16, Vec<u8>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let shutdown = stop.clone();
+    let app = client.router();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .unwrap();
+    });
+    let response = reqwest::get(format!("http://{addr}/{path}")).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.bytes().await.unwrap().to_vec();
+    stop.cancel();
+    tokio::time::timeout(WAIT, server).await.unwrap().unwrap();
+    assert_port_free(addr);
+    (status, body)
+}
+
+#[tokio::test]
+async fn a_new_site_gets_the_release_from_a_bootstrap_peer_while_tracker_and_web_seed_are_down() {
+    let mut tracker = TestTracker::start(300).await;
+    let web = TestWebSeed::start().await;
+    let release = site_release(&tracker, &web, 40, PUBLISHER_SEED);
+    tracker.publish(&release).await;
+    web.serve(&release);
+
+    // Site A gets it the normal way.
+    let a = test_client().tracker(tracker.url()).build().await.unwrap();
+    let got = tokio::time::timeout(WAIT, a.get("outage-site"))
+        .await
+        .unwrap()
+        .unwrap();
+    release.assert_served_by(&got).await;
+
+    // The outage: tracker and web seed gone.
+    let tracker_url = tracker.url();
+    tracker.kill().await;
+    web.stop().await;
+
+    // A new site B, nothing cached, knows A's address.
+    let cache = tempfile::tempdir().unwrap();
+    let b = test_client()
+        .tracker(tracker_url.clone())
+        .cache_dir(cache.path())
+        .memory_threshold(0)
+        .bootstrap_peer(a.local_peer_addr())
+        .build()
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(WAIT, b.get("outage-site"))
+        .await
+        .unwrap()
+        .unwrap();
+    release.assert_served_by(&got).await;
+    assert_eq!(got.signed_manifest(), &release.manifest);
+    let progress = b.torrent(release.info_hash()).await.unwrap().progress();
+    assert!(progress.complete, "{progress}");
+    assert_eq!(progress.bytes_from_peers, release.size(), "{progress}");
+    assert_eq!(progress.bytes_from_http, 0, "{progress}");
+
+    // B serves it to its site...
+    let (status, body) = fetch_through_router(&b, "outage-site/app.js").await;
+    assert_eq!(status, 200);
+    assert!(body == release.files[1].1, "app.js differs");
+    // ...and, having cached the manifest, hands it on: a third site that only knows B
+    // gets it from B alone.
+    let c = test_client()
+        .tracker(tracker_url)
+        .bootstrap_peer(b.local_peer_addr())
+        .build()
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(WAIT, c.get("outage-site"))
+        .await
+        .unwrap()
+        .unwrap();
+    release.assert_served_by(&got).await;
+
+    shutdown_clean(c).await;
+    shutdown_clean(b).await;
+    shutdown_clean(a).await;
+
+    // B's manifest and files survived on disk: restarted with no tracker and no peer, it
+    // still serves.
+    let b = test_client()
+        .cache_dir(cache.path())
+        .memory_threshold(0)
+        .build()
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(WAIT, b.get("outage-site"))
+        .await
+        .unwrap()
+        .unwrap();
+    release.assert_served_by(&got).await;
+    shutdown_clean(b).await;
+}
+
+#[tokio::test]
+async fn a_bootstrap_peer_offering_an_untrusted_manifest_is_refused_and_nothing_is_cached() {
+    // A hostile site H trusts a stranger's key and holds the stranger's "outage-site".
+    let mut tracker = TestTracker::start(300).await;
+    let web = TestWebSeed::start().await;
+    let forged = site_release(&tracker, &web, 50, STRANGER_SEED);
+    tracker
+        .publish_with(&forged, &tracker.stranger_token.clone())
+        .await;
+    web.serve(&forged);
+    let hostile = test_client()
+        .trust(signing_key_from_seed(STRANGER_SEED).verifying_key())
+        .tracker(tracker.url())
+        .build()
+        .await
+        .unwrap();
+    tokio::time::timeout(WAIT, hostile.get("outage-site"))
+        .await
+        .unwrap()
+        .unwrap();
+    let tracker_url = tracker.url();
+    tracker.kill().await;
+    let web_requests = web.requests();
+
+    // A new site trusting only the publisher asks H during the outage.
+    let cache = tempfile::tempdir().unwrap();
+    let b = test_client()
+        .tracker(tracker_url)
+        .cache_dir(cache.path())
+        .bootstrap_peer(hostile.local_peer_addr())
+        .build()
+        .await
+        .unwrap();
+    match tokio::time::timeout(WAIT, b.get("outage-site"))
+        .await
+        .unwrap()
+    {
+        Err(GetError::UntrustedKey { name, key }) => {
+            assert_eq!(name.as_str(), "outage-site");
+            assert_eq!(key.len(), 64);
+        }
+        other => panic!("expected UntrustedKey, got {other:?}"),
+    }
+    assert!(b.torrent(forged.info_hash()).await.is_none());
+    assert_eq!(web.requests(), web_requests, "nothing was downloaded");
+    let manifests = cache.path().join("manifests");
+    assert_eq!(
+        std::fs::read_dir(&manifests).unwrap().count(),
+        0,
+        "nothing cached"
+    );
+
+    shutdown_clean(b).await;
+    shutdown_clean(hostile).await;
+    web.stop().await;
+}
+
+#[tokio::test]
+async fn without_bootstrap_peers_or_a_cache_the_tracker_error_remains_and_dead_peers_are_named() {
+    let dead = dead_url();
+    // No bootstrap peer: the error of before.
+    let lone = test_client().tracker(dead.clone()).build().await.unwrap();
+    match lone.get("outage-site").await {
+        Err(GetError::TrackerUnreachable { name, .. }) => assert_eq!(name.as_str(), "outage-site"),
+        other => panic!("expected TrackerUnreachable, got {other:?}"),
+    }
+    shutdown_clean(lone).await;
+
+    // A bootstrap peer that is not there, and one that has nothing for the name.
+    let empty = test_client().build().await.unwrap();
+    let gone: SocketAddr = dead.trim_start_matches("http://").parse().unwrap();
+    let asking = test_client()
+        .tracker(dead)
+        .bootstrap_peer(gone)
+        .bootstrap_peer(empty.local_peer_addr())
+        .build()
+        .await
+        .unwrap();
+    match tokio::time::timeout(WAIT, asking.get("outage-site"))
+        .await
+        .unwrap()
+    {
+        Err(GetError::NoManifestSource {
+            name,
+            peers,
+            tracker,
+        }) => {
+            assert_eq!(name.as_str(), "outage-site");
+            assert!(peers.contains(&gone.to_string()), "{peers}");
+            assert!(
+                peers.contains(&empty.local_peer_addr().to_string()),
+                "{peers}"
+            );
+            assert!(tracker.is_some());
+        }
+        other => panic!("expected NoManifestSource, got {other:?}"),
+    }
+    shutdown_clean(asking).await;
+    shutdown_clean(empty).await;
+}
