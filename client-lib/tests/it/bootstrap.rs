@@ -6,9 +6,16 @@
 
 use std::net::SocketAddr;
 
+use bytes::BytesMut;
 use swarmcdn_client::{Client, GetError};
-use swarmcdn_proto::manifest::signing_key_from_seed;
-use tokio::net::TcpListener;
+use swarmcdn_proto::PeerId;
+use swarmcdn_proto::manifest::{SignedManifest, signing_key_from_seed};
+use swarmcdn_proto::peer::{
+    ExtendedHandshake, Handshake, ManifestMessage, Message, Reserved, SWARMCDN_MANIFEST, WireLimits,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 
 use crate::common::*;
 
@@ -234,4 +241,178 @@ async fn without_bootstrap_peers_or_a_cache_the_tracker_error_remains_and_dead_p
     }
     shutdown_clean(asking).await;
     shutdown_clean(empty).await;
+}
+
+/// A directory peer written with the wire codec alone: to every connection it answers the
+/// handshake (whatever id is asked), speaks `swarmcdn_manifest` and answers the first
+/// request with `reply`, a raw payload.
+struct FakeDirectoryPeer {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+/// The id the fake peer asks `swarmcdn_manifest` messages to be sent under.
+const FAKE_MANIFEST_ID: u8 = 5;
+
+impl FakeDirectoryPeer {
+    async fn start(reply: Vec<u8>) -> FakeDirectoryPeer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            // Dropped (aborting every connection) when the task is aborted.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                let reply = reply.clone();
+                connections.spawn(async move {
+                    let _ = answer(stream, &reply).await;
+                });
+            }
+        });
+        FakeDirectoryPeer { addr, task }
+    }
+
+    async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+        assert_port_free(self.addr);
+    }
+}
+
+async fn answer(mut stream: TcpStream, reply: &[u8]) -> std::io::Result<()> {
+    let mut buf = BytesMut::new();
+    let theirs = loop {
+        if let Ok(Some((theirs, used))) = Handshake::decode(&buf) {
+            let _ = buf.split_to(used);
+            break theirs;
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Ok(());
+        }
+    };
+    let mut out = Vec::new();
+    Handshake {
+        reserved: Reserved::NONE.with_extension_protocol(),
+        info_hash: theirs.info_hash,
+        peer_id: PeerId::new([0xfd; 20]),
+    }
+    .encode(&mut out);
+    let mut handshake = ExtendedHandshake::default();
+    handshake
+        .m
+        .insert(SWARMCDN_MANIFEST.to_owned(), FAKE_MANIFEST_ID);
+    handshake.to_message().encode(&mut out);
+    stream.write_all(&out).await?;
+    let limits = WireLimits::default();
+    let mut their_id = None;
+    loop {
+        while let Ok(Some((message, used))) = Message::decode(&buf, &limits) {
+            let _ = buf.split_to(used);
+            let Message::Extended { id, payload } = message else {
+                continue;
+            };
+            if id == 0 {
+                their_id = ExtendedHandshake::decode(&payload)
+                    .ok()
+                    .and_then(|hs| hs.extension_id(SWARMCDN_MANIFEST));
+            } else if let (FAKE_MANIFEST_ID, Some(their_id)) = (id, their_id) {
+                let answer = Message::Extended {
+                    id: their_id,
+                    payload: reply.to_vec().into(),
+                };
+                stream.write_all(&answer.to_bytes()).await?;
+            }
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// `signed` with its info-hash changed after signing.
+fn tampered(signed: &SignedManifest) -> Vec<u8> {
+    let mut json: serde_json::Value = serde_json::from_str(&signed.to_json()).unwrap();
+    json["manifest"]["info_hash"] = "00".repeat(20).into();
+    let forged = SignedManifest::from_json(json.to_string().as_bytes()).unwrap();
+    let mut payload = Vec::new();
+    ManifestMessage::Manifest(Box::new(forged)).encode(&mut payload);
+    payload
+}
+
+#[tokio::test]
+async fn a_tampered_or_garbled_manifest_from_a_peer_is_refused_and_a_good_peer_still_serves() {
+    let mut tracker = TestTracker::start(300).await;
+    let web = TestWebSeed::start().await;
+    let release = site_release(&tracker, &web, 60, PUBLISHER_SEED);
+    tracker.publish(&release).await;
+    web.serve(&release);
+    let a = test_client().tracker(tracker.url()).build().await.unwrap();
+    tokio::time::timeout(WAIT, a.get("outage-site"))
+        .await
+        .unwrap()
+        .unwrap();
+    let tracker_url = tracker.url();
+    tracker.kill().await;
+    web.stop().await;
+
+    let liar = FakeDirectoryPeer::start(tampered(&release.manifest)).await;
+    let garbler = FakeDirectoryPeer::start(b"d8:msg_typei1e8:manifest4:junke".to_vec()).await;
+
+    // Only the liar: its manifest fails the signature check; nothing is fetched or cached.
+    let cache = tempfile::tempdir().unwrap();
+    let b = test_client()
+        .tracker(tracker_url.clone())
+        .cache_dir(cache.path())
+        .bootstrap_peer(liar.addr)
+        .build()
+        .await
+        .unwrap();
+    match tokio::time::timeout(WAIT, b.get("outage-site"))
+        .await
+        .unwrap()
+    {
+        Err(GetError::BadSignature { name, .. }) => assert_eq!(name.as_str(), "outage-site"),
+        other => panic!("expected BadSignature, got {other:?}"),
+    }
+    assert!(b.torrent(release.info_hash()).await.is_none());
+    let manifests = std::fs::read_dir(cache.path().join("manifests")).unwrap();
+    assert_eq!(manifests.count(), 0, "nothing cached");
+    shutdown_clean(b).await;
+
+    // Only the garbler: a malformed answer is no manifest at all.
+    let b = test_client()
+        .tracker(tracker_url.clone())
+        .bootstrap_peer(garbler.addr)
+        .build()
+        .await
+        .unwrap();
+    match tokio::time::timeout(WAIT, b.get("outage-site"))
+        .await
+        .unwrap()
+    {
+        Err(GetError::NoManifestSource { peers, .. }) => {
+            assert!(peers.contains("bad answer"), "{peers}");
+        }
+        other => panic!("expected NoManifestSource, got {other:?}"),
+    }
+    shutdown_clean(b).await;
+
+    // The liar, the garbler and the genuine site: the genuine manifest wins.
+    let b = test_client()
+        .tracker(tracker_url)
+        .bootstrap_peer(liar.addr)
+        .bootstrap_peer(garbler.addr)
+        .bootstrap_peer(a.local_peer_addr())
+        .build()
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(WAIT, b.get("outage-site"))
+        .await
+        .unwrap()
+        .unwrap();
+    release.assert_served_by(&got).await;
+    shutdown_clean(b).await;
+
+    liar.stop().await;
+    garbler.stop().await;
+    shutdown_clean(a).await;
 }
