@@ -153,7 +153,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Dials `addr` for every release, besides the peers trackers hand out.
+    /// Dials `addr` for every release, besides the peers trackers hand out, and asks it for
+    /// a release's signed manifest when no tracker answers and none is cached.
     pub fn bootstrap_peer(mut self, addr: SocketAddr) -> Self {
         self.config.bootstrap_peers.push(addr);
         self
