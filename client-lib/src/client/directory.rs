@@ -13,9 +13,9 @@
 //!   listener routes handshakes for its directory id here instead of to a torrent session.
 //!   Each such connection gets our extended handshake and, per request, the newest manifest
 //!   the manifest cache still verifies against our trusted keys (or the exact version asked
-//!   for), else a reject. A connection is answered at most [`MAX_REQUESTS_PER_CONNECTION`]
-//!   times and lives at most [`SERVE_TIMEOUT`]; the listener's connection limit bounds how
-//!   many there are.
+//!   for), else a reject. A connection gets at most [`MAX_REQUESTS_PER_CONNECTION`] lookups
+//!   (later requests are rejected unread) and lives at most [`SERVE_TIMEOUT`]; the
+//!   listener's connection limit bounds how many there are.
 //! - **Asking.** When no tracker answers and nothing is cached for the name, `get` asks every
 //!   bootstrap peer at once ([`ClientConfig::metadata_timeout`] bounds the whole exchange),
 //!   then [`Offers`] judges the answers: a peer is never trusted, so each manifest must
@@ -62,8 +62,9 @@ pub(crate) const OUR_MANIFEST_ID: u8 = 2;
 /// How long a peer may keep a directory connection to us open.
 pub(crate) const SERVE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The most requests answered on one directory connection (one is all a client of ours
-/// sends); the next one closes it.
+/// The most requests answered with a cache lookup on one directory connection (one is all a
+/// client of ours sends); later ones get a reject at once. (Closing instead would drop
+/// answers still queued for the socket.)
 pub(crate) const MAX_REQUESTS_PER_CONNECTION: usize = 4;
 
 /// Established directory connections waiting for the serving task.
@@ -204,11 +205,12 @@ async fn answer_peer(
                     tracing::debug!("not a manifest request");
                     break;
                 };
-                if answered == MAX_REQUESTS_PER_CONNECTION {
-                    break;
-                }
-                answered += 1;
-                let reply = newest_manifest(&manifests, &shared, &name, version).await;
+                let reply = if answered < MAX_REQUESTS_PER_CONNECTION {
+                    answered += 1;
+                    newest_manifest(&manifests, &shared, &name, version).await
+                } else {
+                    ManifestMessage::Reject
+                };
                 if handle.send(reply.to_message(id)).await.is_err() {
                     break;
                 }

@@ -11,7 +11,8 @@ use swarmcdn_client::{Client, GetError};
 use swarmcdn_proto::PeerId;
 use swarmcdn_proto::manifest::{SignedManifest, signing_key_from_seed};
 use swarmcdn_proto::peer::{
-    ExtendedHandshake, Handshake, ManifestMessage, Message, Reserved, SWARMCDN_MANIFEST, WireLimits,
+    ExtendedHandshake, Handshake, ManifestMessage, Message, Reserved, SWARMCDN_MANIFEST,
+    WireLimits, directory_info_hash,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -414,5 +415,127 @@ async fn a_tampered_or_garbled_manifest_from_a_peer_is_refused_and_a_good_peer_s
 
     liar.stop().await;
     garbler.stop().await;
+    shutdown_clean(a).await;
+}
+
+/// Reads messages from `stream` until one is an extended message or the peer closes.
+async fn next_extended(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<(u8, Vec<u8>)> {
+    let limits = WireLimits::default();
+    loop {
+        while let Ok(Some((message, used))) = Message::decode(buf, &limits) {
+            let _ = buf.split_to(used);
+            if let Message::Extended { id, payload } = message {
+                return Some((id, payload.to_vec()));
+            }
+        }
+        if stream.read_buf(buf).await.ok()? == 0 {
+            return None;
+        }
+    }
+}
+
+/// The serving side seen from a raw peer: a handshake for an unknown name is closed
+/// unanswered; for a held name the newest manifest, an exact version or a reject, and at most
+/// four lookups per connection (`MAX_REQUESTS_PER_CONNECTION`): later requests are rejected.
+#[tokio::test]
+async fn a_directory_connection_answers_requests_within_its_bound() {
+    let mut tracker = TestTracker::start(300).await;
+    let web = TestWebSeed::start().await;
+    let release = site_release(&tracker, &web, 70, PUBLISHER_SEED);
+    tracker.publish(&release).await;
+    web.serve(&release);
+    let a = test_client().tracker(tracker.url()).build().await.unwrap();
+    tokio::time::timeout(WAIT, a.get("outage-site"))
+        .await
+        .unwrap()
+        .unwrap();
+    tracker.kill().await;
+    web.stop().await;
+
+    let handshake = |name: &str| {
+        let mut out = Vec::new();
+        Handshake {
+            reserved: Reserved::NONE.with_extension_protocol(),
+            info_hash: directory_info_hash(&name.parse().unwrap()),
+            peer_id: PeerId::new([0xee; 20]),
+        }
+        .encode(&mut out);
+        out
+    };
+
+    // A name A does not hold: closed without a byte.
+    let mut stream = TcpStream::connect(a.local_peer_addr()).await.unwrap();
+    stream.write_all(&handshake("unknown-site")).await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(WAIT, stream.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?} {rest:?}");
+
+    // The held name.
+    let mut stream = TcpStream::connect(a.local_peer_addr()).await.unwrap();
+    stream.write_all(&handshake("outage-site")).await.unwrap();
+    let mut buf = BytesMut::new();
+    let theirs = loop {
+        if let Some((theirs, used)) = Handshake::decode(&buf).unwrap() {
+            let _ = buf.split_to(used);
+            break theirs;
+        }
+        assert!(stream.read_buf(&mut buf).await.unwrap() > 0, "closed early");
+    };
+    assert_eq!(
+        theirs.info_hash,
+        directory_info_hash(&"outage-site".parse().unwrap())
+    );
+    assert!(theirs.reserved.supports_extension_protocol());
+    let (id, payload) = next_extended(&mut stream, &mut buf).await.unwrap();
+    assert_eq!(id, 0);
+    let their_id = ExtendedHandshake::decode(&payload)
+        .unwrap()
+        .extension_id(SWARMCDN_MANIFEST)
+        .expect("A speaks swarmcdn_manifest");
+
+    const OURS: u8 = 7;
+    let mut ours = ExtendedHandshake::default();
+    ours.m.insert(SWARMCDN_MANIFEST.to_owned(), OURS);
+    let mut out = ours.to_message().to_bytes();
+    let requests = [
+        None,
+        Some(release.version.clone()),
+        Some("9.9.9".parse().unwrap()),
+        None,
+        None,
+        None,
+    ];
+    for version in &requests {
+        let request = ManifestMessage::Request {
+            version: version.clone(),
+        };
+        out.extend_from_slice(&request.to_message(their_id).to_bytes());
+    }
+    stream.write_all(&out).await.unwrap();
+
+    let mut answers = Vec::new();
+    while answers.len() < requests.len() {
+        let (id, payload) = tokio::time::timeout(WAIT, next_extended(&mut stream, &mut buf))
+            .await
+            .unwrap()
+            .expect("an answer to every request");
+        assert_eq!(id, OURS);
+        answers.push(ManifestMessage::decode(&payload).unwrap());
+    }
+    let genuine = ManifestMessage::Manifest(Box::new(release.manifest.clone()));
+    assert_eq!(
+        answers,
+        vec![
+            genuine.clone(),
+            genuine.clone(),
+            ManifestMessage::Reject,
+            genuine,
+            ManifestMessage::Reject,
+            ManifestMessage::Reject,
+        ],
+        "four lookups, then rejects"
+    );
+    drop(stream);
+
     shutdown_clean(a).await;
 }
