@@ -159,14 +159,7 @@ async fn answer_peer(
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
-    let (events_tx, mut events) = mpsc::channel(EVENT_QUEUE);
-    let handle = conn.start(
-        PeerKey(0),
-        events_tx,
-        &shared.conn_opts,
-        &shared.tasks,
-        &stop,
-    );
+    let (handle, mut events) = start(conn, &shared, &stop);
     if handle
         .send(our_handshake(&shared).to_message())
         .await
@@ -242,6 +235,24 @@ async fn newest_manifest(
     }
 }
 
+/// Runs a directory connection: its handle and its events (it is the only peer of its
+/// channel, so the key is always 0).
+fn start(
+    conn: PeerConnection,
+    shared: &Shared,
+    stop: &CancellationToken,
+) -> (PeerHandle, mpsc::Receiver<(PeerKey, PeerEvent)>) {
+    let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+    let handle = conn.start(
+        PeerKey(0),
+        events_tx,
+        &shared.conn_opts,
+        &shared.tasks,
+        stop,
+    );
+    (handle, events)
+}
+
 /// Our extended handshake on a directory connection.
 fn our_handshake(shared: &Shared) -> ExtendedHandshake {
     let mut handshake = ExtendedHandshake {
@@ -287,14 +298,7 @@ async fn ask_peer(
             return Err("no extension protocol".to_owned());
         }
         conn.set_permit(permit);
-        let (events_tx, mut events) = mpsc::channel(EVENT_QUEUE);
-        let handle = conn.start(
-            PeerKey(0),
-            events_tx,
-            &shared.conn_opts,
-            &shared.tasks,
-            &stop,
-        );
+        let (handle, mut events) = start(conn, &shared, &stop);
         let result = converse(&handle, &mut events, &shared, version).await;
         handle.close();
         result

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
-use swarmcdn_client::{Client, GetError};
+use swarmcdn_client::{Client, ClientBuilder, GetError, Release};
 use swarmcdn_proto::PeerId;
 use swarmcdn_proto::manifest::{SignedManifest, signing_key_from_seed};
 use swarmcdn_proto::peer::{
@@ -41,6 +41,40 @@ fn site_release(
     )
 }
 
+/// A new site's client: `tracker_url` (down) and `peers` as its bootstrap peers.
+fn new_site(tracker_url: &str, peers: &[SocketAddr]) -> ClientBuilder {
+    peers
+        .iter()
+        .fold(test_client().tracker(tracker_url), |b, &peer| {
+            b.bootstrap_peer(peer)
+        })
+}
+
+/// `client.get("outage-site")`, failing the test if it hangs.
+async fn get_site(client: &Client) -> Result<Release, GetError> {
+    tokio::time::timeout(WAIT, client.get("outage-site"))
+        .await
+        .expect("get did not finish")
+}
+
+/// Site A gets the release (content from `seed`) the normal way; then the outage: the tracker
+/// and the web seed are stopped. Returns A, the release and the dead tracker's URL.
+async fn site_a_then_outage(seed: u64) -> (Client, TestRelease, String) {
+    let mut tracker = TestTracker::start(300).await;
+    let web = TestWebSeed::start().await;
+    let release = site_release(&tracker, &web, seed, PUBLISHER_SEED);
+    tracker.publish(&release).await;
+    web.serve(&release);
+    let a = test_client().tracker(tracker.url()).build().await.unwrap();
+    let got = get_site(&a).await.unwrap();
+    release.assert_served_by(&got).await;
+    drop(got);
+    let tracker_url = tracker.url();
+    tracker.kill().await;
+    web.stop().await;
+    (a, release, tracker_url)
+}
+
 /// GETs `path` from `client.router()` served on 127.0.0.1:0, then stops the server.
 async fn fetch_through_router(client: &Client, path: &str) -> (u16, Vec<u8>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -65,39 +99,17 @@ async fn fetch_through_router(client: &Client, path: &str) -> (u16, Vec<u8>) {
 
 #[tokio::test]
 async fn a_new_site_gets_the_release_from_a_bootstrap_peer_while_tracker_and_web_seed_are_down() {
-    let mut tracker = TestTracker::start(300).await;
-    let web = TestWebSeed::start().await;
-    let release = site_release(&tracker, &web, 40, PUBLISHER_SEED);
-    tracker.publish(&release).await;
-    web.serve(&release);
-
-    // Site A gets it the normal way.
-    let a = test_client().tracker(tracker.url()).build().await.unwrap();
-    let got = tokio::time::timeout(WAIT, a.get("outage-site"))
-        .await
-        .unwrap()
-        .unwrap();
-    release.assert_served_by(&got).await;
-
-    // The outage: tracker and web seed gone.
-    let tracker_url = tracker.url();
-    tracker.kill().await;
-    web.stop().await;
+    let (a, release, tracker_url) = site_a_then_outage(40).await;
 
     // A new site B, nothing cached, knows A's address.
     let cache = tempfile::tempdir().unwrap();
-    let b = test_client()
-        .tracker(tracker_url.clone())
+    let b = new_site(&tracker_url, &[a.local_peer_addr()])
         .cache_dir(cache.path())
         .memory_threshold(0)
-        .bootstrap_peer(a.local_peer_addr())
         .build()
         .await
         .unwrap();
-    let got = tokio::time::timeout(WAIT, b.get("outage-site"))
-        .await
-        .unwrap()
-        .unwrap();
+    let got = get_site(&b).await.unwrap();
     release.assert_served_by(&got).await;
     assert_eq!(got.signed_manifest(), &release.manifest);
     let progress = b.torrent(release.info_hash()).await.unwrap().progress();
@@ -111,16 +123,11 @@ async fn a_new_site_gets_the_release_from_a_bootstrap_peer_while_tracker_and_web
     assert!(body == release.files[1].1, "app.js differs");
     // ...and, having cached the manifest, hands it on: a third site that only knows B
     // gets it from B alone.
-    let c = test_client()
-        .tracker(tracker_url)
-        .bootstrap_peer(b.local_peer_addr())
+    let c = new_site(&tracker_url, &[b.local_peer_addr()])
         .build()
         .await
         .unwrap();
-    let got = tokio::time::timeout(WAIT, c.get("outage-site"))
-        .await
-        .unwrap()
-        .unwrap();
+    let got = get_site(&c).await.unwrap();
     release.assert_served_by(&got).await;
 
     shutdown_clean(c).await;
@@ -135,10 +142,7 @@ async fn a_new_site_gets_the_release_from_a_bootstrap_peer_while_tracker_and_web
         .build()
         .await
         .unwrap();
-    let got = tokio::time::timeout(WAIT, b.get("outage-site"))
-        .await
-        .unwrap()
-        .unwrap();
+    let got = get_site(&b).await.unwrap();
     release.assert_served_by(&got).await;
     shutdown_clean(b).await;
 }
@@ -159,27 +163,19 @@ async fn a_bootstrap_peer_offering_an_untrusted_manifest_is_refused_and_nothing_
         .build()
         .await
         .unwrap();
-    tokio::time::timeout(WAIT, hostile.get("outage-site"))
-        .await
-        .unwrap()
-        .unwrap();
+    get_site(&hostile).await.unwrap();
     let tracker_url = tracker.url();
     tracker.kill().await;
     let web_requests = web.requests();
 
     // A new site trusting only the publisher asks H during the outage.
     let cache = tempfile::tempdir().unwrap();
-    let b = test_client()
-        .tracker(tracker_url)
+    let b = new_site(&tracker_url, &[hostile.local_peer_addr()])
         .cache_dir(cache.path())
-        .bootstrap_peer(hostile.local_peer_addr())
         .build()
         .await
         .unwrap();
-    match tokio::time::timeout(WAIT, b.get("outage-site"))
-        .await
-        .unwrap()
-    {
+    match get_site(&b).await {
         Err(GetError::UntrustedKey { name, key }) => {
             assert_eq!(name.as_str(), "outage-site");
             assert_eq!(key.len(), 64);
@@ -214,17 +210,11 @@ async fn without_bootstrap_peers_or_a_cache_the_tracker_error_remains_and_dead_p
     // A bootstrap peer that is not there, and one that has nothing for the name.
     let empty = test_client().build().await.unwrap();
     let gone: SocketAddr = dead.trim_start_matches("http://").parse().unwrap();
-    let asking = test_client()
-        .tracker(dead)
-        .bootstrap_peer(gone)
-        .bootstrap_peer(empty.local_peer_addr())
+    let asking = new_site(&dead, &[gone, empty.local_peer_addr()])
         .build()
         .await
         .unwrap();
-    match tokio::time::timeout(WAIT, asking.get("outage-site"))
-        .await
-        .unwrap()
-    {
+    match get_site(&asking).await {
         Err(GetError::NoManifestSource {
             name,
             peers,
@@ -341,36 +331,19 @@ fn tampered(signed: &SignedManifest) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_tampered_or_garbled_manifest_from_a_peer_is_refused_and_a_good_peer_still_serves() {
-    let mut tracker = TestTracker::start(300).await;
-    let web = TestWebSeed::start().await;
-    let release = site_release(&tracker, &web, 60, PUBLISHER_SEED);
-    tracker.publish(&release).await;
-    web.serve(&release);
-    let a = test_client().tracker(tracker.url()).build().await.unwrap();
-    tokio::time::timeout(WAIT, a.get("outage-site"))
-        .await
-        .unwrap()
-        .unwrap();
-    let tracker_url = tracker.url();
-    tracker.kill().await;
-    web.stop().await;
+    let (a, release, tracker_url) = site_a_then_outage(60).await;
 
     let liar = FakeDirectoryPeer::start(tampered(&release.manifest)).await;
     let garbler = FakeDirectoryPeer::start(b"d8:msg_typei1e8:manifest4:junke".to_vec()).await;
 
     // Only the liar: its manifest fails the signature check; nothing is fetched or cached.
     let cache = tempfile::tempdir().unwrap();
-    let b = test_client()
-        .tracker(tracker_url.clone())
+    let b = new_site(&tracker_url, &[liar.addr])
         .cache_dir(cache.path())
-        .bootstrap_peer(liar.addr)
         .build()
         .await
         .unwrap();
-    match tokio::time::timeout(WAIT, b.get("outage-site"))
-        .await
-        .unwrap()
-    {
+    match get_site(&b).await {
         Err(GetError::BadSignature { name, .. }) => assert_eq!(name.as_str(), "outage-site"),
         other => panic!("expected BadSignature, got {other:?}"),
     }
@@ -380,16 +353,11 @@ async fn a_tampered_or_garbled_manifest_from_a_peer_is_refused_and_a_good_peer_s
     shutdown_clean(b).await;
 
     // Only the garbler: a malformed answer is no manifest at all.
-    let b = test_client()
-        .tracker(tracker_url.clone())
-        .bootstrap_peer(garbler.addr)
+    let b = new_site(&tracker_url, &[garbler.addr])
         .build()
         .await
         .unwrap();
-    match tokio::time::timeout(WAIT, b.get("outage-site"))
-        .await
-        .unwrap()
-    {
+    match get_site(&b).await {
         Err(GetError::NoManifestSource { peers, .. }) => {
             assert!(peers.contains("bad answer"), "{peers}");
         }
@@ -398,18 +366,14 @@ async fn a_tampered_or_garbled_manifest_from_a_peer_is_refused_and_a_good_peer_s
     shutdown_clean(b).await;
 
     // The liar, the garbler and the genuine site: the genuine manifest wins.
-    let b = test_client()
-        .tracker(tracker_url)
-        .bootstrap_peer(liar.addr)
-        .bootstrap_peer(garbler.addr)
-        .bootstrap_peer(a.local_peer_addr())
-        .build()
-        .await
-        .unwrap();
-    let got = tokio::time::timeout(WAIT, b.get("outage-site"))
-        .await
-        .unwrap()
-        .unwrap();
+    let b = new_site(
+        &tracker_url,
+        &[liar.addr, garbler.addr, a.local_peer_addr()],
+    )
+    .build()
+    .await
+    .unwrap();
+    let got = get_site(&b).await.unwrap();
     release.assert_served_by(&got).await;
     shutdown_clean(b).await;
 
@@ -439,18 +403,7 @@ async fn next_extended(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<(u8
 /// four lookups per connection (`MAX_REQUESTS_PER_CONNECTION`): later requests are rejected.
 #[tokio::test]
 async fn a_directory_connection_answers_requests_within_its_bound() {
-    let mut tracker = TestTracker::start(300).await;
-    let web = TestWebSeed::start().await;
-    let release = site_release(&tracker, &web, 70, PUBLISHER_SEED);
-    tracker.publish(&release).await;
-    web.serve(&release);
-    let a = test_client().tracker(tracker.url()).build().await.unwrap();
-    tokio::time::timeout(WAIT, a.get("outage-site"))
-        .await
-        .unwrap()
-        .unwrap();
-    tracker.kill().await;
-    web.stop().await;
+    let (a, release, _) = site_a_then_outage(70).await;
 
     let handshake = |name: &str| {
         let mut out = Vec::new();

@@ -29,7 +29,6 @@
 //! for it is not offered (the sender rejects instead).
 
 use bip_bencode::BRefAccess;
-use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
 use super::{Message, PeerWireError};
@@ -166,12 +165,7 @@ impl ManifestMessage {
     /// The extended message carrying this one, under `extension_id`: the id the *receiver*
     /// gave [`SWARMCDN_MANIFEST`] in its extended handshake.
     pub fn to_message(&self, extension_id: u8) -> Message {
-        let mut payload = Vec::new();
-        self.encode(&mut payload);
-        Message::Extended {
-            id: extension_id,
-            payload: Bytes::from(payload),
-        }
+        super::extended_message(extension_id, |out| self.encode(out))
     }
 }
 

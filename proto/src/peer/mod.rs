@@ -66,6 +66,16 @@ pub use metadata::{
 
 use crate::bencode::BencodeError;
 
+/// The extended message (BEP 10) under `id` whose payload `encode` writes.
+fn extended_message(id: u8, encode: impl FnOnce(&mut Vec<u8>)) -> Message {
+    let mut payload = Vec::new();
+    encode(&mut payload);
+    Message::Extended {
+        id,
+        payload: bytes::Bytes::from(payload),
+    }
+}
+
 /// Bounds on what a peer may send us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WireLimits {
