@@ -57,6 +57,13 @@ async fn get_site(client: &Client) -> Result<Release, GetError> {
         .expect("get did not finish")
 }
 
+/// `client` gets `release` by name, every file right.
+async fn assert_gets(client: &Client, release: &TestRelease) -> Release {
+    let got = get_site(client).await.unwrap();
+    release.assert_served_by(&got).await;
+    got
+}
+
 /// Site A gets the release (content from `seed`) the normal way; then the outage: the tracker
 /// and the web seed are stopped. Returns A, the release and the dead tracker's URL.
 async fn site_a_then_outage(seed: u64) -> (Client, TestRelease, String) {
@@ -66,9 +73,7 @@ async fn site_a_then_outage(seed: u64) -> (Client, TestRelease, String) {
     tracker.publish(&release).await;
     web.serve(&release);
     let a = test_client().tracker(tracker.url()).build().await.unwrap();
-    let got = get_site(&a).await.unwrap();
-    release.assert_served_by(&got).await;
-    drop(got);
+    assert_gets(&a, &release).await;
     let tracker_url = tracker.url();
     tracker.kill().await;
     web.stop().await;
@@ -109,8 +114,7 @@ async fn a_new_site_gets_the_release_from_a_bootstrap_peer_while_tracker_and_web
         .build()
         .await
         .unwrap();
-    let got = get_site(&b).await.unwrap();
-    release.assert_served_by(&got).await;
+    let got = assert_gets(&b, &release).await;
     assert_eq!(got.signed_manifest(), &release.manifest);
     let progress = b.torrent(release.info_hash()).await.unwrap().progress();
     assert!(progress.complete, "{progress}");
@@ -127,8 +131,7 @@ async fn a_new_site_gets_the_release_from_a_bootstrap_peer_while_tracker_and_web
         .build()
         .await
         .unwrap();
-    let got = get_site(&c).await.unwrap();
-    release.assert_served_by(&got).await;
+    assert_gets(&c, &release).await;
 
     shutdown_clean(c).await;
     shutdown_clean(b).await;
@@ -142,8 +145,7 @@ async fn a_new_site_gets_the_release_from_a_bootstrap_peer_while_tracker_and_web
         .build()
         .await
         .unwrap();
-    let got = get_site(&b).await.unwrap();
-    release.assert_served_by(&got).await;
+    assert_gets(&b, &release).await;
     shutdown_clean(b).await;
 }
 
@@ -373,8 +375,7 @@ async fn a_tampered_or_garbled_manifest_from_a_peer_is_refused_and_a_good_peer_s
     .build()
     .await
     .unwrap();
-    let got = get_site(&b).await.unwrap();
-    release.assert_served_by(&got).await;
+    assert_gets(&b, &release).await;
     shutdown_clean(b).await;
 
     liar.stop().await;
