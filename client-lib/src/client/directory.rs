@@ -93,6 +93,22 @@ impl Directory {
         (Arc::new(directory), rx)
     }
 
+    /// A directory of the names `manifests` holds, and its queue (see [`Directory::new`]).
+    pub(crate) async fn open(
+        peer_id: PeerId,
+        manifests: &Arc<ManifestCache>,
+    ) -> (Arc<Self>, mpsc::Receiver<PeerConnection>) {
+        let (directory, incoming) = Directory::new(peer_id);
+        let manifests = Arc::clone(manifests);
+        let names = tokio::task::spawn_blocking(move || manifests.names())
+            .await
+            .unwrap_or_default();
+        for name in &names {
+            directory.publish(name);
+        }
+        (directory, incoming)
+    }
+
     /// Answers for `name` from now on.
     pub(crate) fn publish(&self, name: &ReleaseName) {
         self.names

@@ -265,31 +265,23 @@ impl Client {
             let opened = tokio::task::spawn_blocking(move || ManifestCache::open(dir.as_deref()))
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-            opened
-                .map(Arc::new)
-                .map_err(|source| BuildError::Manifests {
-                    path: config
-                        .cache_dir
-                        .clone()
-                        .unwrap_or_default()
-                        .join(MANIFEST_DIR),
-                    source,
-                })?
+            opened.map_err(|source| BuildError::Manifests {
+                path: config
+                    .cache_dir
+                    .clone()
+                    .unwrap_or_default()
+                    .join(MANIFEST_DIR),
+                source,
+            })?
         };
+        let manifests = Arc::new(manifests);
 
         let registry = PeerRegistry::new();
         let conn_limit = listener.connection_limit();
         let tasks = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let peer_id = PeerId::with_random_suffix(rand::random());
-        let (directory, directory_incoming) = Directory::new(peer_id);
-        let names = {
-            let manifests = Arc::clone(&manifests);
-            tokio::task::spawn_blocking(move || manifests.names())
-                .await
-                .unwrap_or_default()
-        };
-        names.iter().for_each(|name| directory.publish(name));
+        let (directory, directory_incoming) = Directory::open(peer_id, &manifests).await;
         let (router, dir) = (registry.clone(), Arc::clone(&directory));
         tasks.spawn(
             listener

@@ -138,14 +138,20 @@ async fn a_new_site_gets_the_release_from_a_bootstrap_peer_while_tracker_and_web
     shutdown_clean(a).await;
 
     // B's manifest and files survived on disk: restarted with no tracker and no peer, it
-    // still serves.
+    // hands the manifest on from the start (before any `get` of its own) and still serves.
     let b = test_client()
         .cache_dir(cache.path())
         .memory_threshold(0)
         .build()
         .await
         .unwrap();
+    let d = new_site(&tracker_url, &[b.local_peer_addr()])
+        .build()
+        .await
+        .unwrap();
+    assert_gets(&d, &release).await;
     assert_gets(&b, &release).await;
+    shutdown_clean(d).await;
     shutdown_clean(b).await;
 }
 
