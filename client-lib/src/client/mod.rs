@@ -6,7 +6,7 @@
 //!
 //! 1. the signed manifest comes from a tracker (or, when no tracker answers, from the
 //!    manifests this client verified before, else from the bootstrap peers: see
-//!    [`directory`]);
+//!    `client/directory.rs`);
 //! 2. its signature must verify against a pinned publisher key, and it must be the
 //!    manifest of the release asked for;
 //! 3. the metainfo (from the cache, else the tracker) must have the info-hash the manifest
