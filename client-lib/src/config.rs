@@ -98,7 +98,8 @@ pub struct ClientConfig {
     /// peers at start).
     pub scheduler: SchedulerConfig,
     /// Peers dialled for every torrent besides those trackers hand out (e.g. a site's own
-    /// other servers, or a seeder's address).
+    /// other servers, or a seeder's address). When no tracker answers and no manifest is
+    /// cached, `get` also asks them for the release's signed manifest.
     pub bootstrap_peers: Vec<SocketAddr>,
     /// Bounds for web-seed (HTTP) requests: timeouts, concurrency, backoff clamps.
     pub web_seed: WebSeedLimits,

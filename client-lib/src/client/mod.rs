@@ -5,7 +5,8 @@
 //! is where trust is established, in this order, before anything is downloaded or cached:
 //!
 //! 1. the signed manifest comes from a tracker (or, when no tracker answers, from the
-//!    manifests this client verified before);
+//!    manifests this client verified before, else from the bootstrap peers: see
+//!    `client/directory.rs`);
 //! 2. its signature must verify against a pinned publisher key, and it must be the
 //!    manifest of the release asked for;
 //! 3. the metainfo (from the cache, else the tracker) must have the info-hash the manifest
@@ -18,6 +19,7 @@
 //! and the seeding of a release restored from the cache all use the same session, which
 //! keeps seeding after completion until [`Client::shutdown`].
 
+mod directory;
 mod error;
 mod magnet;
 mod manifests;
@@ -51,6 +53,7 @@ use crate::scheduler::{DeadlinePolicy, SchedulerConfig};
 use crate::session::{self, SessionHandle, SessionParams, Shared};
 use crate::storage::{Cache, CacheConfig, Placement, StorageError, Store, StoreKind};
 use crate::tracker_client::{TrackerClient, TrackerError};
+use directory::Directory;
 use error::StartError;
 use manifests::{CachedManifest, ManifestCache};
 
@@ -153,7 +156,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Dials `addr` for every release, besides the peers trackers hand out.
+    /// Dials `addr` for every release, besides the peers trackers hand out, and asks it for
+    /// a release's signed manifest when no tracker answers and none is cached.
     pub fn bootstrap_peer(mut self, addr: SocketAddr) -> Self {
         self.config.bootstrap_peers.push(addr);
         self
@@ -201,7 +205,9 @@ struct Inner {
     shared: Arc<Shared>,
     trackers: Vec<TrackerClient>,
     cache: Option<Arc<Cache>>,
-    manifests: ManifestCache,
+    manifests: Arc<ManifestCache>,
+    /// The names whose manifests this client hands to peers.
+    directory: Arc<Directory>,
     /// One session per release; the lock also serialises starting them.
     sessions: tokio::sync::Mutex<HashMap<InfoHash, SessionHandle>>,
     /// (release, manifest signature) pairs whose files were verified in this process.
@@ -278,18 +284,23 @@ impl Client {
                 source,
             })?
         };
+        let manifests = Arc::new(manifests);
 
         let registry = PeerRegistry::new();
         let conn_limit = listener.connection_limit();
         let tasks = TaskTracker::new();
         let shutdown = CancellationToken::new();
-        let router = registry.clone();
+        let peer_id = PeerId::with_random_suffix(rand::random());
+        let (directory, directory_incoming) = Directory::open(peer_id, &manifests).await;
+        let (router, dir) = (registry.clone(), Arc::clone(&directory));
         tasks.spawn(
             listener
-                .run(move |ih| router.route(ih), shutdown.clone())
+                .run(
+                    move |ih| router.route(ih).or_else(|| dir.route(ih)),
+                    shutdown.clone(),
+                )
                 .instrument(tracing::info_span!("peer_listener", %listen_addr)),
         );
-        let peer_id = PeerId::with_random_suffix(rand::random());
         let presence = config
             .cache_dir
             .as_deref()
@@ -306,12 +317,23 @@ impl Client {
             tracker_http,
             tasks,
         });
+        shared.tasks.spawn(
+            directory::serve(
+                Arc::clone(&directory),
+                directory_incoming,
+                Arc::clone(&manifests),
+                Arc::clone(&shared),
+                shutdown.clone(),
+            )
+            .instrument(tracing::info_span!("directory")),
+        );
         let client = Client {
             inner: Arc::new(Inner {
                 shared,
                 trackers,
                 cache,
                 manifests,
+                directory,
                 sessions: tokio::sync::Mutex::new(HashMap::new()),
                 verified: Mutex::new(HashSet::new()),
                 latest: updates::LatestReleases::default(),
@@ -397,7 +419,15 @@ impl Client {
             Some(v) => format!("{name} {v}"),
             None => name.to_string(),
         };
-        let (signed, source) = self.find_manifest(&name, version.as_ref()).await?;
+        let (signed, source) = match self.find_manifest(&name, version.as_ref()).await {
+            Err(e @ (GetError::TrackerUnreachable { .. } | GetError::NoTracker(_)))
+                if !self.inner.shared.config.bootstrap_peers.is_empty() =>
+            {
+                let signed = self.manifest_from_peers(&name, version.as_ref(), e).await?;
+                (signed, ManifestSource::Peers)
+            }
+            found => found?,
+        };
         let manifest = signed.verify(trusted).map_err(|e| match e {
             ManifestError::UntrustedKey { key } => GetError::UntrustedKey {
                 name: name.clone(),
@@ -429,6 +459,10 @@ impl Client {
                         Some(metainfo) => Arc::new(metainfo),
                         None => Arc::new(self.metainfo_from(&name, tracker, info_hash).await?),
                     },
+                    ManifestSource::Peers => match self.cached_metainfo(info_hash).await {
+                        Some(metainfo) => Arc::new(metainfo),
+                        None => Arc::new(self.metainfo_from_peers(info_hash).await?),
+                    },
                 };
                 if metainfo.info_hash() != info_hash {
                     return Err(GetError::InfoHashMismatch {
@@ -442,6 +476,13 @@ impl Client {
                 let announce = match &source {
                     ManifestSource::Tracker(tracker) => vec![tracker.announce_url()],
                     ManifestSource::Cache(_) => Vec::new(),
+                    // Back in the swarm as soon as a tracker is.
+                    ManifestSource::Peers => self
+                        .inner
+                        .trackers
+                        .iter()
+                        .map(TrackerClient::announce_url)
+                        .collect(),
                 };
                 self.start_session(metainfo, announce).await?
             }
@@ -473,7 +514,7 @@ impl Client {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert((info_hash, *signed.signature()));
         }
-        if matches!(source, ManifestSource::Tracker(_)) {
+        if !matches!(source, ManifestSource::Cache(_)) {
             let entry = CachedManifest {
                 manifest: signed.clone(),
                 metainfo: Arc::clone(&session.metainfo),
@@ -486,6 +527,7 @@ impl Client {
                 tracing::warn!(%error, "cannot cache the manifest");
             }
         }
+        self.inner.directory.publish(&name);
         Ok(Release::new(
             signed,
             Arc::clone(&session.store),
@@ -798,6 +840,8 @@ impl Client {
 enum ManifestSource {
     Tracker(TrackerClient),
     Cache(CachedManifest),
+    /// The bootstrap peers (no tracker answered, nothing cached).
+    Peers,
 }
 
 /// Runs blocking storage work on tokio's blocking pool.

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod bootstrap;
 mod fallback;
 mod integrity;
 mod magnet;
