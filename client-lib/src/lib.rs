@@ -57,7 +57,8 @@ pub mod tracker_client;
 pub mod webseed;
 
 pub use client::{
-    AddError, BuildError, Client, ClientBuilder, GetError, ReadError, Release, TorrentHandle,
+    AddError, BuildError, Client, ClientBuilder, GetError, ReadError, Release, RemoveError,
+    RemoveOptions, TorrentHandle,
 };
 pub use config::ClientConfig;
 pub use session::{DownloadError, PeerInfo, Progress, SessionStats};

@@ -173,6 +173,23 @@ pub enum AddError {
     Shutdown,
 }
 
+/// Why [`Client::remove`](crate::Client::remove) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoveError {
+    /// A live [`Release`](crate::Release) or [`TorrentHandle`](crate::TorrentHandle) reads
+    /// the release's files, so they were not deleted (nothing was stopped). Drop the handles
+    /// and try again, or remove without deleting the data.
+    #[error("release {0} is in use by a handle; its files were not deleted")]
+    InUse(InfoHash),
+    /// The files could not be deleted (the session is stopped already).
+    #[error("cannot delete the release's files: {0}")]
+    Storage(#[source] Arc<StorageError>),
+    /// The client is shutting down.
+    #[error("the client is shut down")]
+    Shutdown,
+}
+
 /// Why [`Release::bytes`](crate::Release::bytes) failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -16,7 +16,18 @@
 //!
 //! Sessions are shared: concurrent `get`s of one release, `add_torrent` of its metainfo
 //! and the seeding of a release restored from the cache all use the same session, which
-//! keeps seeding after completion until [`Client::shutdown`].
+//! keeps seeding after completion until the release leaves: [`Client::remove`], eviction,
+//! or [`Client::shutdown`].
+//!
+//! # Eviction and removal
+//! Everything downloaded is seeded until it is evicted. When a new release needs room in
+//! a budget (memory or disk), releases are evicted least recently used first (a `get`, an
+//! `add_*` or [`Client::torrent`] counts as a use): their session is stopped (a `stopped`
+//! announce, connections closed) and their data dropped. A release a reader holds (a live
+//! [`Release`] or [`TorrentHandle`], or a `get` in progress) is never evicted: handles hold
+//! a lease on the store, so their data stays readable; if leased and pinned releases leave
+//! no room, the new release fails with a storage error. [`Client::remove`] does the same
+//! for one release on request, optionally keeping its files.
 
 mod error;
 mod magnet;
@@ -27,6 +38,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -38,7 +50,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-pub use error::{AddError, BuildError, GetError, ReadError};
+pub use error::{AddError, BuildError, GetError, ReadError, RemoveError};
 pub use manifests::MANIFEST_DIR;
 pub use release::{Release, TorrentHandle};
 
@@ -46,13 +58,37 @@ use crate::config::ClientConfig;
 use crate::peer::{Listener, PeerRegistry, UploadLimiter};
 use crate::scheduler::{DeadlinePolicy, SchedulerConfig};
 use crate::session::{self, SessionHandle, SessionParams, Shared};
-use crate::storage::{Cache, CacheConfig, Placement, StorageError, Store, StoreKind};
+use crate::storage::{Cache, CacheConfig, Placement, StorageError, Store, StoreKind, StoreLease};
 use crate::tracker_client::{TrackerClient, TrackerError};
 use error::StartError;
 use manifests::{CachedManifest, ManifestCache};
 
-/// How long a rejected release's removal waits for its session's tasks to let go of it.
+/// How long removing or evicting a release waits for its session's tasks to let go of it.
 const DISCARD_WAIT: Duration = Duration::from_secs(2);
+
+/// How [`Client::remove`] treats the release's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RemoveOptions {
+    /// Delete the release's files and stored torrent from the cache folder (default). With
+    /// `false` the files stay where they are, untouched, and the cache forgets them (they
+    /// no longer count against its budget): for a cache folder that is someone else's
+    /// store. Memory content is dropped either way once no handle holds it.
+    pub delete_data: bool,
+}
+
+impl Default for RemoveOptions {
+    fn default() -> Self {
+        RemoveOptions { delete_data: true }
+    }
+}
+
+impl RemoveOptions {
+    /// Stops seeding but leaves the files on disk.
+    pub fn keep_data() -> Self {
+        RemoveOptions { delete_data: false }
+    }
+}
 
 /// Builds a [`Client`]; every setting has a default (see [`ClientConfig`]).
 #[derive(Debug, Clone, Default)]
@@ -203,6 +239,8 @@ struct Inner {
     sessions: tokio::sync::Mutex<HashMap<InfoHash, SessionHandle>>,
     /// (release, manifest signature) pairs whose files were verified in this process.
     verified: Mutex<HashSet<(InfoHash, [u8; 64])>>,
+    /// The logical clock of releases' last use (least-recently-used eviction).
+    clock: AtomicU64,
     shutdown: CancellationToken,
 }
 
@@ -300,6 +338,7 @@ impl Client {
                 manifests,
                 sessions: tokio::sync::Mutex::new(HashMap::new()),
                 verified: Mutex::new(HashSet::new()),
+                clock: AtomicU64::new(0),
                 shutdown,
             }),
         };
@@ -320,7 +359,9 @@ impl Client {
                 continue;
             };
             match self.start_session(Arc::new(metainfo), Vec::new()).await {
-                Ok(_) => tracing::info!(info_hash = %store.info_hash(), "seeding cached release"),
+                Ok(_leased) => {
+                    tracing::info!(info_hash = %store.info_hash(), "seeding cached release")
+                }
                 Err(error) => tracing::warn!(?error, "cannot seed a cached release"),
             }
         }
@@ -396,8 +437,10 @@ impl Client {
 
         // The session (and its metainfo): running, cached, or from the tracker.
         let running = self.running_session(info_hash).await;
-        let session = match running {
-            Some(session) => session,
+        // The lease keeps the release from being evicted while it downloads and while the
+        // caller holds the Release.
+        let (session, lease) = match running {
+            Some(running) => running,
             None => {
                 let metainfo = match &source {
                     ManifestSource::Cache(cached) => Arc::clone(&cached.metainfo),
@@ -441,6 +484,7 @@ impl Client {
                     .map_err(|_| GetError::Shutdown)?;
             if let Err(error) = verdict {
                 tracing::error!(%error, %info_hash, "release does not match its signed manifest");
+                drop(lease);
                 self.discard(session).await;
                 return Err(error);
             }
@@ -463,12 +507,7 @@ impl Client {
                 tracing::warn!(%error, "cannot cache the manifest");
             }
         }
-        Ok(Release::new(
-            signed,
-            Arc::clone(&session.store),
-            files,
-            progress,
-        ))
+        Ok(Release::new(signed, lease, files, progress))
     }
 
     /// The manifest from the first tracker that has it. When none has it: `NotFound` if a
@@ -553,12 +592,22 @@ impl Client {
             .flatten()
     }
 
-    async fn running_session(&self, info_hash: InfoHash) -> Option<SessionHandle> {
+    /// The running session of `info_hash`, leased and marked used.
+    async fn running_session(&self, info_hash: InfoHash) -> Option<(SessionHandle, StoreLease)> {
         let sessions = self.inner.sessions.lock().await;
-        sessions
-            .get(&info_hash)
-            .filter(|s| !s.is_finished())
-            .cloned()
+        let session = sessions.get(&info_hash).filter(|s| !s.is_finished())?;
+        Some(self.use_session(session))
+    }
+
+    /// Leases `session`'s store and marks it used. Called with the session lock held, so
+    /// an eviction never picks a release between finding it and leasing it.
+    fn use_session(&self, session: &SessionHandle) -> (SessionHandle, StoreLease) {
+        let now = self.inner.clock.fetch_add(1, Ordering::Relaxed) + 1;
+        session.last_used.store(now, Ordering::Relaxed);
+        if let Some(cache) = &self.inner.cache {
+            cache.touch(&session.info_hash());
+        }
+        (session.clone(), session.store.lease())
     }
 
     /// The running session of `metainfo`'s torrent, or a new one (with the store the cache
@@ -567,16 +616,16 @@ impl Client {
         &self,
         metainfo: Arc<Metainfo>,
         extra_announce: Vec<String>,
-    ) -> Result<SessionHandle, StartError> {
+    ) -> Result<(SessionHandle, StoreLease), StartError> {
         let info_hash = metainfo.info_hash();
         let mut sessions = self.inner.sessions.lock().await;
         if self.inner.shutdown.is_cancelled() {
             return Err(StartError::Shutdown);
         }
         if let Some(session) = sessions.get(&info_hash).filter(|s| !s.is_finished()) {
-            return Ok(session.clone());
+            return Ok(self.use_session(session));
         }
-        let store = self.open_store(&metainfo, &sessions).await?;
+        let store = self.open_store(&metainfo, &mut sessions).await?;
         let mut announce_urls = metainfo.trackers();
         for url in extra_announce {
             if !announce_urls.contains(&url) {
@@ -591,56 +640,131 @@ impl Client {
             stop: self.inner.shutdown.child_token(),
         };
         let session = session::spawn(params).map_err(|_| StartError::Shutdown)?;
-        sessions.insert(info_hash, session.clone());
-        Ok(session)
+        let leased = self.use_session(&session);
+        sessions.insert(info_hash, session);
+        Ok(leased)
     }
 
+    /// A store for `metainfo`, evicting releases only sessions hold (least recently used
+    /// first, never leased ones) when the budget has no room otherwise.
     async fn open_store(
         &self,
         metainfo: &Arc<Metainfo>,
-        sessions: &HashMap<InfoHash, SessionHandle>,
+        sessions: &mut HashMap<InfoHash, SessionHandle>,
     ) -> Result<Arc<Store>, StartError> {
-        match &self.inner.cache {
-            Some(cache) => {
-                let (cache, metainfo) = (Arc::clone(cache), Arc::clone(metainfo));
-                blocking(move || cache.open_or_create(&metainfo, Placement::Auto))
-                    .await
-                    .map_err(StartError::Storage)
-            }
-            None => {
-                let size = metainfo.info().total_length();
-                let used: u64 = sessions
-                    .values()
-                    .filter(|s| !s.is_finished() && s.store.kind() == StoreKind::Memory)
-                    .map(|s| s.store.size())
-                    .sum();
-                let budget = self.inner.shared.config.memory_budget;
-                if used + size > budget {
-                    return Err(StartError::Storage(StorageError::CacheFull {
-                        needed: size,
-                        available: budget.saturating_sub(used),
-                    }));
+        let Some(cache) = &self.inner.cache else {
+            return self.open_memory_store(metainfo, sessions).await;
+        };
+        let open = || {
+            let (cache, metainfo) = (Arc::clone(cache), Arc::clone(metainfo));
+            blocking(move || cache.open_or_create(&metainfo, Placement::Auto))
+        };
+        match open().await {
+            Err(StorageError::CacheFull { .. }) => {}
+            other => return other.map_err(StartError::Storage),
+        }
+        let victims = {
+            let (cache, metainfo) = (Arc::clone(cache), Arc::clone(metainfo));
+            blocking(move || cache.plan_room(&metainfo, Placement::Auto))
+                .await
+                .map_err(StartError::Storage)?
+        };
+        self.stop_sessions(&victims, sessions, "evicting a seeded release to make room")
+            .await;
+        // The stopped sessions' tasks let go of their stores shortly after they end.
+        let deadline = tokio::time::Instant::now() + DISCARD_WAIT;
+        loop {
+            match open().await {
+                Err(StorageError::CacheFull { .. }) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                Ok(Arc::new(Store::memory(metainfo)))
+                other => return other.map_err(StartError::Storage),
             }
         }
     }
 
-    /// Stops a release's session and removes it from the cache (a release that failed its
-    /// manifest check is not kept). Its tasks let go of the store shortly after the stop;
-    /// if someone else still holds it after [`DISCARD_WAIT`], it stays until evicted (its
-    /// manifest is not saved, so `get` never serves it).
-    async fn discard(&self, session: SessionHandle) {
-        session.stop();
-        let info_hash = session.info_hash();
-        self.inner.sessions.lock().await.remove(&info_hash);
-        let mut progress = session.progress.clone();
-        drop(session);
-        // The session task drops its progress sender (and its store) when it ends.
-        while progress.changed().await.is_ok() {}
+    /// A memory store for a client without a cache folder: the memory budget is shared by
+    /// the running sessions, and unleased ones are stopped, least recently used first, to
+    /// make room.
+    async fn open_memory_store(
+        &self,
+        metainfo: &Arc<Metainfo>,
+        sessions: &mut HashMap<InfoHash, SessionHandle>,
+    ) -> Result<Arc<Store>, StartError> {
+        let size = metainfo.info().total_length();
+        let budget = self.inner.shared.config.memory_budget;
+        let running: Vec<&SessionHandle> = sessions
+            .values()
+            .filter(|s| !s.is_finished() && s.store.kind() == StoreKind::Memory)
+            .collect();
+        let used: u64 = running.iter().map(|s| s.store.size()).sum();
+        let mut candidates: Vec<&SessionHandle> = running
+            .into_iter()
+            .filter(|s| s.store.lease_count() == 0)
+            .collect();
+        candidates.sort_by_key(|s| s.last_used.load(Ordering::Relaxed));
+        let mut victims = Vec::new();
+        let mut freed = 0;
+        for candidate in candidates {
+            if used - freed + size <= budget {
+                break;
+            }
+            victims.push(candidate.info_hash());
+            freed += candidate.store.size();
+        }
+        if size > budget || used - freed + size > budget {
+            return Err(StartError::Storage(StorageError::CacheFull {
+                needed: size,
+                available: budget.saturating_sub(used - freed),
+            }));
+        }
+        self.stop_sessions(&victims, sessions, "evicting a seeded release to make room")
+            .await;
+        Ok(Arc::new(Store::memory(metainfo)))
+    }
+
+    /// Stops the sessions of `victims` (a `stopped` announce, connections closed), forgets
+    /// them and waits until their tasks have ended.
+    async fn stop_sessions(
+        &self,
+        victims: &[InfoHash],
+        sessions: &mut HashMap<InfoHash, SessionHandle>,
+        why: &'static str,
+    ) {
+        for info_hash in victims {
+            self.inner
+                .verified
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .retain(|(ih, _)| ih != info_hash);
+            let Some(session) = sessions.remove(info_hash) else {
+                continue;
+            };
+            tracing::info!(%info_hash, "{why}");
+            session.stop();
+            let mut progress = session.progress.clone();
+            drop(session);
+            // The session task drops its progress sender (and its store) when it ends.
+            let ended = async { while progress.changed().await.is_ok() {} };
+            if tokio::time::timeout(DISCARD_WAIT, ended).await.is_err() {
+                tracing::warn!(%info_hash, "a stopped session is slow to end");
+            }
+        }
+    }
+
+    /// Deletes (or, without `delete_data`, forgets) a release whose session is stopped,
+    /// waiting up to [`DISCARD_WAIT`] for its tasks to let go of its store.
+    async fn drop_data(
+        &self,
+        info_hash: InfoHash,
+        delete_data: bool,
+    ) -> Result<bool, StorageError> {
         let Some(cache) = self.inner.cache.clone() else {
-            return;
+            return Ok(false);
         };
+        if !delete_data {
+            return Ok(cache.forget(&info_hash));
+        }
         let deadline = tokio::time::Instant::now() + DISCARD_WAIT;
         loop {
             let cache = Arc::clone(&cache);
@@ -648,12 +772,68 @@ impl Client {
                 Err(StorageError::InUse(_)) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                Err(error) => {
-                    tracing::warn!(%error, %info_hash, "cannot remove a rejected release");
-                    return;
-                }
-                Ok(_) => return,
+                other => return other,
             }
+        }
+    }
+
+    /// Stops seeding the release `info_hash` and drops it: its session is stopped (a
+    /// `stopped` announce to its trackers, every connection closed, peers' handshakes for
+    /// it refused from then on) and its data removed as `options` says. Returns whether
+    /// the client had the release (running, or in the cache).
+    ///
+    /// Deleting the files of a disk release that a live [`Release`] or [`TorrentHandle`]
+    /// reads from is refused ([`RemoveError::InUse`]) before anything is stopped; memory
+    /// content stays readable by such handles until they drop. A later `get` of the
+    /// release downloads it again.
+    pub async fn remove(
+        &self,
+        info_hash: InfoHash,
+        options: RemoveOptions,
+    ) -> Result<bool, RemoveError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(RemoveError::Shutdown);
+        }
+        let mut sessions = self.inner.sessions.lock().await;
+        let running = sessions.get(&info_hash).map(|s| Arc::clone(&s.store));
+        if let Some(store) = &running
+            && options.delete_data
+            && store.kind() == StoreKind::Disk
+            && store.lease_count() > 0
+        {
+            return Err(RemoveError::InUse(info_hash));
+        }
+        let known = running.is_some();
+        let memory = running
+            .as_ref()
+            .is_some_and(|s| s.kind() == StoreKind::Memory);
+        drop(running);
+        self.stop_sessions(&[info_hash], &mut sessions, "removing a release")
+            .await;
+        drop(sessions);
+        let removed = self
+            .drop_data(info_hash, options.delete_data && !memory)
+            .await
+            .map_err(|e| match e {
+                StorageError::InUse(ih) => RemoveError::InUse(ih),
+                other => RemoveError::Storage(Arc::new(other)),
+            })?;
+        Ok(removed || known)
+    }
+
+    /// Stops a release's session and removes it from the cache (a release that failed its
+    /// manifest check is not kept). If someone else still holds its store after
+    /// [`DISCARD_WAIT`], it stays until evicted (its manifest is not saved, so `get` never
+    /// serves it).
+    async fn discard(&self, session: SessionHandle) {
+        let info_hash = session.info_hash();
+        drop(session);
+        let mut sessions = self.inner.sessions.lock().await;
+        self.stop_sessions(&[info_hash], &mut sessions, "dropping a rejected release")
+            .await;
+        drop(sessions);
+        if let Err(error) = self.drop_data(info_hash, true).await {
+            tracing::warn!(%error, %info_hash, "cannot remove a rejected release");
         }
     }
 
@@ -661,8 +841,8 @@ impl Client {
     /// the torrent; there is no manifest to check files against.
     pub async fn add_torrent(&self, torrent: &[u8]) -> Result<TorrentHandle, AddError> {
         let metainfo = Metainfo::from_bytes(torrent)?;
-        let session = self.start_session(Arc::new(metainfo), Vec::new()).await?;
-        Ok(TorrentHandle::new(session))
+        let (session, lease) = self.start_session(Arc::new(metainfo), Vec::new()).await?;
+        Ok(TorrentHandle::new(session, lease))
     }
 
     /// Downloads (and then seeds) the torrent of a magnet link. The torrent comes from the
@@ -671,8 +851,8 @@ impl Client {
     pub async fn add_magnet(&self, uri: &str) -> Result<TorrentHandle, AddError> {
         let magnet = Magnet::parse(uri)?;
         let info_hash = magnet.info_hash;
-        if let Some(session) = self.running_session(info_hash).await {
-            return Ok(TorrentHandle::new(session));
+        if let Some((session, lease)) = self.running_session(info_hash).await {
+            return Ok(TorrentHandle::new(session, lease));
         }
         let ours: Vec<String> = self
             .inner
@@ -713,8 +893,8 @@ impl Client {
                 got: metainfo.info_hash(),
             });
         }
-        let session = self.start_session(Arc::new(metainfo), ours).await?;
-        Ok(TorrentHandle::new(session))
+        let (session, lease) = self.start_session(Arc::new(metainfo), ours).await?;
+        Ok(TorrentHandle::new(session, lease))
     }
 
     async fn metainfo_from_trackers(&self, info_hash: InfoHash) -> Result<Metainfo, AddError> {
@@ -747,7 +927,7 @@ impl Client {
     pub async fn torrent(&self, info_hash: InfoHash) -> Option<TorrentHandle> {
         self.running_session(info_hash)
             .await
-            .map(TorrentHandle::new)
+            .map(|(session, lease)| TorrentHandle::new(session, lease))
     }
 
     /// Stops every session (sending `stopped` announces, bounded by

@@ -15,10 +15,16 @@
 //!   means handed out by [`Cache::open_or_create`] or [`Cache::get`], or marked with
 //!   [`Cache::touch`] (the router calls it when it serves a release). Releases found on
 //!   disk at start-up and not opened since count as the least recently used of all.
-//! - A release is never evicted while it is **in use** (someone holds the `Arc<Store>` the
-//!   cache handed out: a session downloading or seeding it, a response being read) or
-//!   **pinned** ([`Cache::pin`]: e.g. the current version of a widget). Partial releases
-//!   no one holds (abandoned downloads) are evictable like complete ones.
+//! - The cache itself never deletes a release while it is **in use** (someone holds the
+//!   `Arc<Store>` it handed out: a session downloading or seeding it, a response being
+//!   read) or **pinned** ([`Cache::pin`]: e.g. the current version of a widget). Partial
+//!   releases no one holds (abandoned downloads) are evictable like complete ones.
+//! - Seeding alone does not keep a release: a session that holds a store no reader has
+//!   **leased** ([`Store::lease`]) can be stopped to make room. [`Cache::plan_room`] names
+//!   the releases whose holders must let go (least recently used first, skipping leased and
+//!   pinned ones) for a new release to fit; the client stops their sessions, and the
+//!   retried [`Cache::open_or_create`] evicts them. A release a reader holds a lease on is
+//!   never evicted, so a handle's data stays readable for as long as it lives.
 //! - If in-use and pinned releases leave no room, adding fails with
 //!   [`StorageError::CacheFull`]; a release placed automatically falls back from memory to
 //!   disk first.
@@ -140,8 +146,19 @@ impl Entry {
             .is_some_and(|s| Arc::strong_count(s) > 1)
     }
 
+    /// Whether a reader holds a [`StoreLease`](super::StoreLease) on the store.
+    fn leased(&self) -> bool {
+        self.store.as_ref().is_some_and(|s| s.lease_count() > 0)
+    }
+
+    /// Whether the cache may delete it now.
     fn evictable(&self) -> bool {
         !self.pinned && !self.in_use()
+    }
+
+    /// Whether it may go once its holders (a seeding session) let go of it.
+    fn reclaimable(&self) -> bool {
+        !self.pinned && !self.leased()
     }
 }
 
@@ -334,21 +351,12 @@ impl Cache {
             return Ok(store);
         }
         let size = metainfo.info().total_length();
-        let on_disk = lock(&self.state).entries.contains_key(&info_hash);
-        let memory_fits = size <= self.config.memory_threshold && size <= self.config.memory_budget;
-        let kind = match placement {
-            // Something is on disk already: resume it rather than download again.
-            _ if on_disk => StoreKind::Disk,
-            Placement::Disk => StoreKind::Disk,
-            Placement::Memory => StoreKind::Memory,
-            Placement::Auto if memory_fits => StoreKind::Memory,
-            Placement::Auto => StoreKind::Disk,
-        };
-        let kind = match self.make_room(kind, size, &info_hash) {
-            Ok(()) => kind,
-            Err(_) if kind == StoreKind::Memory && placement == Placement::Auto => {
-                self.make_room(StoreKind::Disk, size, &info_hash)?;
-                StoreKind::Disk
+        let kinds = self.kinds(&info_hash, size, placement);
+        let kind = match self.make_room(kinds[0], size, &info_hash) {
+            Ok(()) => kinds[0],
+            Err(_) if kinds.len() > 1 => {
+                self.make_room(kinds[1], size, &info_hash)?;
+                kinds[1]
             }
             Err(e) => return Err(e),
         };
@@ -375,6 +383,96 @@ impl Cache {
             },
         );
         Ok(store)
+    }
+
+    /// Where a new release of `size` bytes may go, in order of preference.
+    fn kinds(&self, info_hash: &InfoHash, size: u64, placement: Placement) -> Vec<StoreKind> {
+        let on_disk = lock(&self.state).entries.contains_key(info_hash);
+        let memory_fits = size <= self.config.memory_threshold && size <= self.config.memory_budget;
+        match placement {
+            // Something is on disk already: resume it rather than download again.
+            _ if on_disk => vec![StoreKind::Disk],
+            Placement::Disk => vec![StoreKind::Disk],
+            Placement::Memory => vec![StoreKind::Memory],
+            Placement::Auto if memory_fits => vec![StoreKind::Memory, StoreKind::Disk],
+            Placement::Auto => vec![StoreKind::Disk],
+        }
+    }
+
+    /// The releases whose holders must let go of them (stop seeding) for
+    /// [`Cache::open_or_create`] of `metainfo` to find room, least recently used first:
+    /// empty if there is room already (or the release is open). Leased and pinned releases
+    /// are never named; if even every other release would not make room, this fails as
+    /// `open_or_create` would ([`StorageError::CacheFull`], [`StorageError::TooLarge`]).
+    pub fn plan_room(
+        &self,
+        metainfo: &Metainfo,
+        placement: Placement,
+    ) -> Result<Vec<InfoHash>, StorageError> {
+        let info_hash = metainfo.info_hash();
+        let size = metainfo.info().total_length();
+        if lock(&self.state)
+            .entries
+            .get(&info_hash)
+            .is_some_and(|e| e.store.is_some())
+        {
+            return Ok(Vec::new());
+        }
+        let kinds = self.kinds(&info_hash, size, placement);
+        let mut error = None;
+        // Room without stopping anything, in any allowed place, comes first.
+        for reclaim in [false, true] {
+            for &kind in &kinds {
+                match self.victims_for(kind, size, &info_hash, reclaim) {
+                    Ok(victims) => {
+                        let state = lock(&self.state);
+                        return Ok(victims
+                            .into_iter()
+                            .filter(|v| state.entries.get(v).is_some_and(Entry::in_use))
+                            .collect());
+                    }
+                    Err(e) => error = Some(e),
+                }
+            }
+        }
+        Err(error.unwrap_or(StorageError::CacheFull {
+            needed: size,
+            available: 0,
+        }))
+    }
+
+    /// The releases of `kind` that must go for `needed` more bytes to fit (evictable ones
+    /// only, or with `reclaim` also those only a session holds), or why they cannot.
+    fn victims_for(
+        &self,
+        kind: StoreKind,
+        needed: u64,
+        adding: &InfoHash,
+        reclaim: bool,
+    ) -> Result<Vec<InfoHash>, StorageError> {
+        let budget = self.budget(kind);
+        if needed > budget {
+            return Err(StorageError::TooLarge {
+                size: needed,
+                limit: budget,
+            });
+        }
+        let state = lock(&self.state);
+        let used = state.used(kind, Some(adding));
+        let allowed = budget - needed;
+        let filter = if reclaim {
+            Entry::reclaimable
+        } else {
+            Entry::evictable
+        };
+        let (victims, freeable) = choose_victims(&state, kind, used, allowed, Some(adding), filter);
+        if used.saturating_sub(freeable) > allowed {
+            return Err(StorageError::CacheFull {
+                needed,
+                available: budget.saturating_sub(used) + freeable,
+            });
+        }
+        Ok(victims)
     }
 
     /// Opens every release in the cache folder whose torrent is stored next to it,
@@ -443,6 +541,14 @@ impl Cache {
         Ok(known || on_disk)
     }
 
+    /// Forgets a release without touching its files: it no longer counts against a budget
+    /// and is never evicted (deleted) by this cache. For a folder that belongs to someone
+    /// else once it is no longer seeded. Returns whether the cache knew it.
+    pub fn forget(&self, info_hash: &InfoHash) -> bool {
+        let _opening = lock(&self.opening);
+        lock(&self.state).entries.remove(info_hash).is_some()
+    }
+
     /// Evicts releases, least recently used first, until each budget is kept (releases in
     /// use or pinned stay even if that is not enough). Returns the evicted releases.
     /// Blocking.
@@ -454,7 +560,8 @@ impl Cache {
                 let mut state = lock(&self.state);
                 let budget = self.budget(kind);
                 let used = state.used(kind, None);
-                let (victims, _) = choose_victims(&state, kind, used, budget, None);
+                let (victims, _) =
+                    choose_victims(&state, kind, used, budget, None, Entry::evictable);
                 forget(&mut state, &victims);
                 victims
             };
@@ -481,27 +588,8 @@ impl Cache {
         needed: u64,
         adding: &InfoHash,
     ) -> Result<(), StorageError> {
-        let budget = self.budget(kind);
-        if needed > budget {
-            return Err(StorageError::TooLarge {
-                size: needed,
-                limit: budget,
-            });
-        }
-        let victims = {
-            let mut state = lock(&self.state);
-            let used = state.used(kind, Some(adding));
-            let allowed = budget - needed;
-            let (victims, freeable) = choose_victims(&state, kind, used, allowed, Some(adding));
-            if used.saturating_sub(freeable) > allowed {
-                return Err(StorageError::CacheFull {
-                    needed,
-                    available: budget.saturating_sub(used) + freeable,
-                });
-            }
-            forget(&mut state, &victims);
-            victims
-        };
+        let victims = self.victims_for(kind, needed, adding, false)?;
+        forget(&mut lock(&self.state), &victims);
         for victim in &victims {
             self.delete_evicted(kind, victim)?;
         }
@@ -567,20 +655,21 @@ impl Cache {
     }
 }
 
-/// The evictable releases of `kind`, least recently used first, that must go for `used`
-/// bytes to fall to `allowed`, and how much they free. If that is not enough, every
-/// evictable release is listed.
+/// The releases of `kind` that `eligible` accepts, least recently used first, that must go
+/// for `used` bytes to fall to `allowed`, and how much they free. If that is not enough,
+/// every eligible release is listed.
 fn choose_victims(
     state: &State,
     kind: StoreKind,
     used: u64,
     allowed: u64,
     except: Option<&InfoHash>,
+    eligible: fn(&Entry) -> bool,
 ) -> (Vec<InfoHash>, u64) {
     let mut candidates: Vec<(&InfoHash, &Entry)> = state
         .entries
         .iter()
-        .filter(|(ih, e)| e.kind == kind && Some(*ih) != except && e.evictable())
+        .filter(|(ih, e)| e.kind == kind && Some(*ih) != except && eligible(e))
         .collect();
     candidates.sort_by_key(|(ih, e)| (e.last_used, **ih));
     let mut victims = Vec::new();

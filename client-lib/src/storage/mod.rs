@@ -71,6 +71,7 @@ mod test_support;
 mod tests;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
@@ -125,6 +126,8 @@ pub struct Store {
     /// once.
     commit: Mutex<()>,
     backend: Backend,
+    /// Live [`StoreLease`]s: readers the cache must not evict the release from under.
+    leases: AtomicUsize,
 }
 
 impl Store {
@@ -198,7 +201,23 @@ impl Store {
             have: RwLock::new(have),
             commit: Mutex::new(()),
             backend,
+            leases: AtomicUsize::new(0),
         }
+    }
+
+    /// A reader's hold on this store: while any lease is alive, the [`Cache`] never evicts
+    /// the release (a session that merely seeds it does not protect it; see the cache's
+    /// eviction policy).
+    pub fn lease(self: &Arc<Self>) -> StoreLease {
+        self.leases.fetch_add(1, Ordering::AcqRel);
+        StoreLease {
+            store: Arc::clone(self),
+        }
+    }
+
+    /// How many [`StoreLease`]s are alive.
+    pub fn lease_count(&self) -> usize {
+        self.leases.load(Ordering::Acquire)
     }
 
     /// The release's info-hash.
@@ -468,6 +487,32 @@ impl Store {
         }
         let store = Arc::clone(self);
         blocking(move || store.read_file(index)).await
+    }
+}
+
+/// A reader's hold on a [`Store`] ([`Store::lease`]): the release is not evicted while
+/// it lives. Clones are leases of their own.
+#[derive(Debug)]
+pub struct StoreLease {
+    store: Arc<Store>,
+}
+
+impl StoreLease {
+    /// The leased store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+}
+
+impl Clone for StoreLease {
+    fn clone(&self) -> Self {
+        self.store.lease()
+    }
+}
+
+impl Drop for StoreLease {
+    fn drop(&mut self) {
+        self.store.leases.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

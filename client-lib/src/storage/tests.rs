@@ -819,6 +819,78 @@ fn eviction_skips_releases_in_use_or_pinned() {
 }
 
 #[test]
+fn plan_room_names_held_releases_but_never_leased_or_pinned_ones() {
+    let dir = TempDir::new().unwrap();
+    let budget = 5 * PIECE as u64;
+    let cache = Cache::open(config(dir.path(), 0, budget)).unwrap();
+    let (a, b, c) = (sized(2, 1), sized(2, 2), sized(2, 3));
+    // Both held (as by seeding sessions); `a` used first.
+    let held_a = cache
+        .open_or_create(&a.metainfo, Placement::Memory)
+        .unwrap();
+    let held_b = cache
+        .open_or_create(&b.metainfo, Placement::Memory)
+        .unwrap();
+    assert!(
+        cache
+            .open_or_create(&c.metainfo, Placement::Memory)
+            .is_err()
+    );
+    // The least recently used held release must let go for `c` to fit.
+    assert_eq!(
+        cache.plan_room(&c.metainfo, Placement::Memory).unwrap(),
+        vec![a.metainfo.info_hash()]
+    );
+    // A reader's lease protects `a`; then `b` is named instead.
+    let lease = held_a.lease();
+    assert_eq!(held_a.lease_count(), 1);
+    assert_eq!(
+        cache.plan_room(&c.metainfo, Placement::Memory).unwrap(),
+        vec![b.metainfo.info_hash()]
+    );
+    // With `b` pinned too, nothing can make room.
+    assert!(cache.pin(&b.metainfo.info_hash()));
+    assert!(matches!(
+        cache.plan_room(&c.metainfo, Placement::Memory),
+        Err(StorageError::CacheFull { .. })
+    ));
+    assert!(cache.unpin(&b.metainfo.info_hash()));
+    // Once the holder of `b` lets go, the retried open evicts it; `a` stays.
+    drop(held_b);
+    assert_eq!(
+        cache.plan_room(&c.metainfo, Placement::Memory).unwrap(),
+        Vec::new(),
+        "room without stopping anyone"
+    );
+    cache
+        .open_or_create(&c.metainfo, Placement::Memory)
+        .unwrap();
+    assert!(cache.get(&b.metainfo.info_hash()).is_none());
+    assert!(cache.get(&a.metainfo.info_hash()).is_some());
+    // Clones are leases of their own.
+    let second = lease.clone();
+    drop(lease);
+    assert_eq!(held_a.lease_count(), 1);
+    drop(second);
+    assert_eq!(held_a.lease_count(), 0);
+}
+
+#[test]
+fn forget_leaves_the_files_and_frees_the_budget() {
+    let dir = TempDir::new().unwrap();
+    let cache = Cache::open(CacheConfig::new(dir.path())).unwrap();
+    let a = sized(2, 1);
+    let store = cache.open_or_create(&a.metainfo, Placement::Disk).unwrap();
+    commit_all(&store, &a);
+    drop(store);
+    let ih = a.metainfo.info_hash();
+    assert!(cache.forget(&ih));
+    assert!(!cache.forget(&ih));
+    assert_eq!(cache.usage().releases, 0);
+    assert!(dir.path().join(ih.to_hex()).is_dir());
+}
+
+#[test]
 fn evict_to_budget_after_a_restart_with_a_smaller_budget() {
     let dir = TempDir::new().unwrap();
     let a = sized(2, 1);

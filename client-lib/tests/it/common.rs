@@ -154,6 +154,12 @@ impl TestTracker {
         self.state.store().stats().unwrap().peers
     }
 
+    /// Peers (seeders and leechers) in the swarm of `info_hash`.
+    pub(crate) fn swarm_size(&self, info_hash: InfoHash) -> u32 {
+        let stats = self.state.store().scrape(&[info_hash]).unwrap();
+        stats[0].complete + stats[0].incomplete
+    }
+
     /// Stops the tracker (graceful, like a process exit) and checks its port is free.
     pub(crate) async fn kill(&mut self) {
         self.stop.cancel();

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod eviction;
 mod fallback;
 mod integrity;
 mod magnet;
