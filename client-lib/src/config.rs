@@ -38,6 +38,8 @@ pub const DEFAULT_MAX_CONCURRENT_DIALS: usize = 8;
 pub const DEFAULT_SNUB_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default [`ClientConfig::metadata_timeout`].
 pub const DEFAULT_METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default [`ClientConfig::get_timeout`].
+pub const DEFAULT_GET_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default [`ClientConfig::numwant`].
 pub const DEFAULT_NUMWANT: u32 = 50;
 
@@ -111,6 +113,12 @@ pub struct ClientConfig {
     /// How long [`Client::add_magnet`](crate::Client::add_magnet) looks for a peer that
     /// gives the torrent's metadata (BEP 9), when no tracker has the torrent.
     pub metadata_timeout: Duration,
+    /// The longest a whole [`Client::get`](crate::Client::get) (manifest, metainfo,
+    /// download, verification) or `add_*` call may take before it fails with a `Timeout`
+    /// error. A download cut off this way is never served; it goes on in the background,
+    /// holding no lease (so a later `get` resumes it, and the cache may evict it for room).
+    /// Default [`DEFAULT_GET_TIMEOUT`].
+    pub get_timeout: Duration,
 }
 
 impl Default for ClientConfig {
@@ -138,6 +146,7 @@ impl Default for ClientConfig {
             announce_retry_max: DEFAULT_ANNOUNCE_RETRY_MAX,
             numwant: DEFAULT_NUMWANT,
             metadata_timeout: DEFAULT_METADATA_TIMEOUT,
+            get_timeout: DEFAULT_GET_TIMEOUT,
         }
     }
 }
@@ -149,6 +158,7 @@ impl ClientConfig {
         self.max_peers_per_torrent = self.max_peers_per_torrent.max(1);
         self.max_concurrent_dials = self.max_concurrent_dials.max(1);
         self.snub_timeout = self.snub_timeout.max(Duration::from_millis(10));
+        self.get_timeout = self.get_timeout.max(Duration::from_millis(10));
         self.announce_retry_min = self.announce_retry_min.max(Duration::from_millis(10));
         self.announce_retry_max = self.announce_retry_max.max(self.announce_retry_min);
         self
@@ -176,9 +186,15 @@ mod tests {
             max_concurrent_dials: 0,
             announce_retry_min: Duration::from_secs(10),
             announce_retry_max: Duration::from_secs(1),
+            get_timeout: Duration::ZERO,
             ..ClientConfig::default()
         }
         .sanitized();
+        assert_eq!(
+            c.get_timeout,
+            Duration::from_millis(10),
+            "a zero timeout would fail every get"
+        );
         assert_eq!((c.max_peers_per_torrent, c.max_concurrent_dials), (1, 1));
         assert_eq!(c.announce_retry_max, Duration::from_secs(10));
     }

@@ -132,6 +132,15 @@ pub enum GetError {
     /// The release could not be given a place in the cache (too large, cache full, I/O).
     #[error("cannot store the release: {0}")]
     Storage(#[source] Arc<StorageError>),
+    /// The whole `get` took longer than
+    /// [`ClientConfig::get_timeout`](crate::ClientConfig::get_timeout). Nothing partial
+    /// is served; the download goes on in the background, so trying again later may
+    /// succeed at once.
+    #[error("gave up after {after:?}")]
+    Timeout {
+        /// The timeout in force.
+        after: std::time::Duration,
+    },
     /// The client is shutting down.
     #[error("the client is shut down")]
     Shutdown,
@@ -168,6 +177,14 @@ pub enum AddError {
     /// The release could not be given a place in the cache.
     #[error("cannot store the torrent: {0}")]
     Storage(#[source] Arc<StorageError>),
+    /// The call took longer than
+    /// [`ClientConfig::get_timeout`](crate::ClientConfig::get_timeout) (looking for a
+    /// magnet's metadata, or making room in the cache).
+    #[error("gave up after {after:?}")]
+    Timeout {
+        /// The timeout in force.
+        after: std::time::Duration,
+    },
     /// The client is shutting down.
     #[error("the client is shut down")]
     Shutdown,

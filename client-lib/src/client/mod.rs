@@ -198,6 +198,13 @@ impl ClientBuilder {
         self
     }
 
+    /// The longest a whole `get` or `add_*` call may take (see
+    /// [`ClientConfig::get_timeout`]).
+    pub fn get_timeout(mut self, timeout: Duration) -> Self {
+        self.config.get_timeout = timeout;
+        self
+    }
+
     /// Timeout of one web-seed request.
     pub fn http_timeout(mut self, timeout: Duration) -> Self {
         self.config.web_seed.request_timeout = timeout;
@@ -391,15 +398,23 @@ impl Client {
     }
 
     /// The latest release of `name`, verified. See the [module docs](self) for the checks.
+    /// Fails with [`GetError::Timeout`] after [`ClientConfig::get_timeout`].
     pub async fn get(&self, name: &str) -> Result<Release, GetError> {
         let name: ReleaseName = name.parse()?;
-        self.fetch(name, None).await
+        let after = self.inner.shared.config.get_timeout;
+        bounded(after, self.fetch(name, None))
+            .await
+            .unwrap_or(Err(GetError::Timeout { after }))
     }
 
-    /// Version `version` of `name`, verified.
+    /// Version `version` of `name`, verified. Fails with [`GetError::Timeout`] after
+    /// [`ClientConfig::get_timeout`].
     pub async fn get_version(&self, name: &str, version: &Version) -> Result<Release, GetError> {
         let name: ReleaseName = name.parse()?;
-        self.fetch(name, Some(version.clone())).await
+        let after = self.inner.shared.config.get_timeout;
+        bounded(after, self.fetch(name, Some(version.clone())))
+            .await
+            .unwrap_or(Err(GetError::Timeout { after }))
     }
 
     async fn fetch(
@@ -838,18 +853,35 @@ impl Client {
     }
 
     /// Downloads (and then seeds) a torrent given as its bytes. Pieces are checked against
-    /// the torrent; there is no manifest to check files against.
+    /// the torrent; there is no manifest to check files against. Returns once the download
+    /// has started (or the torrent is found complete in the cache); fails with
+    /// [`AddError::Timeout`] after [`ClientConfig::get_timeout`].
     pub async fn add_torrent(&self, torrent: &[u8]) -> Result<TorrentHandle, AddError> {
         let metainfo = Metainfo::from_bytes(torrent)?;
+        let after = self.inner.shared.config.get_timeout;
+        bounded(after, self.add_metainfo(metainfo))
+            .await
+            .unwrap_or(Err(AddError::Timeout { after }))
+    }
+
+    async fn add_metainfo(&self, metainfo: Metainfo) -> Result<TorrentHandle, AddError> {
         let (session, lease) = self.start_session(Arc::new(metainfo), Vec::new()).await?;
         Ok(TorrentHandle::new(session, lease))
     }
 
     /// Downloads (and then seeds) the torrent of a magnet link. The torrent comes from the
     /// configured trackers' torrent endpoint when one has it, else from peers (BEP 9) found
-    /// through the magnet's trackers, the configured ones and the bootstrap peers.
+    /// through the magnet's trackers, the configured ones and the bootstrap peers. Fails
+    /// with [`AddError::Timeout`] after [`ClientConfig::get_timeout`].
     pub async fn add_magnet(&self, uri: &str) -> Result<TorrentHandle, AddError> {
         let magnet = Magnet::parse(uri)?;
+        let after = self.inner.shared.config.get_timeout;
+        bounded(after, self.add_from_magnet(magnet))
+            .await
+            .unwrap_or(Err(AddError::Timeout { after }))
+    }
+
+    async fn add_from_magnet(&self, magnet: Magnet) -> Result<TorrentHandle, AddError> {
         let info_hash = magnet.info_hash;
         if let Some((session, lease)) = self.running_session(info_hash).await {
             return Ok(TorrentHandle::new(session, lease));
@@ -948,6 +980,12 @@ impl Client {
 enum ManifestSource {
     Tracker(TrackerClient),
     Cache(CachedManifest),
+}
+
+/// `work`, or `None` if it takes longer than `after`. (Dropping a `get` leaves its session
+/// running without a lease: see [`ClientConfig::get_timeout`].)
+async fn bounded<T>(after: Duration, work: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::time::timeout(after, work).await.ok()
 }
 
 /// Runs blocking storage work on tokio's blocking pool.

@@ -13,6 +13,7 @@ mod restart;
 mod router;
 mod shutdown;
 mod swarm;
+mod timeout;
 mod tracker_down;
 mod trust;
 mod versions;
