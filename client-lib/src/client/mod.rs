@@ -474,11 +474,7 @@ impl Client {
                 // Refuse a torrent that does not carry the manifest's files before
                 // downloading anything.
                 files(&metainfo)?;
-                let announce = match &source {
-                    ManifestSource::Tracker(tracker) => vec![tracker.announce_url()],
-                    ManifestSource::Cache(_) => Vec::new(),
-                };
-                self.start_session(metainfo, announce).await?
+                self.start_session(metainfo, Vec::new()).await?
             }
         };
         let files = files(&session.metainfo)?;
@@ -626,7 +622,9 @@ impl Client {
     }
 
     /// The running session of `metainfo`'s torrent, or a new one (with the store the cache
-    /// gives it, which may already hold some or all of it).
+    /// gives it, which may already hold some or all of it). Every session announces to the
+    /// same set of trackers however it started (fetched, added, restored from the cache):
+    /// see [`announce_targets`].
     async fn start_session(
         &self,
         metainfo: Arc<Metainfo>,
@@ -641,12 +639,8 @@ impl Client {
             return Ok(self.use_session(session));
         }
         let store = self.open_store(&metainfo, &mut sessions).await?;
-        let mut announce_urls = metainfo.trackers();
-        for url in extra_announce {
-            if !announce_urls.contains(&url) {
-                announce_urls.push(url);
-            }
-        }
+        let configured = self.inner.trackers.iter().map(TrackerClient::announce_url);
+        let announce_urls = announce_targets(metainfo.trackers(), extra_announce, configured);
         let params = SessionParams {
             metainfo,
             store,
@@ -925,7 +919,9 @@ impl Client {
                 got: metainfo.info_hash(),
             });
         }
-        let (session, lease) = self.start_session(Arc::new(metainfo), ours).await?;
+        let (session, lease) = self
+            .start_session(Arc::new(metainfo), magnet.trackers.clone())
+            .await?;
         Ok(TorrentHandle::new(session, lease))
     }
 
@@ -982,6 +978,24 @@ enum ManifestSource {
     Cache(CachedManifest),
 }
 
+/// The announce URLs of a release, in order and without duplicates: its metainfo's
+/// trackers (`announce`, `announce-list`), then `extra` ones (a magnet link's), then the
+/// client's configured trackers, which every release is announced to so that the tracker
+/// the client relies on knows every peer it seeds.
+fn announce_targets(
+    metainfo: Vec<String>,
+    extra: Vec<String>,
+    configured: impl IntoIterator<Item = String>,
+) -> Vec<String> {
+    let mut urls: Vec<String> = Vec::new();
+    for url in metainfo.into_iter().chain(extra).chain(configured) {
+        if !urls.contains(&url) {
+            urls.push(url);
+        }
+    }
+    urls
+}
+
 /// `work`, or `None` if it takes longer than `after`. (Dropping a `get` leaves its session
 /// running without a lease: see [`ClientConfig::get_timeout`].)
 async fn bounded<T>(after: Duration, work: impl std::future::Future<Output = T>) -> Option<T> {
@@ -997,4 +1011,33 @@ where
     tokio::task::spawn_blocking(work)
         .await
         .unwrap_or(Err(StorageError::Cancelled))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announce_targets_are_the_metainfos_then_the_configured_trackers_deduplicated() {
+        let s = |v: &[&str]| v.iter().map(|u| (*u).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            announce_targets(
+                s(&["http://a/announce", "http://b/announce"]),
+                s(&["http://m/announce", "http://a/announce"]),
+                s(&["http://b/announce", "http://c/announce"]),
+            ),
+            s(&[
+                "http://a/announce",
+                "http://b/announce",
+                "http://m/announce",
+                "http://c/announce"
+            ])
+        );
+        // A torrent without trackers (restored from the cache, say) still gets the
+        // configured ones.
+        assert_eq!(
+            announce_targets(Vec::new(), Vec::new(), s(&["http://c/announce"])),
+            s(&["http://c/announce"])
+        );
+    }
 }
