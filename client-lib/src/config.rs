@@ -48,8 +48,8 @@ pub const DEFAULT_NUMWANT: u32 = 50;
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Base URLs of the swarmcdn trackers to ask for manifests and metainfo
-    /// (`http://tracker.example:6969`), tried in order. Their `/announce` is also announced
-    /// to for releases fetched from them. Default: none (only
+    /// (`http://tracker.example:6969`), tried in order. Every release the client seeds is
+    /// also announced to their `/announce`, besides its torrent's own trackers. Default: none (only
     /// [`Client::add_torrent`](crate::Client::add_torrent) works then).
     pub trackers: Vec<String>,
     /// Publisher keys whose manifests are trusted. A manifest signed by any other key is
@@ -84,10 +84,12 @@ pub struct ClientConfig {
     /// Who one torrent uploads to: regular slots by rate, an optimistic slot, rechoke
     /// timing (see [`crate::choker`]).
     pub choker: ChokerConfig,
-    /// A peer that has our requests and sends no block for this long is *snubbing* us: it
-    /// is disconnected (its pieces then count as nobody's, so they go to HTTP or other
-    /// peers) and not dialled again for
-    /// [`SNUB_REDIAL_DELAY`](crate::session::SNUB_REDIAL_DELAY).
+    /// The client's one snubbing setting. A peer that has had block requests of ours
+    /// outstanding for this long without sending a block is *snubbing* us: its session
+    /// disconnects it (its pieces then count as nobody's, so they go to HTTP or other
+    /// peers, and its upload slot is free for the choker to give away) and does not dial
+    /// it again for [`SNUB_REDIAL_DELAY`](crate::session::SNUB_REDIAL_DELAY). The choker
+    /// has no snub clock of its own. Default [`DEFAULT_SNUB_TIMEOUT`].
     pub snub_timeout: Duration,
     /// The piece scheduler's settings, among them the HTTP fallback policy:
     /// [`SchedulerConfig::deadline`] (how late a peer block may be before the piece goes to
