@@ -16,7 +16,9 @@ use swarmcdn_proto::manifest::VerifyingKey;
 use crate::choker::ChokerConfig;
 use crate::peer::ConnectionOptions;
 use crate::scheduler::SchedulerConfig;
-use crate::storage::{DEFAULT_DISK_BUDGET, DEFAULT_MEMORY_BUDGET, DEFAULT_MEMORY_THRESHOLD};
+use crate::storage::{
+    CacheMode, DEFAULT_DISK_BUDGET, DEFAULT_MEMORY_BUDGET, DEFAULT_MEMORY_THRESHOLD,
+};
 use crate::webseed::WebSeedLimits;
 
 /// Default [`ClientConfig::listen_addr`]: every interface, a port the OS picks.
@@ -62,6 +64,12 @@ pub struct ClientConfig {
     /// verified manifests. Releases found there at start-up are verified and seeded again.
     /// `None` (the default) keeps everything in memory and forgets it at exit.
     pub cache_dir: Option<PathBuf>,
+    /// Whose the cache folder is. [`CacheMode::ReadWrite`] (the default): the client's own,
+    /// downloaded into, repaired and evicted from. [`CacheMode::SeedOnly`]: someone else's
+    /// store (the seeder's), from which complete, intact releases are seeded and nothing is
+    /// ever changed; a damaged release is skipped with a warning naming its bad pieces, and
+    /// a release not complete in it cannot be fetched.
+    pub cache_mode: CacheMode,
     /// The most bytes of release content kept in memory. Default [`DEFAULT_MEMORY_BUDGET`].
     pub memory_budget: u64,
     /// Releases up to this size are kept in memory when a cache folder is set, larger ones
@@ -130,6 +138,7 @@ impl Default for ClientConfig {
             trusted_keys: Vec::new(),
             listen_addr: DEFAULT_LISTEN_ADDR,
             cache_dir: None,
+            cache_mode: CacheMode::ReadWrite,
             memory_budget: DEFAULT_MEMORY_BUDGET,
             memory_threshold: DEFAULT_MEMORY_THRESHOLD,
             disk_budget: DEFAULT_DISK_BUDGET,

@@ -62,3 +62,4 @@ pub use client::{
 };
 pub use config::ClientConfig;
 pub use session::{DownloadError, PeerInfo, Progress, SessionStats};
+pub use storage::CacheMode;

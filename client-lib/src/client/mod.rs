@@ -58,7 +58,9 @@ use crate::config::ClientConfig;
 use crate::peer::{Listener, PeerRegistry, UploadLimiter};
 use crate::scheduler::{DeadlinePolicy, SchedulerConfig};
 use crate::session::{self, SessionHandle, SessionParams, Shared};
-use crate::storage::{Cache, CacheConfig, Placement, StorageError, Store, StoreKind, StoreLease};
+use crate::storage::{
+    Cache, CacheConfig, CacheMode, Placement, StorageError, Store, StoreKind, StoreLease,
+};
 use crate::tracker_client::{TrackerClient, TrackerError};
 use error::StartError;
 use manifests::{CachedManifest, ManifestCache};
@@ -120,6 +122,13 @@ impl ClientBuilder {
     /// found there at start-up.
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.config.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Whose the cache folder is (see [`ClientConfig::cache_mode`]): `SeedOnly` for a
+    /// store that belongs to someone else.
+    pub fn cache_mode(mut self, mode: CacheMode) -> Self {
+        self.config.cache_mode = mode;
         self
     }
 
@@ -291,6 +300,7 @@ impl Client {
                     disk_budget: config.disk_budget,
                     memory_budget: config.memory_budget,
                     memory_threshold: config.memory_threshold,
+                    mode: config.cache_mode,
                 };
                 let cache = blocking(move || Cache::open(cache_config))
                     .await
@@ -791,6 +801,7 @@ impl Client {
     /// it refused from then on) and its data removed as `options` says. Returns whether
     /// the client had the release (running, or in the cache).
     ///
+    /// A [`CacheMode::SeedOnly`] cache never deletes: the release is only forgotten.
     /// Deleting the files of a disk release that a live [`Release`] or [`TorrentHandle`]
     /// reads from is refused ([`RemoveError::InUse`]) before anything is stopped; memory
     /// content stays readable by such handles until they drop. A later `get` of the
@@ -803,10 +814,13 @@ impl Client {
         if self.inner.shutdown.is_cancelled() {
             return Err(RemoveError::Shutdown);
         }
+        // A seed-only cache deletes nothing, so there is nothing to refuse.
+        let delete_data =
+            options.delete_data && self.inner.shared.config.cache_mode == CacheMode::ReadWrite;
         let mut sessions = self.inner.sessions.lock().await;
         let running = sessions.get(&info_hash).map(|s| Arc::clone(&s.store));
         if let Some(store) = &running
-            && options.delete_data
+            && delete_data
             && store.kind() == StoreKind::Disk
             && store.lease_count() > 0
         {
@@ -821,7 +835,7 @@ impl Client {
             .await;
         drop(sessions);
         let removed = self
-            .drop_data(info_hash, options.delete_data && !memory)
+            .drop_data(info_hash, delete_data && !memory)
             .await
             .map_err(|e| match e {
                 StorageError::InUse(ih) => RemoveError::InUse(ih),

@@ -32,6 +32,16 @@
 //!   first renamed to `.partial`, so a crash half-way through never leaves a folder that
 //!   looks complete.
 //!
+//! # Seed-only caches
+//!
+//! A cache folder may be someone else's store (the seeder's, which publishes into it and
+//! reports damage with its own `verify`). [`CacheMode::SeedOnly`] makes the cache a reader
+//! of it: a release is opened only from its complete folder, verified without changing a
+//! byte or a name on disk, and refused if damaged ([`StorageError::Damaged`], naming the
+//! bad pieces) or absent ([`StorageError::NotInStore`]). Nothing is ever created, renamed,
+//! resized or deleted: no downloads, no eviction (budgets are not enforced), and
+//! [`Cache::remove`] only forgets.
+//!
 //! Every method may block (disk I/O, and [`Cache::open_or_create`] verifies a release found
 //! on disk); call them from `spawn_blocking` or at start-up. The cache's own lock is held
 //! only for bookkeeping, never across I/O, so [`Cache::get`] stays fast while a release is
@@ -61,6 +71,18 @@ const TORRENT_SUFFIX: &str = ".torrent";
 /// The suffix of a torrent being written (renamed into place when done).
 const TEMP_SUFFIX: &str = ".tmp";
 
+/// Whose the cache folder is: see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheMode {
+    /// The cache's own folder: releases are downloaded into it, damaged ones repaired,
+    /// evicted ones deleted.
+    #[default]
+    ReadWrite,
+    /// Someone else's store: complete, intact releases are served and seeded from it, and
+    /// nothing in it is ever changed.
+    SeedOnly,
+}
+
 /// How the cache is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheConfig {
@@ -74,6 +96,8 @@ pub struct CacheConfig {
     pub memory_budget: u64,
     /// Releases up to this size go to memory when placed automatically.
     pub memory_threshold: u64,
+    /// Whose the folder is ([`CacheMode::ReadWrite`] by default).
+    pub mode: CacheMode,
 }
 
 impl CacheConfig {
@@ -85,6 +109,7 @@ impl CacheConfig {
             disk_budget: DEFAULT_DISK_BUDGET,
             memory_budget: DEFAULT_MEMORY_BUDGET,
             memory_threshold: DEFAULT_MEMORY_THRESHOLD,
+            mode: CacheMode::ReadWrite,
         }
     }
 }
@@ -205,7 +230,9 @@ impl Cache {
             state: Mutex::new(State::default()),
             opening: Mutex::new(()),
         };
-        cache.remove_temporary_files()?;
+        if !cache.seed_only() {
+            cache.remove_temporary_files()?;
+        }
         let found = cache.scan()?;
         let mut entries = HashMap::new();
         for release in found {
@@ -231,6 +258,10 @@ impl Cache {
     /// The configuration in force.
     pub fn config(&self) -> &CacheConfig {
         &self.config
+    }
+
+    fn seed_only(&self) -> bool {
+        self.config.mode == CacheMode::SeedOnly
     }
 
     /// Removes torrents left half-written by a crash.
@@ -351,6 +382,11 @@ impl Cache {
             return Ok(store);
         }
         let size = metainfo.info().total_length();
+        if self.seed_only() {
+            let store = Arc::new(Store::open_seed_only(&self.config.dir, metainfo)?);
+            self.register(info_hash, &store, StoreKind::Disk, size);
+            return Ok(store);
+        }
         let kinds = self.kinds(&info_hash, size, placement);
         let kind = match self.make_room(kinds[0], size, &info_hash) {
             Ok(()) => kinds[0],
@@ -369,20 +405,25 @@ impl Cache {
             }
         };
         let store = Arc::new(store);
+        self.register(info_hash, &store, kind, size);
+        Ok(store)
+    }
+
+    /// Records an opened release as just used.
+    fn register(&self, info_hash: InfoHash, store: &Arc<Store>, kind: StoreKind, size: u64) {
         let mut state = lock(&self.state);
         let now = state.tick();
         let pinned = state.entries.get(&info_hash).is_some_and(|e| e.pinned);
         state.entries.insert(
             info_hash,
             Entry {
-                store: Some(Arc::clone(&store)),
+                store: Some(Arc::clone(store)),
                 kind,
                 size,
                 last_used: now,
                 pinned,
             },
         );
-        Ok(store)
     }
 
     /// Where a new release of `size` bytes may go, in order of preference.
@@ -483,6 +524,9 @@ impl Cache {
     pub fn restore(&self) -> Result<Vec<Arc<Store>>, StorageError> {
         let mut stores = Vec::new();
         for release in self.scan()? {
+            if self.seed_only() && !release.complete {
+                continue;
+            }
             let metainfo = match self.load_metainfo(&release.info_hash) {
                 Ok(Some(metainfo)) => metainfo,
                 Ok(None) => continue,
@@ -493,6 +537,13 @@ impl Cache {
             };
             match self.open_or_create(&metainfo, Placement::Disk) {
                 Ok(store) => stores.push(store),
+                Err(StorageError::Damaged { bad_pieces, .. }) => {
+                    tracing::warn!(
+                        info_hash = %release.info_hash,
+                        ?bad_pieces,
+                        "damaged release in a seed-only cache: not seeded, its files left untouched"
+                    );
+                }
                 // One unreadable or oversized release must not keep the others from
                 // being seeded; it stays registered until evicted or removed.
                 Err(e) => {
@@ -528,7 +579,12 @@ impl Cache {
     /// Removes a release: forgets it and deletes its files and stored torrent. Fails with
     /// [`StorageError::InUse`] while someone holds its store (pinning does not protect from
     /// an explicit removal). Returns whether there was anything to remove. Blocking.
+    ///
+    /// A seed-only cache deletes nothing: it only forgets the release.
     pub fn remove(&self, info_hash: &InfoHash) -> Result<bool, StorageError> {
+        if self.seed_only() {
+            return Ok(self.forget(info_hash));
+        }
         let _opening = lock(&self.opening);
         let known = {
             let mut state = lock(&self.state);
@@ -553,6 +609,9 @@ impl Cache {
     /// use or pinned stay even if that is not enough). Returns the evicted releases.
     /// Blocking.
     pub fn evict_to_budget(&self) -> Result<Vec<InfoHash>, StorageError> {
+        if self.seed_only() {
+            return Ok(Vec::new());
+        }
         let _opening = lock(&self.opening);
         let mut evicted = Vec::new();
         for kind in [StoreKind::Disk, StoreKind::Memory] {

@@ -82,8 +82,8 @@ use swarmcdn_proto::{InfoHash, RelativePath};
 
 pub use assembler::{BLOCK_SIZE, DEFAULT_MAX_PARTIAL_PIECES, PieceAssembler};
 pub use cache::{
-    Cache, CacheConfig, CacheUsage, CachedRelease, DEFAULT_DISK_BUDGET, DEFAULT_MEMORY_BUDGET,
-    DEFAULT_MEMORY_THRESHOLD, Placement,
+    Cache, CacheConfig, CacheMode, CacheUsage, CachedRelease, DEFAULT_DISK_BUDGET,
+    DEFAULT_MEMORY_BUDGET, DEFAULT_MEMORY_THRESHOLD, Placement,
 };
 pub use disk::PARTIAL_SUFFIX;
 pub use error::StorageError;
@@ -186,6 +186,34 @@ impl Store {
                 Some(have),
             )
         }))
+    }
+
+    /// Opens the complete folder of a release in `cache_dir` for seeding only, changing
+    /// nothing on disk: every piece is re-hashed, and a folder that is missing
+    /// ([`StorageError::NotInStore`]) or has bad pieces ([`StorageError::Damaged`], which
+    /// names them) is refused. Blocking, and it reads the whole release.
+    pub fn open_seed_only(cache_dir: &Path, metainfo: &Metainfo) -> Result<Store, StorageError> {
+        let info = Arc::new(metainfo.info().clone());
+        let info_hash = metainfo.info_hash();
+        let threads = disk::verify_threads(&info);
+        let Some((pieces, have)) =
+            DiskPieces::open_read_only(cache_dir, info_hash, &info, threads)?
+        else {
+            return Err(StorageError::NotInStore(info_hash));
+        };
+        if !have.is_complete() {
+            let bad_pieces = (0..info.piece_count()).filter(|&p| !have.has(p)).collect();
+            return Err(StorageError::Damaged {
+                info_hash,
+                bad_pieces,
+            });
+        }
+        Ok(Self::with_backend(
+            info_hash,
+            info,
+            Backend::Disk(pieces),
+            Some(have),
+        ))
     }
 
     fn with_backend(

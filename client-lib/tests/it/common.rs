@@ -351,6 +351,26 @@ pub(crate) fn test_client() -> ClientBuilder {
     builder
 }
 
+/// Whether the peer at `addr` answers a handshake for `info_hash` with its own (a peer
+/// that does not serve the torrent closes the connection instead).
+pub(crate) async fn handshake_accepted(addr: SocketAddr, info_hash: InfoHash) -> bool {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut out = BytesMut::new();
+    Handshake {
+        reserved: Reserved::NONE,
+        info_hash,
+        peer_id: PeerId::with_random_suffix([3; 12]),
+    }
+    .encode(&mut out);
+    stream.write_all(&out).await.unwrap();
+    let mut reply = [0u8; Handshake::LEN];
+    match tokio::time::timeout(WAIT, stream.read_exact(&mut reply)).await {
+        Ok(Ok(_)) => Handshake::decode(&reply).is_ok_and(|h| h.is_some()),
+        Ok(Err(_)) => false,
+        Err(_) => panic!("the peer neither answered nor closed"),
+    }
+}
+
 /// Shuts `client` down and checks nothing it started is left: no task, no bound port.
 pub(crate) async fn shutdown_clean(client: Client) {
     let addr = client.local_peer_addr();

@@ -11,6 +11,7 @@ mod magnet;
 mod real_clients;
 mod restart;
 mod router;
+mod seed_only;
 mod shutdown;
 mod swarm;
 mod timeout;
