@@ -965,6 +965,17 @@ impl Client {
         })
     }
 
+    /// The releases the client runs a session for (downloading or seeding), in no
+    /// particular order.
+    pub async fn info_hashes(&self) -> Vec<InfoHash> {
+        let sessions = self.inner.sessions.lock().await;
+        sessions
+            .iter()
+            .filter(|(_, s)| !s.is_finished())
+            .map(|(ih, _)| *ih)
+            .collect()
+    }
+
     /// The handle of a running release, if any.
     pub async fn torrent(&self, info_hash: InfoHash) -> Option<TorrentHandle> {
         self.running_session(info_hash)
