@@ -465,6 +465,64 @@ fn a_flipped_byte_in_a_complete_folder_makes_that_piece_missing() {
 }
 
 #[test]
+fn seed_only_opening_refuses_a_damaged_folder_and_changes_nothing() {
+    let release = spanning();
+    let dir = TempDir::new().unwrap();
+    // Nothing there, or only a partial download: not in the store.
+    assert!(matches!(
+        Store::open_seed_only(dir.path(), &release.metainfo),
+        Err(StorageError::NotInStore(_))
+    ));
+    {
+        let store = Store::disk(dir.path(), &release.metainfo).unwrap();
+        store.commit_piece(0, release.piece(0)).unwrap();
+    }
+    assert!(matches!(
+        Store::open_seed_only(dir.path(), &release.metainfo),
+        Err(StorageError::NotInStore(_))
+    ));
+    {
+        let store = Store::disk(dir.path(), &release.metainfo).unwrap();
+        commit_all(&store, &release);
+    }
+    // Intact: opened complete and readable.
+    let store = Store::open_seed_only(dir.path(), &release.metainfo).unwrap();
+    assert!(store.is_complete());
+    assert_eq!(store.read_file(2).unwrap(), release.file(2));
+    drop(store);
+
+    // Piece 1 damaged: refused, named, and the folder left exactly as it was.
+    let file = complete_path(dir.path(), &release).join("site/c/big.bin");
+    let mut bytes = fs::read(&file).unwrap();
+    bytes[20_000] ^= 0x01;
+    bytes.extend_from_slice(b"trailing bytes a repair would trim");
+    fs::write(&file, &bytes).unwrap();
+    let err = Store::open_seed_only(dir.path(), &release.metainfo).unwrap_err();
+    assert!(
+        matches!(&err, StorageError::Damaged { bad_pieces, .. } if bad_pieces == &[1]),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("1 bad piece(s), pieces 1"),
+        "{err}"
+    );
+    assert_eq!(fs::read(&file).unwrap(), bytes);
+    assert!(!partial_path(dir.path(), &release).exists());
+}
+
+#[test]
+fn a_damaged_error_lists_a_bounded_number_of_pieces() {
+    let err = StorageError::Damaged {
+        info_hash: spanning().metainfo.info_hash(),
+        bad_pieces: (0..1000).collect(),
+    };
+    let text = err.to_string();
+    assert!(text.contains("1000 bad piece(s), pieces 0, 1, 2"), "{text}");
+    assert!(text.ends_with(", …"), "{text}");
+    assert!(text.len() < 200, "{text}");
+}
+
+#[test]
 fn a_truncated_file_in_a_complete_folder_makes_its_pieces_missing() {
     let release = spanning();
     let dir = TempDir::new().unwrap();
