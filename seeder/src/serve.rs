@@ -12,24 +12,26 @@
 //! a [`swarmcdn_client::Client`] whose cache folder *is* the store: the store's layout
 //! (`S/H/<files>` beside `S/H.torrent`) is the client cache's, so the client's start-up
 //! restore re-verifies and seeds every release already there, announcing to each torrent's
-//! trackers. The client ignores what the store keeps beside it (`S/H.manifest.json`,
-//! `S/H.withdrawn`, `S/.tmp-*`: names that are not an info-hash, or an info-hash with a
-//! suffix it does not know), and the store ignores the client's `S/manifests/` folder. Its
-//! disk budget is unbounded, so the cache never evicts (deletes) a stored release. A task
-//! follows [`Seeder::releases`] and hands every release that appears to
-//! [`Client::add_torrent`](swarmcdn_client::Client::add_torrent), which seeds data already in
-//! the cache folder.
+//! trackers and the configured one. The client ignores what the store keeps beside it
+//! (`S/H.manifest.json`, `S/H.withdrawn`, `S/.tmp-*`: names that are not an info-hash, or
+//! an info-hash with a suffix it does not know), and the store ignores the client's
+//! `S/manifests/` folder.
 //!
-//! The client engine re-verifies the store when it starts and moves a damaged release aside
-//! (`S/H.partial`) to download it again; `peer_seeding = false` runs a web seed only.
+//! The store is the seeder's, not the client's: the client runs in
+//! [`CacheMode::SeedOnly`](swarmcdn_client::CacheMode::SeedOnly), so it verifies what it
+//! seeds without changing a byte or a name, never downloads into the store, never evicts,
+//! and skips a damaged release with a warning (repairing it is `verify`'s and `publish`'s
+//! job, not a peer engine's). A task follows [`Seeder::releases`]: every release that
+//! appears goes to [`Client::add_torrent`](swarmcdn_client::Client::add_torrent), which
+//! seeds the data already in the store, and every release the client seeds that is not in
+//! the catalog (unpublished or withdrawn while the daemon runs, or withdrawn but restored
+//! at start-up) goes to [`Client::remove`](swarmcdn_client::Client::remove), keeping its
+//! files: the session says `stopped` to the trackers and handshakes for it are refused from
+//! then on. `peer_seeding = false` runs a web seed only.
 //!
-//! Two limits of the client as it stands, accepted for now: it has no call to stop seeding
-//! one release, so a release unpublished while the daemon runs stays seeded over the peer
-//! wire until the next restart (the tracker no longer lists it, so new downloaders do not
-//! come for it; a withdrawn release, whose content is kept, is seeded again after a restart
-//! too); and its upload limiter is its own, so the peer wire is capped by
-//! `upload_limit_bytes_per_sec` on its own rather than sharing one budget with the web seed
-//! (both together may send up to twice the cap).
+//! One limit of the client as it stands, accepted for now: its upload limiter is its own,
+//! so the peer wire is capped by `upload_limit_bytes_per_sec` on its own rather than
+//! sharing one budget with the web seed (both together may send up to twice the cap).
 //!
 //! The shape follows the workspace's convention: [`router`] builds the HTTP service from an
 //! [`AppState`], and [`run`] serves it on a listener the caller bound until a shutdown future
@@ -38,6 +40,7 @@
 //! with a `Range` request, from us or from peers).
 
 use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -173,6 +176,7 @@ pub struct Seeder {
     state: AppState,
     catalog: watch::Sender<Arc<Catalog>>,
     watcher: StoreWatcher,
+    peer_address: watch::Sender<Option<SocketAddr>>,
 }
 
 impl Seeder {
@@ -213,6 +217,7 @@ impl Seeder {
             state,
             catalog: sender,
             watcher,
+            peer_address: watch::channel(None).0,
         })
     }
 
@@ -225,6 +230,12 @@ impl Seeder {
     /// changes: what a peer-wire seeding component subscribes to.
     pub fn releases(&self) -> watch::Receiver<Arc<Catalog>> {
         self.catalog.subscribe()
+    }
+
+    /// The address of the peer-wire listener, once [`Seeder::run`] has started seeding over
+    /// the peer wire (`None` before, or with `peer_seeding` off).
+    pub fn peer_address(&self) -> watch::Receiver<Option<SocketAddr>> {
+        self.peer_address.subscribe()
     }
 
     /// The upload cap, for peer uploads to share.
@@ -243,6 +254,7 @@ impl Seeder {
             state,
             catalog,
             watcher,
+            peer_address,
         } = self;
         let (stop, stopped) = watch::channel(false);
         let releases = catalog.subscribe();
@@ -253,7 +265,10 @@ impl Seeder {
         );
         let peer = if config.peer_seeding {
             match start_peer_seeding(&config).await {
-                Ok(peer) => Some(peer),
+                Ok(peer) => {
+                    peer_address.send_replace(Some(peer.local_peer_addr()));
+                    Some(peer)
+                }
                 Err(error) => {
                     let _ = stop.send(true);
                     let _ = watch_task.await;
@@ -327,14 +342,15 @@ fn peer_upload_kib(bytes_per_sec: u64) -> Option<u32> {
     (bytes_per_sec > 0).then(|| u32::try_from(bytes_per_sec.div_ceil(1024)).unwrap_or(u32::MAX))
 }
 
-/// Starts the client engine over the store, which restores (re-verifies) and seeds every
-/// release already there.
+/// Starts the client engine over the store, seed-only, which re-verifies and seeds every
+/// intact release already there.
 async fn start_peer_seeding(config: &Config) -> Result<swarmcdn_client::Client, ServeError> {
     let mut builder = swarmcdn_client::Client::builder()
         .cache_dir(&config.store)
         .tracker(config.tracker.clone())
         .listen_addr(config.peer_listen)
-        // Nothing of the store may ever be evicted, and nothing goes to memory.
+        // The store is ours, not the engine's: it reads and seeds, never changes it.
+        .cache_mode(swarmcdn_client::CacheMode::SeedOnly)
         .disk_budget(u64::MAX)
         .memory_threshold(0);
     if let Some(kib) = peer_upload_kib(config.upload_limit_bytes_per_sec) {
@@ -345,39 +361,50 @@ async fn start_peer_seeding(config: &Config) -> Result<swarmcdn_client::Client, 
     Ok(client)
 }
 
-/// Hands every release that appears in the catalog to the client engine, until `stopped`
-/// turns true. Releases already seeded (restored at start-up, or added before) are left
-/// alone; see the module docs for releases that go.
+/// Keeps the client engine seeding exactly the catalog, until `stopped` turns true: every
+/// release that appears is handed to it, and every release it seeds that the catalog does
+/// not list is removed from it (its files stay: they are the store's).
 async fn follow_releases(
     client: swarmcdn_client::Client,
     mut releases: watch::Receiver<Arc<Catalog>>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut seeded = std::collections::BTreeSet::new();
     loop {
         let catalog = Arc::clone(&releases.borrow_and_update());
-        for served in catalog.releases() {
-            let info_hash = served.release.info_hash;
-            if seeded.contains(&info_hash) {
-                continue;
-            }
-            let torrent = served.release.metainfo.to_bytes();
-            let added = tokio::select! {
-                added = client.add_torrent(&torrent) => added,
-                _ = stopped.wait_for(|stop| *stop) => return,
-            };
-            match added {
-                Ok(_) => {
-                    seeded.insert(info_hash);
-                    tracing::debug!(%info_hash, "seeding a release");
-                }
-                // Tried again at the next change of the catalog.
-                Err(error) => tracing::warn!(%info_hash, %error, "cannot seed a release"),
-            }
+        let sync = sync_peer_seeding(&client, &catalog);
+        tokio::select! {
+            () = sync => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
         }
         tokio::select! {
             changed = releases.changed() => if changed.is_err() { return },
             _ = stopped.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// One pass of [`follow_releases`]. Failures are logged and tried again at the next change
+/// of the catalog.
+async fn sync_peer_seeding(client: &swarmcdn_client::Client, catalog: &Catalog) {
+    let seeded: std::collections::BTreeSet<_> = client.info_hashes().await.into_iter().collect();
+    for info_hash in seeded.iter().filter(|ih| catalog.get(ih).is_none()) {
+        let keep = swarmcdn_client::RemoveOptions::keep_data();
+        match client.remove(*info_hash, keep).await {
+            Ok(_) => tracing::info!(%info_hash, "no longer seeding a release over the peer wire"),
+            Err(error) => tracing::warn!(%info_hash, %error, "cannot stop seeding a release"),
+        }
+    }
+    for served in catalog.releases() {
+        let info_hash = served.release.info_hash;
+        if seeded.contains(&info_hash) {
+            continue;
+        }
+        match client
+            .add_torrent(&served.release.metainfo.to_bytes())
+            .await
+        {
+            Ok(_) => tracing::debug!(%info_hash, "seeding a release"),
+            Err(error) => tracing::warn!(%info_hash, %error, "cannot seed a release"),
         }
     }
 }

@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use swarmcdn_seeder::config::Config;
 use swarmcdn_seeder::store::Store;
 
-use crate::support::{RunningSeeder, TrackerDouble, Workspace};
+use crate::support::{RunningSeeder, TrackerDouble, Workspace, handshake_accepted, wait_handshake};
 
 #[tokio::test]
 async fn a_release_published_while_serving_is_served_without_restart() {
@@ -100,19 +100,25 @@ async fn a_release_damaged_at_start_is_not_served() {
     bytes[0] ^= 0x20;
     std::fs::write(&file, bytes).unwrap();
 
-    // Peer seeding is off in this test: the peer engine verifies on its own and moves a
-    // damaged release aside, which is not what is tested here.
-    let seeder = RunningSeeder::start(Config {
-        peer_seeding: false,
-        ..ws.config()
-    })
-    .await;
+    // Peer seeding is on: the peer engine seeds the intact release only, and leaves the
+    // damaged one as it is (no `.partial`, no repair): the store is the seeder's.
+    let before = ws.store_snapshot();
+    let bad_bytes = std::fs::read(&file).unwrap();
+    let mut seeder = RunningSeeder::start(ws.config()).await;
     {
         let catalog = seeder.releases.borrow();
         assert!(catalog.get(&good.info_hash).is_some());
         assert!(catalog.get(&bad.info_hash).is_none());
     }
+    let peer = seeder.peer_addr().await;
+    wait_handshake(peer, good.info_hash, true).await;
+    assert!(!handshake_accepted(peer, bad.info_hash).await);
     seeder.stop().await;
+    let mut after = ws.store_snapshot();
+    // The peer engine's own folder of verified manifests is all it may add.
+    after.retain(|(path, _)| !path.starts_with("manifests"));
+    assert_eq!(after, before, "peer seeding changed the store");
+    assert_eq!(std::fs::read(&file).unwrap(), bad_bytes);
 
     // Without the verify pass it is served as it is (clients check every piece anyway).
     let seeder = RunningSeeder::start(Config {
@@ -122,6 +128,49 @@ async fn a_release_damaged_at_start_is_not_served() {
     })
     .await;
     assert!(seeder.releases.borrow().get(&bad.info_hash).is_some());
+    seeder.stop().await;
+    tracker.stop().await;
+}
+
+/// Unpublished or withdrawn while `serve` runs: the release is no longer seeded over the
+/// peer wire (handshakes for it are refused), and a withdrawn release's files stay.
+#[tokio::test]
+async fn a_release_unpublished_while_serving_is_no_longer_seeded_to_peers() {
+    let tracker = TrackerDouble::start().await;
+    let ws = Workspace::new();
+    ws.write("app.js", b"console.log('one');");
+    let one = ws.publish(&tracker.url, "one", Some("1.0.0")).await;
+    ws.write("app.js", b"console.log('two');");
+    let two = ws.publish(&tracker.url, "two", Some("1.0.0")).await;
+    let mut seeder = RunningSeeder::start(ws.config()).await;
+    let peer = seeder.peer_addr().await;
+    wait_handshake(peer, one.info_hash, true).await;
+    wait_handshake(peer, two.info_hash, true).await;
+
+    Store::open(&ws.store)
+        .unwrap()
+        .remove(&one.info_hash)
+        .unwrap();
+    seeder.wait_for(|c| c.get(&one.info_hash).is_none()).await;
+    wait_handshake(peer, one.info_hash, false).await;
+    assert!(handshake_accepted(peer, two.info_hash).await);
+
+    Store::open(&ws.store)
+        .unwrap()
+        .withdraw(&two.info_hash)
+        .unwrap();
+    seeder.wait_for(|c| c.is_empty()).await;
+    wait_handshake(peer, two.info_hash, false).await;
+    assert!(
+        ws.store.join(two.info_hash.to_hex()).is_dir(),
+        "withdrawn content was deleted"
+    );
+    seeder.stop().await;
+
+    // Restarted: the withdrawn release, intact in the store, is not seeded either.
+    let mut seeder = RunningSeeder::start(ws.config()).await;
+    let peer = seeder.peer_addr().await;
+    wait_handshake(peer, two.info_hash, false).await;
     seeder.stop().await;
     tracker.stop().await;
 }
