@@ -19,8 +19,8 @@
 //!
 //! Selection rules, applied by every implementation: a `stopped` peer is removed and gets no
 //! peers; `completed` counts a download once per leecher-to-seeder transition; a peer with
-//! nothing left is a seeder; seeders are sent leechers only (a seeder has nothing to gain from
-//! another seeder); leechers get a random mix that favours seeders; the announcing peer never
+//! nothing left is a seeder; seeders are sent leechers first, and other seeders only in the
+//! slots leechers leave; leechers get a random mix that favours seeders; the announcing peer never
 //! appears in its own list (some clients stall when handed themselves); IPv4 peers go to the
 //! IPv4 list and IPv6 peers to the IPv6 list; and picking is O(numwant), never O(swarm size).
 
