@@ -17,6 +17,7 @@ use std::hash::BuildHasher;
 use std::net::SocketAddr;
 
 use rand::{Rng, RngExt};
+use swarmcdn_proto::PeerId;
 
 use super::normalize_addr;
 use super::peer::{PeerEntry, V4Peer, V6Peer};
@@ -53,10 +54,11 @@ struct Upsert {
     stored: bool,
 }
 
-/// The announcing peer, to keep it out of its own answer.
+/// The announcing peer, to keep it out of its own answer, and whether its answer carries ids.
 struct Announcer {
     peer_id: [u8; 20],
     addr: SocketAddr,
+    with_ids: bool,
 }
 
 impl Announcer {
@@ -158,7 +160,11 @@ impl Swarm {
             .numwant
             .unwrap_or(config.numwant_default)
             .min(config.numwant_max) as usize;
-        let me = Announcer { peer_id, addr };
+        let me = Announcer {
+            peer_id,
+            addr,
+            with_ids: input.peer_ids,
+        };
         let now = now.secs();
         if seeder {
             // Leechers first: they are who a seeder is there to serve. Slots they leave go to
@@ -333,6 +339,9 @@ fn pick<R: Rng + ?Sized>(
                 let addr = p.addr();
                 if p.expires() > now && !me.is(p.peer_id(), SocketAddr::V4(addr)) {
                     out.peers_v4.push(addr);
+                    if me.with_ids {
+                        out.peer_ids_v4.push(PeerId(*p.peer_id()));
+                    }
                     got += 1;
                 }
             }
@@ -340,6 +349,9 @@ fn pick<R: Rng + ?Sized>(
             let addr = p.addr();
             if p.expires() > now && !me.is(p.peer_id(), SocketAddr::V6(addr)) {
                 out.peers_v6.push(addr);
+                if me.with_ids {
+                    out.peer_ids_v6.push(PeerId(*p.peer_id()));
+                }
                 got += 1;
             }
         }
@@ -362,7 +374,7 @@ mod tests {
 
     use rand::SeedableRng;
     use rand::rngs::StdRng;
-    use swarmcdn_proto::{InfoHash, PeerId};
+    use swarmcdn_proto::InfoHash;
 
     use super::*;
 
@@ -408,6 +420,7 @@ mod tests {
             event,
             left,
             numwant: None,
+            peer_ids: false,
         }
     }
 
