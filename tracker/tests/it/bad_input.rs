@@ -208,12 +208,29 @@ async fn malformed_announces_are_refused_counted_and_change_nothing() {
 
 #[tokio::test]
 async fn a_huge_numwant_within_range_is_capped_not_refused() {
-    let (h, release) = setup(test_config()).await;
+    let mut config = test_config();
+    config.numwant_default = 4;
+    config.numwant_max = 8;
+    let (h, release) = setup(config).await;
+    // 20 seeders besides the one `setup` added: far more than the cap.
+    for n in 100..120u8 {
+        h.announce(
+            &announce_request(release.info_hash, n, 6881, 0, AnnounceEvent::Started),
+            addr(&format!("192.0.2.{n}:1")),
+        )
+        .await
+        .success();
+    }
+    let before = snapshot(&h);
     let query = with(&release.info_hash, "numwant", "4000000000");
     let reply = h
         .get_from(&format!("/announce?{query}"), addr("192.0.2.42:1"))
         .await;
-    assert_eq!(reply.success().peers.len(), 1);
+    let answer = reply.success();
+    assert_eq!(answer.peers.len(), 8, "numwant is capped at numwant_max");
+    assert_eq!((answer.complete, answer.incomplete), (21, 1));
+    // Only the new leecher was added.
+    assert_eq!(h.peer_count(), (before.peers.0 + 1, before.peers.1));
 }
 
 #[tokio::test]
