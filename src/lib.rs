@@ -3,3 +3,5 @@
 //! `swarmcdn-proto`, `swarmcdn-tracker`, `swarmcdn-seeder` and `swarmcdn-client`.
 
 pub use swarmcdn_proto as proto;
+
+pub mod demo;
