@@ -671,6 +671,7 @@ fn site_router(state: Arc<SiteState>) -> Router {
         )
         .with_state(Arc::clone(&state))
         .nest("/widgets", widgets)
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .layer(middleware::from_fn_with_state(state, record))
 }
 
