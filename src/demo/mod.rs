@@ -289,6 +289,16 @@ impl Running {
     }
 }
 
+impl Drop for Running {
+    /// A demo dropped without [`Demo::shutdown`] still stops its servers (without waiting
+    /// for them or telling the tracker the sites left).
+    fn drop(&mut self) {
+        self.sites_stop.cancel();
+        self.seeder_stop.cancel();
+        self.tracker_stop.cancel();
+    }
+}
+
 impl Demo {
     /// Starts the tracker, publishes the share button, starts the seeder and the sites, and
     /// returns once every site holds the release. Whatever fails, what was started is

@@ -173,6 +173,7 @@ struct ReleaseInfo {
     version: String,
     info_hash: String,
     script_integrity: Option<String>,
+    style_integrity: Option<String>,
 }
 
 async fn release_info(client: &Client) -> Option<ReleaseInfo> {
@@ -184,6 +185,7 @@ async fn release_info(client: &Client) -> Option<ReleaseInfo> {
         version: release.version().to_string(),
         info_hash: release.info_hash().to_string(),
         script_integrity: release.file("button.js").map(|f| f.sri().to_owned()),
+        style_integrity: release.file("button.css").map(|f| f.sri().to_owned()),
     })
 }
 
@@ -221,9 +223,15 @@ fn escape(text: &str) -> String {
     out
 }
 
+/// ` integrity="..."` for a file's SRI value, or nothing.
+fn integrity_attr(sri: Option<&str>) -> String {
+    sri.map(|sri| format!(" integrity=\"{}\"", escape(sri)))
+        .unwrap_or_default()
+}
+
 fn render_page(site: &str, info: Option<&ReleaseInfo>) -> String {
     let site = escape(site);
-    let (details, integrity) = match info {
+    let (details, integrity, style_integrity) = match info {
         Some(info) => (
             format!(
                 "<dt>release</dt><dd>{ASSET_NAME} {}</dd>\
@@ -233,13 +241,12 @@ fn render_page(site: &str, info: Option<&ReleaseInfo>) -> String {
                 escape(&info.info_hash),
                 escape(info.script_integrity.as_deref().unwrap_or("-")),
             ),
-            info.script_integrity
-                .as_deref()
-                .map(|sri| format!(" integrity=\"{}\"", escape(sri)))
-                .unwrap_or_default(),
+            integrity_attr(info.script_integrity.as_deref()),
+            integrity_attr(info.style_integrity.as_deref()),
         ),
         None => (
             "<dt>release</dt><dd>not available yet: reload in a moment</dd>".to_owned(),
+            String::new(),
             String::new(),
         ),
     };
@@ -250,7 +257,7 @@ fn render_page(site: &str, info: Option<&ReleaseInfo>) -> String {
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>{site} · swarmcdn demo</title>
-  <link rel="stylesheet" href="/widgets/{ASSET_NAME}/button.css">
+  <link rel="stylesheet" href="/widgets/{ASSET_NAME}/button.css"{style_integrity}>
   <style>
     body {{ margin: 0; background: #f1f5f9; color: #0f172a;
            font: 16px/1.6 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }}
@@ -292,6 +299,7 @@ mod tests {
             version: "1.0.0".into(),
             info_hash: "<b>".into(),
             script_integrity: Some("sha384-\"x".into()),
+            style_integrity: None,
         };
         let html = render_page("A & B", Some(&info));
         assert!(html.contains("A &amp; B"));
