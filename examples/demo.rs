@@ -58,11 +58,14 @@ async fn main() -> anyhow::Result<()> {
     println!();
 
     let mut ticks = tokio::time::interval(Duration::from_secs(args.stats_every));
-    let stop = shutdown_signal();
+    let stop = tokio::signal::ctrl_c();
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            () = &mut stop => break,
+            signal = &mut stop => {
+                signal.context("cannot listen for Ctrl-C")?;
+                break;
+            }
             _ = ticks.tick() => {
                 for site in demo.stats().await {
                     println!("{}", counters(&site));
@@ -99,30 +102,5 @@ fn size(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{:.1} KiB", bytes as f64 / 1024.0)
-    }
-}
-
-/// Completes on Ctrl-C (SIGINT) or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::warn!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
     }
 }

@@ -703,28 +703,19 @@ mod tests {
         ] {
             assert_eq!(share(bad).await.unwrap().status(), 400, "{bad}");
         }
-        let long = format!(
-            r#"{{"url":"http://example.com/{}"}}"#,
-            "a".repeat(MAX_SHARE_URL_LEN)
-        );
-        let answer = http
-            .post(format!("{}share", urls[0]))
-            .body(long)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 400);
-        let huge = format!(
-            r#"{{"url":"http://example.com/{}"}}"#,
-            "a".repeat(MAX_SHARE_BODY)
-        );
-        let answer = http
-            .post(format!("{}share", urls[0]))
-            .body(huge)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 413);
+        let url_of = |len: usize| format!(r#"{{"url":"http://example.com/{}"}}"#, "a".repeat(len));
+        for (body, status) in [
+            (url_of(MAX_SHARE_URL_LEN), 400),
+            (url_of(MAX_SHARE_BODY), 413),
+        ] {
+            let answer = http
+                .post(format!("{}share", urls[0]))
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), status);
+        }
 
         let stats = demo.stats().await;
         assert_eq!(stats.len(), 2);
