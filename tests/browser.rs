@@ -68,6 +68,20 @@ impl ChildGuard {
         ensure!(running, "{} exited before the test stopped it", self.what);
         Ok(())
     }
+
+    /// Waits for the process to exit by itself; kills it and fails if it does not in time.
+    async fn exited_within(mut self, limit: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.child.try_wait()?.is_none() {
+            if tokio::time::Instant::now() >= deadline {
+                self.child.kill().ok();
+                self.child.wait()?;
+                bail!("{} did not exit when asked", self.what);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for ChildGuard {
@@ -142,10 +156,10 @@ async fn start_chromedriver(binary: &Path) -> Result<(ChildGuard, String)> {
                 .split("started successfully on port ")
                 .nth(1)
                 .and_then(|rest| rest.trim_end_matches('.').trim().parse::<u16>().ok());
-            if let (Some(port), Some(tx)) = (port, port_tx.as_ref())
-                && !tx.is_closed()
+            if let Some(port) = port
+                && let Some(tx) = port_tx.take()
             {
-                let _ = port_tx.take().map(|tx| tx.send(port));
+                let _ = tx.send(port);
             }
         }
     });
@@ -254,11 +268,6 @@ impl WebDriver {
             .await?;
         let text = value.as_str().context("the screenshot is not a string")?;
         Ok(data_encoding::BASE64.decode(text.as_bytes())?)
-    }
-
-    async fn close(self) -> Result<()> {
-        self.command(reqwest::Method::DELETE, "", None).await?;
-        Ok(())
     }
 }
 
@@ -452,9 +461,17 @@ async fn browse(demo: &Demo, chromium: &Path, chromedriver: &Path) -> Result<()>
     }
     check_share(&driver, demo, 0).await?;
 
-    driver.close().await?;
+    // Chromium closes itself when asked over DevTools, helper processes included; the
+    // session ends with it.
+    driver
+        .command(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            Some(json!({ "cmd": "Browser.close", "params": {} })),
+        )
+        .await?;
+    chromium.exited_within(WAIT).await?;
     chromedriver.stop()?;
-    chromium.stop()?;
     Ok(())
 }
 
