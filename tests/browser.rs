@@ -138,9 +138,21 @@ async fn start_chromedriver(binary: &Path) -> Result<(ChildGuard, String)> {
         .arg("--port=0")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start {}", binary.display()))?;
+    let stderr = child.stderr.take().context("no stderr")?;
+    // Its error output is read (so it never blocks) and kept for the failure message.
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if text.len() < 4096 {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
+        text
+    });
     let stdout = child.stdout.take().context("no stdout")?;
     let guard = ChildGuard {
         what: "chromedriver",
@@ -166,7 +178,14 @@ async fn start_chromedriver(binary: &Path) -> Result<(ChildGuard, String)> {
     let port = tokio::time::timeout(WAIT, port_rx)
         .await
         .context("chromedriver did not say its port")?
-        .context("chromedriver exited at start")?;
+        .map_err(|_| {
+            let said = if errors.is_finished() {
+                errors.join().unwrap_or_default()
+            } else {
+                String::new()
+            };
+            anyhow!("chromedriver exited at start: {}", said.trim())
+        })?;
     Ok((guard, format!("http://127.0.0.1:{port}")))
 }
 
@@ -336,7 +355,7 @@ async fn check_site(driver: &WebDriver, demo: &Demo, index: usize) -> Result<()>
         .as_array()
         .context("the resource list is not a list")?;
     for file in ["button.js", "button.css", "icons/share.svg"] {
-        let wanted = format!("{url}widgets/share-button/{file}");
+        let wanted = format!("{url}widgets/share-button@{}/{file}", demo.version());
         ensure!(
             entries.iter().any(|e| e["name"] == wanted.as_str()),
             "the page loaded {wanted}: {entries:?}"
@@ -380,13 +399,12 @@ async fn check_site(driver: &WebDriver, demo: &Demo, index: usize) -> Result<()>
     // And by the site's own log of what it sent.
     let served = demo.served(index);
     ensure!(
-        served
-            .iter()
-            .any(|s| s.path == "/widgets/share-button/button.js"
-                && s.status == 200
-                && s.content_type
-                    .as_deref()
-                    .is_some_and(|t| t.starts_with("text/javascript"))),
+        served.iter().any(|s| s.path
+            == format!("/widgets/share-button@{}/button.js", demo.version())
+            && s.status == 200
+            && s.content_type
+                .as_deref()
+                .is_some_and(|t| t.starts_with("text/javascript"))),
         "the site served the script: {served:?}"
     );
     for response in &served {
@@ -425,7 +443,17 @@ async fn browse(demo: &Demo, chromium: &Path, chromedriver: &Path) -> Result<()>
     let logs = tempfile::tempdir()?;
     let (chromium, debugger) =
         start_chromium(chromium, profile.path(), &logs.path().join("chromium.log")).await?;
-    let (chromedriver, base) = start_chromedriver(chromedriver).await?;
+    // chromedriver picks its IPv4 port, then binds the same number on IPv6; on a busy
+    // machine that number is sometimes taken there and it exits at start. Try again.
+    let mut attempts = 0;
+    let (chromedriver, base) = loop {
+        attempts += 1;
+        match start_chromedriver(chromedriver).await {
+            Ok(started) => break started,
+            Err(error) if attempts < 3 => eprintln!("chromedriver attempt {attempts}: {error:#}"),
+            Err(error) => return Err(error),
+        }
+    };
     let driver = WebDriver::attach(&base, &debugger).await?;
     driver
         .command(
@@ -462,15 +490,19 @@ async fn browse(demo: &Demo, chromium: &Path, chromedriver: &Path) -> Result<()>
     check_share(&driver, demo, 0).await?;
 
     // Chromium closes itself when asked over DevTools, helper processes included; the
-    // session ends with it.
-    driver
+    // session ends with it. The answer to the command itself may be lost as the browser goes
+    // ("target frame detached"): what counts is that Chromium exits.
+    let closed = driver
         .command(
             reqwest::Method::POST,
             "/goog/cdp/execute",
             Some(json!({ "cmd": "Browser.close", "params": {} })),
         )
-        .await?;
-    chromium.exited_within(WAIT).await?;
+        .await;
+    chromium
+        .exited_within(WAIT)
+        .await
+        .with_context(|| format!("Chromium did not exit after Browser.close ({closed:?})"))?;
     chromedriver.stop()?;
     Ok(())
 }

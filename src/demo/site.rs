@@ -170,6 +170,10 @@ async fn share(State(state): State<Arc<SiteState>>, body: Bytes) -> Response {
 
 /// What the page shows about the release, when the client has it.
 struct ReleaseInfo {
+    /// Where the page loads the release's files from: `/widgets/<name>@<version>`, the
+    /// version whose SRI values the page carries. A page naming the latest route instead
+    /// could get the next version's script after a switch, which its `integrity` refuses.
+    base: String,
     version: String,
     info_hash: String,
     script_integrity: Option<String>,
@@ -177,11 +181,14 @@ struct ReleaseInfo {
 }
 
 async fn release_info(client: &Client) -> Option<ReleaseInfo> {
-    let release = tokio::time::timeout(PAGE_RELEASE_WAIT, client.get(ASSET_NAME))
+    // `latest` answers from the release the site already serves (no tracker round trip per
+    // page view); the client's update poll moves it to newer versions.
+    let release = tokio::time::timeout(PAGE_RELEASE_WAIT, client.latest(ASSET_NAME))
         .await
         .ok()?
         .ok()?;
     Some(ReleaseInfo {
+        base: format!("/widgets/{ASSET_NAME}@{}", release.version()),
         version: release.version().to_string(),
         info_hash: release.info_hash().to_string(),
         script_integrity: release.file("button.js").map(|f| f.sri().to_owned()),
@@ -231,6 +238,11 @@ fn integrity_attr(sri: Option<&str>) -> String {
 
 fn render_page(site: &str, info: Option<&ReleaseInfo>) -> String {
     let site = escape(site);
+    // Before the site has a release the page names the latest route (and carries no SRI).
+    let base = escape(&info.map_or_else(
+        || format!("/widgets/{ASSET_NAME}"),
+        |info| info.base.clone(),
+    ));
     let (details, integrity, style_integrity) = match info {
         Some(info) => (
             format!(
@@ -257,7 +269,7 @@ fn render_page(site: &str, info: Option<&ReleaseInfo>) -> String {
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>{site} · swarmcdn demo</title>
-  <link rel="stylesheet" href="/widgets/{ASSET_NAME}/button.css"{style_integrity}>
+  <link rel="stylesheet" href="{base}/button.css"{style_integrity}>
   <style>
     body {{ margin: 0; background: #f1f5f9; color: #0f172a;
            font: 16px/1.6 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }}
@@ -282,7 +294,7 @@ fn render_page(site: &str, info: Option<&ReleaseInfo>) -> String {
     <div class="swarm-share" data-endpoint="/share" data-label="Share this page"></div>
     <dl>{details}</dl>
   </main>
-  <script src="/widgets/{ASSET_NAME}/button.js"{integrity}></script>
+  <script src="{base}/button.js"{integrity}></script>
 </body>
 </html>
 "#
@@ -296,6 +308,7 @@ mod tests {
     #[test]
     fn pages_escape_what_they_show() {
         let info = ReleaseInfo {
+            base: "/widgets/share-button@1.0.0".into(),
             version: "1.0.0".into(),
             info_hash: "<b>".into(),
             script_integrity: Some("sha384-\"x".into()),
@@ -306,6 +319,8 @@ mod tests {
         assert!(html.contains("&lt;b&gt;"));
         assert!(html.contains("integrity=\"sha384-&quot;x\""));
         assert!(!html.contains("<b>"));
+        assert!(html.contains("src=\"/widgets/share-button@1.0.0/button.js\""));
+        assert!(html.contains("href=\"/widgets/share-button@1.0.0/button.css\""));
     }
 
     #[test]
