@@ -17,7 +17,8 @@
 //! - One named task, owned by the client and ended by [`Client::shutdown`], polls every
 //!   name in turn. A new version downloads in a task of its own, so a release whose content
 //!   is slow to arrive never holds back the others' polls; at most one download per name is
-//!   under way unless a still newer version overtakes it. The poll task holds the client
+//!   under way: a still newer version overtakes it and stops it (its task waits no longer
+//!   for a release that could only lose the race to the pointer). The poll task holds the client
 //!   weakly, so dropping every [`Client`] without a shutdown still lets it go at the next
 //!   tick.
 
@@ -28,6 +29,7 @@ use std::time::Duration;
 use swarmcdn_proto::manifest::{ReleaseName, Version};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{Client, ClientBuilder, GetError, Inner, Release};
@@ -60,8 +62,8 @@ pub(crate) fn decide(served: Option<&Version>, offered: &Version) -> Decision {
 #[derive(Debug)]
 struct Tracked {
     current: watch::Sender<Option<Release>>,
-    /// The highest version being downloaded by a poll, if any.
-    in_flight: Mutex<Option<Version>>,
+    /// The highest version being downloaded by a poll, if any, and what stops its download.
+    in_flight: Mutex<Option<(Version, CancellationToken)>>,
 }
 
 impl Tracked {
@@ -72,17 +74,23 @@ impl Tracked {
         }
     }
 
-    /// Claims the download of `version` unless the same or a newer one is under way.
-    fn claim(&self, version: &Version) -> bool {
+    /// Claims the download of `version` unless the same or a newer one is under way: the
+    /// token that stops it (a child of `parent`). An older download it overtakes is
+    /// cancelled: it could only lose the race to the pointer.
+    fn claim(&self, version: &Version, parent: &CancellationToken) -> Option<CancellationToken> {
         let mut in_flight = self
             .in_flight
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if in_flight.as_ref().is_some_and(|v| v >= version) {
-            return false;
+        if in_flight.as_ref().is_some_and(|(v, _)| v >= version) {
+            return None;
         }
-        *in_flight = Some(version.clone());
-        true
+        let stop = parent.child_token();
+        if let Some((overtaken, old)) = in_flight.replace((version.clone(), stop.clone())) {
+            tracing::debug!(%overtaken, newer = %version, "a newer version overtakes a download");
+            old.cancel();
+        }
+        Some(stop)
     }
 
     /// Lets go of the claim on `version` (a newer claim stays).
@@ -91,7 +99,7 @@ impl Tracked {
             .in_flight
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if in_flight.as_ref() == Some(version) {
+        if in_flight.as_ref().is_some_and(|(v, _)| v == version) {
             *in_flight = None;
         }
     }
@@ -251,19 +259,27 @@ impl Client {
             Decision::Older => {
                 tracing::warn!(%name, %offered, served = ?served, "a tracker offers an older version; keeping the one served");
             }
-            Decision::Fetch if tracked.claim(&offered) => {
-                tracing::info!(%name, %offered, served = ?served, "fetching a newer version");
-                self.spawn_prefetch(name.clone(), offered, Arc::clone(tracked));
-            }
-            Decision::Fetch => tracing::debug!(%name, %offered, "already being fetched"),
+            Decision::Fetch => match tracked.claim(&offered, &self.inner.shutdown) {
+                Some(stop) => {
+                    tracing::info!(%name, %offered, served = ?served, "fetching a newer version");
+                    self.spawn_prefetch(name.clone(), offered, Arc::clone(tracked), stop);
+                }
+                None => tracing::debug!(%name, %offered, "already being fetched"),
+            },
         }
     }
 
     /// Downloads and verifies `version` in its own task (so one slow release never holds
-    /// back the polls of the others), then offers it as latest.
-    fn spawn_prefetch(&self, name: ReleaseName, version: Version, tracked: Arc<Tracked>) {
+    /// back the polls of the others), then offers it as latest. `stop` ends it (at shutdown,
+    /// or when a newer version's download takes over).
+    fn spawn_prefetch(
+        &self,
+        name: ReleaseName,
+        version: Version,
+        tracked: Arc<Tracked>,
+        stop: CancellationToken,
+    ) {
         let client = self.clone();
-        let stop = self.inner.shutdown.clone();
         let span = tracing::info_span!("prefetch", %name, %version);
         let task = async move {
             let fetched = tokio::select! {
@@ -374,17 +390,26 @@ mod tests {
     #[test]
     fn one_download_per_version_and_a_newer_one_may_overtake() {
         let tracked = Tracked::new();
-        assert!(tracked.claim(&v("1.1.0")));
-        assert!(!tracked.claim(&v("1.1.0")), "the same version twice");
+        let shutdown = CancellationToken::new();
+        let first = tracked.claim(&v("1.1.0"), &shutdown).unwrap();
         assert!(
-            !tracked.claim(&v("1.0.5")),
+            tracked.claim(&v("1.1.0"), &shutdown).is_none(),
+            "the same version twice"
+        );
+        assert!(
+            tracked.claim(&v("1.0.5"), &shutdown).is_none(),
             "an older one while a newer is under way"
         );
-        assert!(tracked.claim(&v("1.2.0")), "a newer one overtakes");
+        assert!(!first.is_cancelled());
+        let newer = tracked.claim(&v("1.2.0"), &shutdown).unwrap();
+        assert!(first.is_cancelled(), "the overtaken download is stopped");
+        assert!(!newer.is_cancelled());
         // The overtaken download ending does not free the newer claim.
         tracked.release_claim(&v("1.1.0"));
-        assert!(!tracked.claim(&v("1.2.0")));
+        assert!(tracked.claim(&v("1.2.0"), &shutdown).is_none());
         tracked.release_claim(&v("1.2.0"));
-        assert!(tracked.claim(&v("1.2.0")), "retried at the next poll");
+        let retried = tracked.claim(&v("1.2.0"), &shutdown).unwrap();
+        shutdown.cancel();
+        assert!(retried.is_cancelled(), "shutdown stops every download");
     }
 }
