@@ -329,10 +329,19 @@ impl Client {
                 )
                 .instrument(tracing::info_span!("peer_listener", %listen_addr)),
         );
-        let presence = config
-            .cache_dir
-            .as_deref()
-            .map(|dir| shared_folder::Presence::announce(dir, peer_id, listen_addr, owned));
+        let presence = match config.cache_dir.clone() {
+            Some(dir) => blocking(move || {
+                Ok(shared_folder::Presence::announce(
+                    &dir,
+                    peer_id,
+                    listen_addr,
+                    owned,
+                ))
+            })
+            .await
+            .ok(),
+            None => None,
+        };
         tracing::info!(%listen_addr, %peer_id, "swarmcdn client started");
         let shared = Arc::new(Shared {
             config,
@@ -828,6 +837,8 @@ impl Client {
         let tasks = &self.inner.shared.tasks;
         tasks.close();
         tasks.wait().await;
+        // Ends every watch on "latest" and lets go of the releases served.
+        self.inner.latest.close();
         drop(
             self.inner
                 .presence

@@ -124,30 +124,54 @@ impl Tracked {
 /// The "latest" pointers of one client, by name.
 #[derive(Debug, Default)]
 pub(crate) struct LatestReleases {
-    names: Mutex<HashMap<ReleaseName, Arc<Tracked>>>,
+    names: Mutex<Names>,
+}
+
+#[derive(Debug, Default)]
+struct Names {
+    by_name: HashMap<ReleaseName, Arc<Tracked>>,
+    /// Set at shutdown: no pointer is created from then on.
+    closed: bool,
 }
 
 impl LatestReleases {
     /// The pointer of `name`, created (empty) if it is new: from then on it is polled.
-    fn track(&self, name: &ReleaseName) -> Arc<Tracked> {
+    /// `None` once [`LatestReleases::close`]d.
+    fn track(&self, name: &ReleaseName) -> Option<Arc<Tracked>> {
         let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(
+        if names.closed {
+            return None;
+        }
+        Some(Arc::clone(
             names
+                .by_name
                 .entry(name.clone())
                 .or_insert_with(|| Arc::new(Tracked::new())),
-        )
+        ))
+    }
+
+    /// Drops every pointer (their releases, and the senders of every watch, so the watchers'
+    /// `changed()` ends) and refuses new ones: the client is shutting down.
+    pub(crate) fn close(&self) {
+        let dropped = {
+            let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+            names.closed = true;
+            std::mem::take(&mut names.by_name)
+        };
+        drop(dropped);
     }
 
     /// The release served as latest for `name`, if any (tracks nothing new).
     fn current(&self, name: &ReleaseName) -> Option<Release> {
         let names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
-        names.get(name)?.current()
+        names.by_name.get(name)?.current()
     }
 
     /// Every tracked name with its pointer.
     fn snapshot(&self) -> Vec<(ReleaseName, Arc<Tracked>)> {
         let names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
         names
+            .by_name
             .iter()
             .map(|(name, tracked)| (name.clone(), Arc::clone(tracked)))
             .collect()
@@ -156,7 +180,9 @@ impl LatestReleases {
     /// Offers a release just fetched as "latest", tracking `name` from now on (by
     /// [`Client::latest`]).
     pub(crate) fn offer(&self, name: &ReleaseName, release: &Release) {
-        Self::switched(name, release, self.track(name).offer(release));
+        if let Some(tracked) = self.track(name) {
+            Self::switched(name, release, tracked.offer(release));
+        }
     }
 
     /// Offers a release fetched by [`Client::get`] as "latest" only if `name` is already
@@ -166,7 +192,7 @@ impl LatestReleases {
     pub(crate) fn offer_if_tracked(&self, name: &ReleaseName, release: &Release) {
         let tracked = {
             let names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
-            names.get(name).cloned()
+            names.by_name.get(name).cloned()
         };
         if let Some(tracked) = tracked {
             Self::switched(name, release, tracked.offer(release));
@@ -197,8 +223,13 @@ impl Client {
     /// [`ClientConfig::update_interval`](crate::ClientConfig::update_interval), and the
     /// answer moves to a newer version only once that version is downloaded and verified.
     /// The router's latest routes use this.
+    ///
+    /// Fails with [`GetError::Shutdown`] once [`Client::shutdown`] has begun.
     pub async fn latest(&self, name: &str) -> Result<Release, GetError> {
         let name: ReleaseName = name.parse()?;
+        if self.inner.shutdown.is_cancelled() {
+            return Err(GetError::Shutdown);
+        }
         if let Some(release) = self.inner.latest.current(&name) {
             return Ok(release);
         }
@@ -206,6 +237,9 @@ impl Client {
         // that do not exist never become polled names.
         let release = self.get(name.as_str()).await?;
         self.inner.latest.offer(&name, &release);
+        if self.inner.shutdown.is_cancelled() {
+            return Err(GetError::Shutdown);
+        }
         // The poller may have moved further meanwhile.
         Ok(self.inner.latest.current(&name).unwrap_or(release))
     }
@@ -213,7 +247,9 @@ impl Client {
     /// A watch on the release of `name` served as latest: `None` until the first one is
     /// fetched, then each verified newer version as the client switches to it. Watching a
     /// name makes the client poll it (and fetch it at the next poll if nothing was fetched
-    /// yet), as [`Client::latest`] does.
+    /// yet), as [`Client::latest`] does. [`Client::shutdown`] closes every watch (so a
+    /// `changed()` loop like this one ends); watching after it fails with
+    /// [`GetError::Shutdown`].
     ///
     /// ```no_run
     /// # async fn example(client: swarmcdn_client::Client) -> Result<(), swarmcdn_client::GetError> {
@@ -228,7 +264,11 @@ impl Client {
     /// ```
     pub fn watch_latest(&self, name: &str) -> Result<watch::Receiver<Option<Release>>, GetError> {
         let name: ReleaseName = name.parse()?;
-        Ok(self.inner.latest.track(&name).current.subscribe())
+        if self.inner.shutdown.is_cancelled() {
+            return Err(GetError::Shutdown);
+        }
+        let tracked = self.inner.latest.track(&name).ok_or(GetError::Shutdown)?;
+        Ok(tracked.current.subscribe())
     }
 
     /// The release served as latest for `name` if it is at `version` (no tracker round

@@ -65,6 +65,30 @@ async fn assert_site_serves(http: &reqwest::Client, site: &Site, release: &TestR
     assert_eq!(index["info_hash"], release.info_hash().to_string());
 }
 
+/// Every file under `root/dir` with its size and modification time, sorted.
+fn files_under(
+    root: &std::path::Path,
+    dir: &str,
+) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.join(dir)];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else {
+                let path = entry.path().strip_prefix(root).unwrap().to_owned();
+                found.push((path, meta.len(), meta.modified().unwrap()));
+            }
+        }
+    }
+    found.sort();
+    assert!(!found.is_empty(), "nothing cached under {dir}");
+    found
+}
+
 fn version_of(rx: &watch::Receiver<Option<Release>>) -> Option<Version> {
     rx.borrow().as_ref().map(|r| r.version().clone())
 }
@@ -332,8 +356,9 @@ async fn an_older_failing_or_untrusted_tracker_answer_never_moves_or_clears_the_
         assert!(!updates.has_changed().unwrap(), "{what}");
         assert_site_serves(&http, &site, &v2).await;
     }
-    // Nothing of the forged release was fetched.
+    // Nothing of the forged release, and nothing older, was fetched.
     assert!(client.torrent(forged.info_hash()).await.is_none());
+    assert!(client.torrent(v1.info_hash()).await.is_none());
 
     site.stop().await;
     shutdown_clean(client).await;
@@ -376,6 +401,7 @@ async fn through_an_outage_a_site_keeps_serving_and_a_new_site_on_its_cache_fold
         assert_site_serves(&http, &site, &v1).await;
     }
     assert_eq!(version_of(&updates), Some(v1.version.clone()));
+    let owner_files = files_under(cache.path(), &v1.info_hash().to_hex());
 
     // A new site starts on the same cache folder, knowing no peer: the first site owns the
     // folder's content (the new one leaves those files alone), the new one reads the shared
@@ -397,8 +423,11 @@ async fn through_an_outage_a_site_keeps_serving_and_a_new_site_on_its_cache_fold
     let got = second.latest(NAME).await.unwrap();
     assert_eq!(got.progress().bytes_from_peers, v1.size());
     assert_eq!(got.progress().bytes_from_http, 0);
-    let content = cache.path().join(v1.info_hash().to_hex());
-    assert!(content.is_dir(), "the first site's copy is where it was");
+    assert_eq!(
+        files_under(cache.path(), &v1.info_hash().to_hex()),
+        owner_files,
+        "the first site's copy is where it was, untouched"
+    );
 
     // Now nothing at all answers at the tracker's address either: both keep serving.
     proxy.stop().await;
@@ -457,10 +486,11 @@ async fn latest_routes_ask_the_tracker_once_not_per_request() {
     web.stop().await;
 }
 
-/// A name only watched (never requested) is fetched by the next poll, and the watch says so.
+/// A name only watched (never requested) is fetched by the next poll, and the watch says so;
+/// shutdown ends a watch loop and `latest` answers no more.
 #[tokio::test]
 async fn watching_a_name_prefetches_it() {
-    let tracker = TestTracker::start(300).await;
+    let mut tracker = TestTracker::start(300).await;
     let web = TestWebSeed::start().await;
     let v1 = build(&tracker, &web, "1.0.0", 41);
     tracker.publish(&v1).await;
@@ -489,7 +519,31 @@ async fn watching_a_name_prefetches_it() {
         Err(swarmcdn_client::GetError::InvalidName(_))
     ));
 
+    // The documented loop: it ends once the client shuts down.
+    let mut watch = client.watch_latest(NAME).unwrap();
+    let watching = tokio::spawn(async move {
+        let mut seen = 0;
+        while watch.changed().await.is_ok() {
+            seen += 1;
+        }
+        seen
+    });
+    let same = client.clone();
     shutdown_clean(client).await;
+    tokio::time::timeout(WAIT, watching)
+        .await
+        .expect("the watch loop did not end at shutdown")
+        .unwrap();
+    assert!(matches!(
+        same.latest(NAME).await,
+        Err(swarmcdn_client::GetError::Shutdown)
+    ));
+    assert!(matches!(
+        same.watch_latest(NAME),
+        Err(swarmcdn_client::GetError::Shutdown)
+    ));
+    drop(same);
+    tracker.kill().await;
     web.stop().await;
 }
 
