@@ -15,7 +15,8 @@
 //!   version (a stale replica, a rollback attempt) or fails changes nothing, and a tracker
 //!   error never clears what is served. The next poll simply tries again.
 //! - One named task, owned by the client and ended by [`Client::shutdown`], polls every
-//!   name in turn. A new version downloads in a task of its own, so a release whose content
+//!   name, several at once (one dead tracker costs a round one timeout, not one per
+//!   name), after a wait drawn around the interval (so a fleet does not poll in lockstep). A new version downloads in a task of its own, so a release whose content
 //!   is slow to arrive never holds back the others' polls; at most one download per name is
 //!   under way: a still newer version overtakes it and stops it (its task waits no longer
 //!   for a release that could only lose the race to the pointer). The poll task holds the client
@@ -26,9 +27,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
+use futures::StreamExt;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use swarmcdn_proto::manifest::{ReleaseName, Version};
 use tokio::sync::watch;
-use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -281,12 +284,16 @@ impl Client {
             .filter(|release| release.version() == version)
     }
 
-    /// One round: asks the trackers about every tracked name and moves the pointers that
-    /// have a newer verified release.
+    /// One round: asks the trackers about every tracked name (up to
+    /// [`POLL_CONCURRENCY`] names at once, so a tracker that does not answer costs a round
+    /// one tracker timeout, not one per name) and moves the pointers that have a newer
+    /// verified release.
     async fn poll_updates(&self) {
-        for (name, tracked) in self.inner.latest.snapshot() {
-            self.poll_one(&name, &tracked).await;
-        }
+        futures::stream::iter(self.inner.latest.snapshot())
+            .for_each_concurrent(POLL_CONCURRENCY, |(name, tracked)| async move {
+                self.poll_one(&name, &tracked).await;
+            })
+            .await;
     }
 
     async fn poll_one(&self, name: &ReleaseName, tracked: &Arc<Tracked>) {
@@ -347,9 +354,17 @@ impl Client {
     async fn newest_offered(&self, name: &ReleaseName) -> Option<Version> {
         let trusted = &self.inner.shared.config.trusted_keys;
         let mut newest: Option<Version> = None;
-        for tracker in &self.inner.trackers {
+        // Every tracker at once: a dead one delays the answer by its timeout, not more.
+        let answers = futures::future::join_all(
+            self.inner
+                .trackers
+                .iter()
+                .map(|tracker| async move { (tracker, tracker.manifest(name, None).await) }),
+        )
+        .await;
+        for (tracker, answer) in answers {
             let url = tracker.base_url();
-            let signed = match tracker.manifest(name, None).await {
+            let signed = match answer {
                 Ok(signed) => signed,
                 Err(TrackerError::NotFound { .. }) => {
                     tracing::debug!(%url, %name, "the tracker does not know the release");
@@ -379,18 +394,27 @@ impl Client {
     }
 }
 
+/// How many names one poll round asks about at once.
+const POLL_CONCURRENCY: usize = 8;
+/// How far one wait between polls may stray from the interval, as a fraction of it.
+const POLL_JITTER: f64 = 0.1;
+
+/// The wait before the next poll: `interval` give or take [`POLL_JITTER`], drawn from
+/// `rng`, so that a fleet of clients started together does not poll in lockstep.
+fn jittered(interval: Duration, rng: &mut impl RngExt) -> Duration {
+    interval.mul_f64(rng.random_range(1.0 - POLL_JITTER..=1.0 + POLL_JITTER))
+}
+
 /// Starts the poll task (counted in [`Client::task_count`], ended by shutdown).
 pub(super) fn spawn_poller(client: &Client, interval: Duration) {
     let weak: Weak<Inner> = Arc::downgrade(&client.inner);
     let stop = client.inner.shutdown.clone();
+    let mut rng = StdRng::seed_from_u64(rand::random());
     let task = async move {
-        let start = tokio::time::Instant::now() + interval;
-        let mut ticks = tokio::time::interval_at(start, interval);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
-                _ = ticks.tick() => {}
+                () = tokio::time::sleep(jittered(interval, &mut rng)) => {}
             }
             let Some(inner) = weak.upgrade() else { break };
             let client = Client { inner };
@@ -425,6 +449,19 @@ mod tests {
         assert_eq!(decide(Some(&v("2.0.0")), &v("1.99.99")), Decision::Older);
         // Pre-releases come before their release.
         assert_eq!(decide(Some(&v("1.0.0")), &v("1.0.0-rc.1")), Decision::Older);
+    }
+
+    #[test]
+    fn poll_waits_stay_within_ten_percent_of_the_interval_and_vary() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let interval = Duration::from_secs(60);
+        let waits: Vec<Duration> = (0..1_000).map(|_| jittered(interval, &mut rng)).collect();
+        let (low, high) = (Duration::from_secs(54), Duration::from_secs(66));
+        assert!(waits.iter().all(|w| (low..=high).contains(w)), "{waits:?}");
+        // Spread over the range, not one value: two clients rarely poll together.
+        assert!(waits.iter().any(|w| *w < Duration::from_secs(56)));
+        assert!(waits.iter().any(|w| *w > Duration::from_secs(64)));
+        assert_eq!(jittered(Duration::ZERO, &mut rng), Duration::ZERO);
     }
 
     #[test]

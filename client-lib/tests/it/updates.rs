@@ -583,3 +583,76 @@ async fn unknown_names_are_not_polled() {
     proxy.stop().await;
     web.stop().await;
 }
+
+// ---------------------------------------------------------------- a tracker that never answers
+
+/// Accepts connections and never answers; counts them.
+struct BlackHole {
+    url: String,
+    addr: std::net::SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl BlackHole {
+    async fn start() -> BlackHole {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = CancellationToken::new();
+        let (count, stopped) = (Arc::clone(&accepted), stop.clone());
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                tokio::select! {
+                    () = stopped.cancelled() => break,
+                    Ok((socket, _)) = listener.accept() => {
+                        held.push(socket);
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        });
+        BlackHole {
+            url: format!("http://{addr}"),
+            addr,
+            accepted,
+            stop,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_port_free(self.addr);
+    }
+}
+
+/// Regression: a round used to ask about one name after the other, so a tracker that never
+/// answers made it last one tracker timeout per name. Now the names are asked about at
+/// once: both requests are open together while the first has not timed out.
+#[tokio::test]
+async fn names_are_polled_concurrently() {
+    let hole = BlackHole::start().await;
+    let client = test_client()
+        .tracker(hole.url.clone())
+        .tracker_timeout(Duration::from_secs(600))
+        .update_interval(POLL)
+        .build()
+        .await
+        .unwrap();
+    let _first = client.watch_latest("first-name").unwrap();
+    let _second = client.watch_latest("second-name").unwrap();
+    wait_until("both names asked about at once", || {
+        hole.accepted.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+
+    shutdown_clean(client).await;
+    hole.stop().await;
+}
