@@ -460,6 +460,18 @@ impl Client {
         name: ReleaseName,
         version: Option<Version>,
     ) -> Result<Release, GetError> {
+        self.fetch_with(name, version, false).await
+    }
+
+    /// [`Client::fetch`]; with `cached_first`, a pinned `version` whose verified manifest is
+    /// cached is taken from the cache without asking the trackers (one that lags behind may
+    /// not know it yet).
+    async fn fetch_with(
+        &self,
+        name: ReleaseName,
+        version: Option<Version>,
+        cached_first: bool,
+    ) -> Result<Release, GetError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(GetError::Shutdown);
         }
@@ -468,7 +480,15 @@ impl Client {
             Some(v) => format!("{name} {v}"),
             None => name.to_string(),
         };
-        let (signed, source) = match self.find_manifest(&name, version.as_ref()).await {
+        let cached = match &version {
+            Some(v) if cached_first => self.cached_manifest(&name, Some(v)).await,
+            _ => None,
+        };
+        let found = match cached {
+            Some(cached) => Ok((cached.manifest.clone(), ManifestSource::Cache(cached))),
+            None => self.find_manifest(&name, version.as_ref()).await,
+        };
+        let (signed, source) = match found {
             Err(e @ (GetError::TrackerUnreachable { .. } | GetError::NoTracker(_)))
                 if !self.inner.shared.config.bootstrap_peers.is_empty() =>
             {
@@ -599,17 +619,7 @@ impl Client {
         if said_not_found && last_error.is_none() {
             return Err(not_found());
         }
-        let inner = Arc::clone(&self.inner);
-        let (n, v) = (name.clone(), version.cloned());
-        let cached = tokio::task::spawn_blocking(move || {
-            inner
-                .manifests
-                .load(&n, v.as_ref(), &inner.shared.config.trusted_keys)
-        })
-        .await
-        .ok()
-        .flatten();
-        match (cached, last_error) {
+        match (self.cached_manifest(name, version).await, last_error) {
             (Some(cached), _) => {
                 tracing::info!(%name, "no tracker answered; using the cached manifest");
                 Ok((cached.manifest.clone(), ManifestSource::Cache(cached)))
@@ -621,6 +631,25 @@ impl Client {
             }),
             (None, None) => Err(GetError::NoTracker(name.clone())),
         }
+    }
+
+    /// The verified manifest of `name` at `version` (the highest cached when `None`) saved
+    /// earlier, if any.
+    async fn cached_manifest(
+        &self,
+        name: &ReleaseName,
+        version: Option<&Version>,
+    ) -> Option<CachedManifest> {
+        let inner = Arc::clone(&self.inner);
+        let (n, v) = (name.clone(), version.cloned());
+        tokio::task::spawn_blocking(move || {
+            inner
+                .manifests
+                .load(&n, v.as_ref(), &inner.shared.config.trusted_keys)
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// The metainfo of `info_hash` from the tracker that served the manifest.

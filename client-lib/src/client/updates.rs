@@ -13,7 +13,9 @@
 //!   pointer moves while it is being sent.
 //! - The pointer only moves forward ([`decide`]): a tracker that answers with an older
 //!   version (a stale replica, a rollback attempt) or fails changes nothing, and a tracker
-//!   error never clears what is served. The next poll simply tries again.
+//!   error never clears what is served. The next poll simply tries again. Across a restart
+//!   the floor is the newest manifest verified before (cached in the folder): the first
+//!   release served is never older than it, whatever a lagging tracker calls latest.
 //! - One named task, owned by the client and ended by [`Client::shutdown`], polls every
 //!   name, several at once (one dead tracker costs a round one timeout, not one per
 //!   name), after a wait drawn around the interval (so a fleet does not poll in lockstep). A new version downloads in a task of its own, so a release whose content
@@ -37,6 +39,15 @@ use tracing::Instrument;
 
 use super::{Client, ClientBuilder, GetError, Inner, Release};
 use crate::tracker_client::TrackerError;
+
+/// The first version to serve of a name with a verified manifest cached.
+#[derive(Debug)]
+struct FirstTarget {
+    /// The version to fetch: the newest of `floor` and the trackers' offer.
+    version: Version,
+    /// The newest version whose verified manifest is cached: nothing older is served.
+    floor: Version,
+}
 
 /// What a poll does with the version a tracker offers, given the one served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,7 +249,30 @@ impl Client {
         }
         // Only a release actually got starts being tracked: names asked for by browsers
         // that do not exist never become polled names.
-        let release = self.get(name.as_str()).await?;
+        let release = match self.first_target(&name).await {
+            // Nothing verified before: whatever the trackers call latest.
+            None => self.get(name.as_str()).await?,
+            Some(target) => {
+                let after = self.inner.shared.config.get_timeout;
+                let fetched = super::bounded(after, self.fetch_first(&name, &target))
+                    .await
+                    .unwrap_or(Err(GetError::Timeout { after }));
+                match fetched {
+                    Err(error) if target.version != target.floor => {
+                        tracing::warn!(%name, %error, version = %target.version, floor = %target.floor,
+                            "cannot fetch the version offered; serving the newest verified before");
+                        let floor = FirstTarget {
+                            version: target.floor.clone(),
+                            floor: target.floor,
+                        };
+                        super::bounded(after, self.fetch_first(&name, &floor))
+                            .await
+                            .unwrap_or(Err(GetError::Timeout { after }))?
+                    }
+                    fetched => fetched?,
+                }
+            }
+        };
         self.inner.latest.offer(&name, &release);
         if self.inner.shutdown.is_cancelled() {
             return Err(GetError::Shutdown);
@@ -296,8 +330,58 @@ impl Client {
             .await;
     }
 
+    /// What to serve first for `name` when nothing is served yet but a verified manifest
+    /// of it is cached (from before a restart, or from another client on the folder): the
+    /// newest of that and what the trackers offer. So a tracker that lags behind never
+    /// sends a restarted site back to an older version. `None` when nothing is cached.
+    async fn first_target(&self, name: &ReleaseName) -> Option<FirstTarget> {
+        let floor = self
+            .cached_manifest(name, None)
+            .await?
+            .manifest
+            .unverified_manifest()
+            .version()
+            .clone();
+        let offered = self.newest_offered(name).await;
+        let version = match offered {
+            Some(offered) if offered > floor => offered,
+            Some(offered) => {
+                if offered < floor {
+                    tracing::warn!(%name, %offered, %floor, "the trackers offer an older version than one verified before; keeping the newer");
+                }
+                floor.clone()
+            }
+            None => floor.clone(),
+        };
+        Some(FirstTarget { version, floor })
+    }
+
+    /// Fetches `target.version` of `name`, from the cached manifest when it is the floor.
+    async fn fetch_first(
+        &self,
+        name: &ReleaseName,
+        target: &FirstTarget,
+    ) -> Result<Release, GetError> {
+        let cached_first = target.version == target.floor;
+        self.fetch_with(name.clone(), Some(target.version.clone()), cached_first)
+            .await
+    }
+
     async fn poll_one(&self, name: &ReleaseName, tracked: &Arc<Tracked>) {
         let served = tracked.current().map(|r| r.version().clone());
+        if served.is_none() {
+            // A watched name never fetched: the same first choice as `latest`.
+            if let Some(target) = self.first_target(name).await {
+                self.start_prefetch(
+                    name,
+                    tracked,
+                    target.version.clone(),
+                    None,
+                    target.floor == target.version,
+                );
+                return;
+            }
+        }
         let Some(offered) = self.newest_offered(name).await else {
             return;
         };
@@ -306,13 +390,31 @@ impl Client {
             Decision::Older => {
                 tracing::warn!(%name, %offered, served = ?served, "a tracker offers an older version; keeping the one served");
             }
-            Decision::Fetch => match tracked.claim(&offered, &self.inner.shutdown) {
-                Some(stop) => {
-                    tracing::info!(%name, %offered, served = ?served, "fetching a newer version");
-                    self.spawn_prefetch(name.clone(), offered, Arc::clone(tracked), stop);
-                }
-                None => tracing::debug!(%name, %offered, "already being fetched"),
-            },
+            Decision::Fetch => self.start_prefetch(name, tracked, offered, served, false),
+        }
+    }
+
+    /// Starts fetching `offered` unless it (or a newer one) is already being fetched.
+    fn start_prefetch(
+        &self,
+        name: &ReleaseName,
+        tracked: &Arc<Tracked>,
+        offered: Version,
+        served: Option<Version>,
+        cached_first: bool,
+    ) {
+        match tracked.claim(&offered, &self.inner.shutdown) {
+            Some(stop) => {
+                tracing::info!(%name, %offered, served = ?served, "fetching a newer version");
+                self.spawn_prefetch(
+                    name.clone(),
+                    offered,
+                    Arc::clone(tracked),
+                    stop,
+                    cached_first,
+                );
+            }
+            None => tracing::debug!(%name, %offered, "already being fetched"),
         }
     }
 
@@ -325,13 +427,14 @@ impl Client {
         version: Version,
         tracked: Arc<Tracked>,
         stop: CancellationToken,
+        cached_first: bool,
     ) {
         let client = self.clone();
         let span = tracing::info_span!("prefetch", %name, %version);
         let task = async move {
             let fetched = tokio::select! {
                 () = stop.cancelled() => None,
-                fetched = client.fetch(name.clone(), Some(version.clone())) => Some(fetched),
+                fetched = client.fetch_with(name.clone(), Some(version.clone()), cached_first) => Some(fetched),
             };
             match fetched {
                 Some(Ok(release)) if tracked.offer(&release) => {

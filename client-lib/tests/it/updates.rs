@@ -656,3 +656,69 @@ async fn names_are_polled_concurrently() {
     shutdown_clean(client).await;
     hole.stop().await;
 }
+
+// ---------------------------------------------------------------- restart
+
+/// Regression: after a restart the pointer was set from whatever the first tracker called
+/// latest, so a tracker lagging behind sent a site that had served v2 back to v1. The
+/// newest manifest verified before (in the cache folder) is now the floor, for `latest`
+/// and for a watched name alike.
+#[tokio::test]
+async fn a_restarted_site_never_goes_back_to_an_older_version() {
+    let tracker = TestTracker::start(300).await;
+    let web = TestWebSeed::start().await;
+    let v1 = build(&tracker, &web, "1.0.0", 61);
+    let v2 = build(&tracker, &web, "2.0.0", 62);
+    for release in [&v1, &v2] {
+        tracker.publish(release).await;
+        web.serve(release);
+    }
+    let proxy = TrackerProxy::start(tracker.url()).await;
+    let cache = tempfile::tempdir().unwrap();
+    let start = || {
+        test_client()
+            .tracker(proxy.url.clone())
+            .cache_dir(cache.path())
+            .update_interval(POLL)
+            .build()
+    };
+    let before = start().await.unwrap();
+    assert_eq!(before.latest(NAME).await.unwrap().version(), &v2.version);
+    shutdown_clean(before).await;
+
+    // From now on the tracker calls v1 the latest.
+    proxy.answer_latest(Latest::Serve(v1.manifest.to_json()));
+    let after = start().await.unwrap();
+    let served = after.latest(NAME).await.unwrap();
+    assert_eq!(served.version(), &v2.version);
+    v2.assert_served_by(&served).await;
+    let updates = after.watch_latest(NAME).unwrap();
+    proxy.wait_polls(3).await;
+    assert_eq!(version_of(&updates), Some(v2.version.clone()));
+    assert!(
+        after.torrent(v1.info_hash()).await.is_none(),
+        "v1 was fetched"
+    );
+    drop(served);
+    shutdown_clean(after).await;
+
+    // A name only watched after a restart starts from the same floor.
+    let watching = start().await.unwrap();
+    let mut updates = watching.watch_latest(NAME).unwrap();
+    let got = tokio::time::timeout(WAIT, updates.wait_for(Option::is_some))
+        .await
+        .expect("the poll did not fetch the watched name")
+        .unwrap()
+        .clone()
+        .unwrap();
+    assert_eq!(got.version(), &v2.version);
+    assert!(
+        watching.torrent(v1.info_hash()).await.is_none(),
+        "v1 was fetched"
+    );
+    drop((got, updates));
+    shutdown_clean(watching).await;
+
+    proxy.stop().await;
+    web.stop().await;
+}
