@@ -253,7 +253,7 @@ impl Client {
     }
 
     async fn start(config: ClientConfig) -> Result<Client, BuildError> {
-        let mut config = config.sanitized();
+        let config = config.sanitized();
         let mut conn_opts = config.connection.clone();
         conn_opts.upload_limiter = config
             .upload_rate_kib
@@ -281,7 +281,7 @@ impl Client {
 
         // The release content of a folder another live client owns stays in memory; the
         // manifests are shared and the clients on it are dialled (see `shared_folder`).
-        let owned = shared_folder::join(&mut config, listen_addr).await?;
+        let owned = shared_folder::join(&config).await?;
         let cache = match config.cache_dir.as_ref().filter(|_| owned.is_some()) {
             Some(dir) => {
                 let cache_config = CacheConfig {
@@ -419,7 +419,27 @@ impl Client {
         self.inner.shared.peer_id
     }
 
-    /// The configuration in force.
+    /// The peers dialled for every release and asked for manifests when no tracker answers:
+    /// the configured bootstrap peers, then the clients on the same cache folder as found
+    /// now (read again each time: a client that left is no longer dialled).
+    async fn bootstrap_peers(&self) -> Vec<SocketAddr> {
+        let mut peers = self.inner.shared.config.bootstrap_peers.clone();
+        if let Some(dir) = self.inner.shared.config.cache_dir.clone() {
+            let own = self.inner.shared.peer_id;
+            let local = tokio::task::spawn_blocking(move || shared_folder::local_peers(&dir, own))
+                .await
+                .unwrap_or_default();
+            for addr in local {
+                if !peers.contains(&addr) {
+                    peers.push(addr);
+                }
+            }
+        }
+        peers
+    }
+
+    /// The configuration in force (the bootstrap peers as configured: the clients found on
+    /// a shared cache folder are not added to it).
     pub fn config(&self) -> &ClientConfig {
         &self.inner.shared.config
     }
@@ -488,9 +508,15 @@ impl Client {
             Some(cached) => Ok((cached.manifest.clone(), ManifestSource::Cache(cached))),
             None => self.find_manifest(&name, version.as_ref()).await,
         };
+        let peers_to_ask = match &found {
+            Err(GetError::TrackerUnreachable { .. } | GetError::NoTracker(_)) => {
+                !self.bootstrap_peers().await.is_empty()
+            }
+            _ => false,
+        };
         let (signed, source) = match found {
             Err(e @ (GetError::TrackerUnreachable { .. } | GetError::NoTracker(_)))
-                if !self.inner.shared.config.bootstrap_peers.is_empty() =>
+                if peers_to_ask =>
             {
                 let signed = self.manifest_from_peers(&name, version.as_ref(), e).await?;
                 (signed, ManifestSource::Peers)
@@ -720,12 +746,14 @@ impl Client {
         }
         let store = self.open_store(&metainfo, &mut sessions).await?;
         let configured = self.inner.trackers.iter().map(TrackerClient::announce_url);
+        let bootstrap_peers = self.bootstrap_peers().await;
         let announce_urls = announce_targets(metainfo.trackers(), extra_announce, configured);
         let params = SessionParams {
             metainfo,
             store,
             announce_urls,
             shared: Arc::clone(&self.inner.shared),
+            bootstrap_peers,
             stop: self.inner.shutdown.child_token(),
         };
         let session = session::spawn(params).map_err(|_| StartError::Shutdown)?;
@@ -790,6 +818,7 @@ impl Client {
                         &self.inner.shared,
                         &magnet,
                         &announce,
+                        &self.bootstrap_peers().await,
                         &self.inner.shutdown,
                     )
                     .await

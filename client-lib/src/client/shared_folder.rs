@@ -14,7 +14,9 @@
 //!   client started while no tracker answers still knows which release to serve.
 //! - The content then comes from peers: each client writes its peer address to
 //!   `<cache>/peers/<peer id>` (removed at shutdown) and dials the addresses it finds there
-//!   at start-up like configured bootstrap peers. So a client started during a tracker and
+//!   like configured bootstrap peers. The folder is read again whenever a release's
+//!   session starts (and before asking peers for a manifest or a torrent), never copied
+//!   into the configuration: a client that left is not dialled afterwards. So a client started during a tracker and
 //!   web-seed outage gets the release from the clients already on the machine. At most
 //!   [`MAX_LOCAL_PEERS`] entries are used.
 //! - Locks are advisory (`flock`-style), held for the client's life and released by the
@@ -81,30 +83,21 @@ pub(crate) fn try_own(dir: &Path) -> io::Result<Option<File>> {
 }
 
 /// Joins the configured cache folder, if any: takes the lock when no other client holds it
-/// (the lock is returned; `None` without a folder or when another client owns it) and adds
-/// the peers found in the folder to `config.bootstrap_peers`.
-pub(crate) async fn join(
-    config: &mut ClientConfig,
-    listen: SocketAddr,
-) -> Result<Option<File>, BuildError> {
+/// (the lock is returned; `None` without a folder or when another client owns it). The
+/// peers on the folder are read when needed ([`local_peers`]), never kept in the
+/// configuration: a client that leaves must not be dialled for the rest of our life.
+pub(crate) async fn join(config: &ClientConfig) -> Result<Option<File>, BuildError> {
     let Some(dir) = config.cache_dir.clone() else {
         return Ok(None);
     };
     let failed = |dir: &Path, e| BuildError::Cache(StorageError::io(dir, e));
     let folder = dir.clone();
-    let (owned, peers) = tokio::task::spawn_blocking(move || {
-        let owned = try_own(&folder).map_err(|e| failed(&folder, e))?;
-        Ok::<_, BuildError>((owned, local_peers(&folder)))
-    })
-    .await
-    .map_err(|e| failed(&dir, io::Error::other(e)))??;
+    let owned =
+        tokio::task::spawn_blocking(move || try_own(&folder).map_err(|e| failed(&folder, e)))
+            .await
+            .map_err(|e| failed(&dir, io::Error::other(e)))??;
     if owned.is_none() {
         tracing::warn!(dir = %dir.display(), "another client owns this cache folder: release content stays in memory, manifests are shared");
-    }
-    for addr in peers {
-        if addr != listen && !config.bootstrap_peers.contains(&addr) {
-            config.bootstrap_peers.push(addr);
-        }
     }
     Ok(owned)
 }
@@ -131,7 +124,8 @@ fn reachable(listen: SocketAddr) -> SocketAddr {
 /// opened without following links and without blocking (a FIFO swapped in after the
 /// listing fails the regular-file check on the open file); at most [`MAX_SCANNED`] entries
 /// are looked at and at most [`MAX_PEER_FILE`] bytes are read from one.
-pub(crate) fn local_peers(dir: &Path) -> Vec<SocketAddr> {
+pub(crate) fn local_peers(dir: &Path, own: PeerId) -> Vec<SocketAddr> {
+    let own = own.to_hex();
     let folder = dir.join(PEERS_DIR);
     if !fs::symlink_metadata(&folder).is_ok_and(|meta| meta.is_dir()) {
         return Vec::new();
@@ -144,7 +138,11 @@ pub(crate) fn local_peers(dir: &Path) -> Vec<SocketAddr> {
         if peers.len() == MAX_LOCAL_PEERS {
             break;
         }
-        if !is_entry_name(&entry.file_name()) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+        let name = entry.file_name();
+        if !is_entry_name(&name) || name == own.as_str() {
+            continue;
+        }
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
             continue;
         }
         let path = entry.path();
@@ -275,6 +273,11 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
+    /// The peer id of the client reading (none of the entries in these tests).
+    fn own() -> PeerId {
+        PeerId::new([0xee; 20])
+    }
+
     /// A peer-entry name.
     fn id(n: usize) -> String {
         format!("{n:040x}")
@@ -307,7 +310,7 @@ mod tests {
     #[test]
     fn peers_are_found_while_present_and_bad_entries_skipped() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(local_peers(dir.path()).is_empty());
+        assert!(local_peers(dir.path(), own()).is_empty());
         let listen = addr("0.0.0.0:4242");
         let presence = Presence::announce(dir.path(), PeerId::new([1; 20]), listen, None);
         let peers = dir.path().join(PEERS_DIR);
@@ -316,12 +319,14 @@ mod tests {
         fs::write(peers.join(id(2)), b"not an address").unwrap();
         // The entry of a client that died (nobody holds its lock) is removed, not dialled.
         fs::write(peers.join(id(3)), b"127.0.0.1:9").unwrap();
-        assert_eq!(local_peers(dir.path()), vec![addr("127.0.0.1:4242")]);
+        assert_eq!(local_peers(dir.path(), own()), vec![addr("127.0.0.1:4242")]);
         assert!(!peers.join(id(3)).exists());
         assert!(peers.join(id(2)).exists());
+        // A client never dials itself.
+        assert!(local_peers(dir.path(), PeerId::new([1; 20])).is_empty());
         drop(junk);
         drop(presence);
-        assert!(local_peers(dir.path()).is_empty());
+        assert!(local_peers(dir.path(), own()).is_empty());
         assert_eq!(
             fs::read_dir(&peers).unwrap().count(),
             0,
@@ -340,7 +345,7 @@ mod tests {
         fs::write(&temp, b"").unwrap();
         fs::write(peers.join("notes.txt"), b"127.0.0.1:9").unwrap();
         fs::write(peers.join(id(0xabc).to_uppercase()), b"127.0.0.1:9").unwrap();
-        assert!(local_peers(dir.path()).is_empty());
+        assert!(local_peers(dir.path(), own()).is_empty());
         assert!(temp.exists());
         assert!(peers.join("notes.txt").exists());
         assert!(peers.join(id(0xabc).to_uppercase()).exists());
@@ -371,7 +376,7 @@ mod tests {
             "links are not followed"
         );
         let folder = dir.path().to_owned();
-        assert!(within(move || local_peers(&folder)).is_empty());
+        assert!(within(move || local_peers(&folder, own())).is_empty());
         assert!(fifo.exists());
         assert!(fs::symlink_metadata(peers.join(id(2))).is_ok());
         drop(held);
@@ -386,7 +391,7 @@ mod tests {
         // Unlocked, so it would be removed as a dead client's entry if the link were used.
         fs::write(elsewhere.path().join(id(1)), b"127.0.0.1:9").unwrap();
         symlink(elsewhere.path(), dir.path().join(PEERS_DIR)).unwrap();
-        assert!(local_peers(dir.path()).is_empty());
+        assert!(local_peers(dir.path(), own()).is_empty());
         assert!(elsewhere.path().join(id(1)).exists());
         // Nor is our own entry written through it.
         let presence =
@@ -406,7 +411,7 @@ mod tests {
         for n in 0..MAX_SCANNED + extra {
             fs::write(peers.join(id(n)), b"127.0.0.1:9").unwrap();
         }
-        assert!(local_peers(dir.path()).is_empty());
+        assert!(local_peers(dir.path(), own()).is_empty());
         assert_eq!(fs::read_dir(&peers).unwrap().count(), extra);
         for entry in fs::read_dir(&peers).unwrap() {
             fs::remove_file(entry.unwrap().path()).unwrap();
@@ -417,7 +422,7 @@ mod tests {
         let mut text = b"127.0.0.1:4242".to_vec();
         text.resize(MAX_PEER_FILE as usize + 1, b' ');
         fs::write(peers.join(id(1)), &text).unwrap();
-        assert!(local_peers(dir.path()).is_empty());
+        assert!(local_peers(dir.path(), own()).is_empty());
         drop(huge);
         let _ = fs::remove_file(peers.join(id(1)));
 
@@ -429,7 +434,7 @@ mod tests {
                     .unwrap()
             })
             .collect();
-        assert_eq!(local_peers(dir.path()).len(), MAX_LOCAL_PEERS);
+        assert_eq!(local_peers(dir.path(), own()).len(), MAX_LOCAL_PEERS);
         drop(live);
     }
 }

@@ -413,10 +413,9 @@ async fn through_an_outage_a_site_keeps_serving_and_a_new_site_on_its_cache_fold
         .build()
         .await
         .unwrap();
-    assert_eq!(
-        second.config().bootstrap_peers,
-        vec![first.local_peer_addr()],
-        "the first site's address, found in the folder"
+    assert!(
+        second.config().bootstrap_peers.is_empty(),
+        "the peers found in the folder are not added to the configuration"
     );
     let second_site = Site::start(patient_router(&second)).await;
     assert_site_serves(&http, &second_site, &v1).await;
@@ -720,5 +719,67 @@ async fn a_restarted_site_never_goes_back_to_an_older_version() {
     shutdown_clean(watching).await;
 
     proxy.stop().await;
+    web.stop().await;
+}
+
+// ---------------------------------------------------------------- a site that left
+
+/// Regression: the clients found on a shared cache folder at start-up were added to the
+/// configured bootstrap peers for good, so a site that had left was still dialled (its
+/// port may belong to some other program by now). They are read again for each session.
+#[tokio::test]
+async fn a_site_that_left_the_folder_is_not_dialled() {
+    let tracker = TestTracker::start(300).await;
+    let web = TestWebSeed::start().await;
+    let v1 = build(&tracker, &web, "1.0.0", 71);
+    tracker.publish(&v1).await;
+    web.serve(&v1);
+    let cache = tempfile::tempdir().unwrap();
+    let start = || {
+        test_client()
+            .tracker(tracker.url())
+            .cache_dir(cache.path())
+            .build()
+    };
+    let left = start().await.unwrap();
+    let staying = start().await.unwrap();
+    let gone = left.local_peer_addr();
+    shutdown_clean(left).await;
+
+    // Something else listens on the port of the site that left.
+    let listener = TcpListener::bind(gone).await.unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let other = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            tokio::select! {
+                () = stopped.cancelled() => break,
+                Ok((socket, _)) = listener.accept() => {
+                    held.push(socket);
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    });
+
+    // The session dials its bootstrap peers as it starts, long before the web seed has
+    // delivered the release: a dial to the old port would be counted by now.
+    let got = staying.get(NAME).await.unwrap();
+    v1.assert_served_by(&got).await;
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "the site that left was dialled"
+    );
+    assert!(staying.config().bootstrap_peers.is_empty());
+
+    drop(got);
+    shutdown_clean(staying).await;
+    stop.cancel();
+    tokio::time::timeout(WAIT, other).await.unwrap().unwrap();
+    assert_port_free(gone);
     web.stop().await;
 }
