@@ -111,7 +111,8 @@ pub struct ClientConfig {
     pub scheduler: SchedulerConfig,
     /// Peers dialled for every torrent besides those trackers hand out (e.g. a site's own
     /// other servers, or a seeder's address). When no tracker answers and no manifest is
-    /// cached, `get` also asks them for the release's signed manifest.
+    /// cached, `get` also asks them for the release's signed manifest. The clients found on
+    /// a shared cache folder are used the same way but never added here.
     pub bootstrap_peers: Vec<SocketAddr>,
     /// Bounds for web-seed (HTTP) requests: timeouts, concurrency, backoff clamps.
     pub web_seed: WebSeedLimits,

@@ -1,5 +1,6 @@
 //! Manifests from peers: how a client that starts while every tracker is down still learns
-//! the latest release of a name, from the bootstrap peers it was configured with.
+//! the latest release of a name, from the bootstrap peers it was configured with and the
+//! clients on its cache folder (read again at each request).
 //!
 //! A handshake must name a torrent, and a new client does not know which torrent is the
 //! latest release. So each release name has a *directory* id
@@ -487,12 +488,13 @@ impl Client {
             GetError::TrackerUnreachable { source, .. } => Some(source),
             _ => None,
         };
-        tracing::info!(%name, peers = shared.config.bootstrap_peers.len(),
+        let peers = self.bootstrap_peers().await;
+        tracing::info!(%name, peers = peers.len(),
             "no tracker answered and nothing is cached; asking the bootstrap peers");
         let stop = self.inner.shutdown.child_token();
         let _stop_on_exit = stop.clone().drop_guard();
         let mut asking = tokio::task::JoinSet::new();
-        for &addr in &shared.config.bootstrap_peers {
+        for addr in peers {
             let (shared, name, version, stop) = (
                 Arc::clone(shared),
                 name.clone(),
@@ -530,6 +532,7 @@ impl Client {
             &self.inner.shared,
             &Magnet::new(info_hash),
             &[],
+            &self.bootstrap_peers().await,
             &self.inner.shutdown,
         )
         .await

@@ -46,6 +46,7 @@ pub(crate) async fn fetch_from_peers(
     shared: &Arc<Shared>,
     magnet: &Magnet,
     announce_urls: &[String],
+    bootstrap_peers: &[SocketAddr],
     stop: &CancellationToken,
 ) -> Result<Metainfo, String> {
     let stop = stop.child_token();
@@ -119,7 +120,7 @@ pub(crate) async fn fetch_from_peers(
             .instrument(tracing::debug_span!("metadata_dial", %addr)),
         );
     };
-    for &addr in &shared.config.bootstrap_peers {
+    for &addr in bootstrap_peers {
         dial(addr, &mut tried, &mut dials_pending);
     }
 

@@ -253,7 +253,7 @@ impl Client {
     }
 
     async fn start(config: ClientConfig) -> Result<Client, BuildError> {
-        let mut config = config.sanitized();
+        let config = config.sanitized();
         let mut conn_opts = config.connection.clone();
         conn_opts.upload_limiter = config
             .upload_rate_kib
@@ -281,7 +281,7 @@ impl Client {
 
         // The release content of a folder another live client owns stays in memory; the
         // manifests are shared and the clients on it are dialled (see `shared_folder`).
-        let owned = shared_folder::join(&mut config, listen_addr).await?;
+        let owned = shared_folder::join(&config).await?;
         let cache = match config.cache_dir.as_ref().filter(|_| owned.is_some()) {
             Some(dir) => {
                 let cache_config = CacheConfig {
@@ -329,10 +329,19 @@ impl Client {
                 )
                 .instrument(tracing::info_span!("peer_listener", %listen_addr)),
         );
-        let presence = config
-            .cache_dir
-            .as_deref()
-            .map(|dir| shared_folder::Presence::announce(dir, peer_id, listen_addr, owned));
+        let presence = match config.cache_dir.clone() {
+            Some(dir) => blocking(move || {
+                Ok(shared_folder::Presence::announce(
+                    &dir,
+                    peer_id,
+                    listen_addr,
+                    owned,
+                ))
+            })
+            .await
+            .ok(),
+            None => None,
+        };
         tracing::info!(%listen_addr, %peer_id, "swarmcdn client started");
         let shared = Arc::new(Shared {
             config,
@@ -410,7 +419,27 @@ impl Client {
         self.inner.shared.peer_id
     }
 
-    /// The configuration in force.
+    /// The peers dialled for every release and asked for manifests when no tracker answers:
+    /// the configured bootstrap peers, then the clients on the same cache folder as found
+    /// now (read again each time: a client that left is no longer dialled).
+    async fn bootstrap_peers(&self) -> Vec<SocketAddr> {
+        let mut peers = self.inner.shared.config.bootstrap_peers.clone();
+        if let Some(dir) = self.inner.shared.config.cache_dir.clone() {
+            let own = self.inner.shared.peer_id;
+            let local = tokio::task::spawn_blocking(move || shared_folder::local_peers(&dir, own))
+                .await
+                .unwrap_or_default();
+            for addr in local {
+                if !peers.contains(&addr) {
+                    peers.push(addr);
+                }
+            }
+        }
+        peers
+    }
+
+    /// The configuration in force (the bootstrap peers as configured: the clients found on
+    /// a shared cache folder are not added to it).
     pub fn config(&self) -> &ClientConfig {
         &self.inner.shared.config
     }
@@ -451,6 +480,18 @@ impl Client {
         name: ReleaseName,
         version: Option<Version>,
     ) -> Result<Release, GetError> {
+        self.fetch_with(name, version, false).await
+    }
+
+    /// [`Client::fetch`]; with `cached_first`, a pinned `version` whose verified manifest is
+    /// cached is taken from the cache without asking the trackers (one that lags behind may
+    /// not know it yet).
+    async fn fetch_with(
+        &self,
+        name: ReleaseName,
+        version: Option<Version>,
+        cached_first: bool,
+    ) -> Result<Release, GetError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(GetError::Shutdown);
         }
@@ -459,9 +500,23 @@ impl Client {
             Some(v) => format!("{name} {v}"),
             None => name.to_string(),
         };
-        let (signed, source) = match self.find_manifest(&name, version.as_ref()).await {
+        let cached = match &version {
+            Some(v) if cached_first => self.cached_manifest(&name, Some(v)).await,
+            _ => None,
+        };
+        let found = match cached {
+            Some(cached) => Ok((cached.manifest.clone(), ManifestSource::Cache(cached))),
+            None => self.find_manifest(&name, version.as_ref()).await,
+        };
+        let peers_to_ask = match &found {
+            Err(GetError::TrackerUnreachable { .. } | GetError::NoTracker(_)) => {
+                !self.bootstrap_peers().await.is_empty()
+            }
+            _ => false,
+        };
+        let (signed, source) = match found {
             Err(e @ (GetError::TrackerUnreachable { .. } | GetError::NoTracker(_)))
-                if !self.inner.shared.config.bootstrap_peers.is_empty() =>
+                if peers_to_ask =>
             {
                 let signed = self.manifest_from_peers(&name, version.as_ref(), e).await?;
                 (signed, ManifestSource::Peers)
@@ -590,17 +645,7 @@ impl Client {
         if said_not_found && last_error.is_none() {
             return Err(not_found());
         }
-        let inner = Arc::clone(&self.inner);
-        let (n, v) = (name.clone(), version.cloned());
-        let cached = tokio::task::spawn_blocking(move || {
-            inner
-                .manifests
-                .load(&n, v.as_ref(), &inner.shared.config.trusted_keys)
-        })
-        .await
-        .ok()
-        .flatten();
-        match (cached, last_error) {
+        match (self.cached_manifest(name, version).await, last_error) {
             (Some(cached), _) => {
                 tracing::info!(%name, "no tracker answered; using the cached manifest");
                 Ok((cached.manifest.clone(), ManifestSource::Cache(cached)))
@@ -612,6 +657,25 @@ impl Client {
             }),
             (None, None) => Err(GetError::NoTracker(name.clone())),
         }
+    }
+
+    /// The verified manifest of `name` at `version` (the highest cached when `None`) saved
+    /// earlier, if any.
+    async fn cached_manifest(
+        &self,
+        name: &ReleaseName,
+        version: Option<&Version>,
+    ) -> Option<CachedManifest> {
+        let inner = Arc::clone(&self.inner);
+        let (n, v) = (name.clone(), version.cloned());
+        tokio::task::spawn_blocking(move || {
+            inner
+                .manifests
+                .load(&n, v.as_ref(), &inner.shared.config.trusted_keys)
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// The metainfo of `info_hash` from the tracker that served the manifest.
@@ -682,12 +746,14 @@ impl Client {
         }
         let store = self.open_store(&metainfo, &mut sessions).await?;
         let configured = self.inner.trackers.iter().map(TrackerClient::announce_url);
+        let bootstrap_peers = self.bootstrap_peers().await;
         let announce_urls = announce_targets(metainfo.trackers(), extra_announce, configured);
         let params = SessionParams {
             metainfo,
             store,
             announce_urls,
             shared: Arc::clone(&self.inner.shared),
+            bootstrap_peers,
             stop: self.inner.shutdown.child_token(),
         };
         let session = session::spawn(params).map_err(|_| StartError::Shutdown)?;
@@ -752,6 +818,7 @@ impl Client {
                         &self.inner.shared,
                         &magnet,
                         &announce,
+                        &self.bootstrap_peers().await,
                         &self.inner.shutdown,
                     )
                     .await
@@ -828,6 +895,8 @@ impl Client {
         let tasks = &self.inner.shared.tasks;
         tasks.close();
         tasks.wait().await;
+        // Ends every watch on "latest" and lets go of the releases served.
+        self.inner.latest.close();
         drop(
             self.inner
                 .presence

@@ -143,7 +143,7 @@ impl Torrent {
 
     /// Queues the bootstrap peers that are not connected, and dials.
     pub(super) fn redial_bootstrap(&mut self) {
-        for addr in self.shared.config.bootstrap_peers.clone() {
+        for addr in self.bootstrap_peers.clone() {
             self.queue_dial(addr);
         }
         self.start_dials();

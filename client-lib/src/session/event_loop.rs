@@ -69,7 +69,7 @@ impl Torrent {
         let mut next_refresh = Instant::now() + PROGRESS_REFRESH;
         let mut next_snub_check = None;
         let mut next_redial = Instant::now() + super::BOOTSTRAP_REDIAL;
-        let bootstrap = !self.shared.config.bootstrap_peers.is_empty();
+        let bootstrap = !self.bootstrap_peers.is_empty();
         loop {
             let wakeup = self
                 .scheduler

@@ -119,6 +119,9 @@ pub(crate) struct SessionParams {
     /// Announce URLs, in order, without duplicates.
     pub(crate) announce_urls: Vec<String>,
     pub(crate) shared: Arc<Shared>,
+    /// The peers dialled besides those trackers hand out (configured bootstrap peers and
+    /// clients on the same cache folder), as found when the session starts.
+    pub(crate) bootstrap_peers: Vec<SocketAddr>,
     /// Stops this session (a child of the client's shutdown token).
     pub(crate) stop: CancellationToken,
 }
@@ -240,6 +243,8 @@ struct Torrent {
     info: Arc<Info>,
     store: Arc<Store>,
     shared: Arc<Shared>,
+    /// See [`SessionParams::bootstrap_peers`].
+    bootstrap_peers: Vec<SocketAddr>,
     stop: CancellationToken,
     scheduler: Scheduler,
     assembler: PieceAssembler,
@@ -310,6 +315,7 @@ pub(crate) fn spawn(
         store,
         announce_urls,
         shared,
+        bootstrap_peers,
         stop,
     } = params;
     let info_hash = metainfo.info_hash();
@@ -380,6 +386,7 @@ pub(crate) fn spawn(
         info,
         store: Arc::clone(&store),
         shared: Arc::clone(&shared),
+        bootstrap_peers,
         stop: stop.clone(),
         scheduler,
         assembler,

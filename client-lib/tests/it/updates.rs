@@ -65,6 +65,30 @@ async fn assert_site_serves(http: &reqwest::Client, site: &Site, release: &TestR
     assert_eq!(index["info_hash"], release.info_hash().to_string());
 }
 
+/// Every file under `root/dir` with its size and modification time, sorted.
+fn files_under(
+    root: &std::path::Path,
+    dir: &str,
+) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.join(dir)];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else {
+                let path = entry.path().strip_prefix(root).unwrap().to_owned();
+                found.push((path, meta.len(), meta.modified().unwrap()));
+            }
+        }
+    }
+    found.sort();
+    assert!(!found.is_empty(), "nothing cached under {dir}");
+    found
+}
+
 fn version_of(rx: &watch::Receiver<Option<Release>>) -> Option<Version> {
     rx.borrow().as_ref().map(|r| r.version().clone())
 }
@@ -332,8 +356,9 @@ async fn an_older_failing_or_untrusted_tracker_answer_never_moves_or_clears_the_
         assert!(!updates.has_changed().unwrap(), "{what}");
         assert_site_serves(&http, &site, &v2).await;
     }
-    // Nothing of the forged release was fetched.
+    // Nothing of the forged release, and nothing older, was fetched.
     assert!(client.torrent(forged.info_hash()).await.is_none());
+    assert!(client.torrent(v1.info_hash()).await.is_none());
 
     site.stop().await;
     shutdown_clean(client).await;
@@ -376,6 +401,7 @@ async fn through_an_outage_a_site_keeps_serving_and_a_new_site_on_its_cache_fold
         assert_site_serves(&http, &site, &v1).await;
     }
     assert_eq!(version_of(&updates), Some(v1.version.clone()));
+    let owner_files = files_under(cache.path(), &v1.info_hash().to_hex());
 
     // A new site starts on the same cache folder, knowing no peer: the first site owns the
     // folder's content (the new one leaves those files alone), the new one reads the shared
@@ -387,18 +413,20 @@ async fn through_an_outage_a_site_keeps_serving_and_a_new_site_on_its_cache_fold
         .build()
         .await
         .unwrap();
-    assert_eq!(
-        second.config().bootstrap_peers,
-        vec![first.local_peer_addr()],
-        "the first site's address, found in the folder"
+    assert!(
+        second.config().bootstrap_peers.is_empty(),
+        "the peers found in the folder are not added to the configuration"
     );
     let second_site = Site::start(patient_router(&second)).await;
     assert_site_serves(&http, &second_site, &v1).await;
     let got = second.latest(NAME).await.unwrap();
     assert_eq!(got.progress().bytes_from_peers, v1.size());
     assert_eq!(got.progress().bytes_from_http, 0);
-    let content = cache.path().join(v1.info_hash().to_hex());
-    assert!(content.is_dir(), "the first site's copy is where it was");
+    assert_eq!(
+        files_under(cache.path(), &v1.info_hash().to_hex()),
+        owner_files,
+        "the first site's copy is where it was, untouched"
+    );
 
     // Now nothing at all answers at the tracker's address either: both keep serving.
     proxy.stop().await;
@@ -457,10 +485,11 @@ async fn latest_routes_ask_the_tracker_once_not_per_request() {
     web.stop().await;
 }
 
-/// A name only watched (never requested) is fetched by the next poll, and the watch says so.
+/// A name only watched (never requested) is fetched by the next poll, and the watch says so;
+/// shutdown ends a watch loop and `latest` answers no more.
 #[tokio::test]
 async fn watching_a_name_prefetches_it() {
-    let tracker = TestTracker::start(300).await;
+    let mut tracker = TestTracker::start(300).await;
     let web = TestWebSeed::start().await;
     let v1 = build(&tracker, &web, "1.0.0", 41);
     tracker.publish(&v1).await;
@@ -489,7 +518,31 @@ async fn watching_a_name_prefetches_it() {
         Err(swarmcdn_client::GetError::InvalidName(_))
     ));
 
+    // The documented loop: it ends once the client shuts down.
+    let mut watch = client.watch_latest(NAME).unwrap();
+    let watching = tokio::spawn(async move {
+        let mut seen = 0;
+        while watch.changed().await.is_ok() {
+            seen += 1;
+        }
+        seen
+    });
+    let same = client.clone();
     shutdown_clean(client).await;
+    tokio::time::timeout(WAIT, watching)
+        .await
+        .expect("the watch loop did not end at shutdown")
+        .unwrap();
+    assert!(matches!(
+        same.latest(NAME).await,
+        Err(swarmcdn_client::GetError::Shutdown)
+    ));
+    assert!(matches!(
+        same.watch_latest(NAME),
+        Err(swarmcdn_client::GetError::Shutdown)
+    ));
+    drop(same);
+    tracker.kill().await;
     web.stop().await;
 }
 
@@ -527,5 +580,206 @@ async fn unknown_names_are_not_polled() {
     site.stop().await;
     shutdown_clean(client).await;
     proxy.stop().await;
+    web.stop().await;
+}
+
+// ---------------------------------------------------------------- a tracker that never answers
+
+/// Accepts connections and never answers; counts them.
+struct BlackHole {
+    url: String,
+    addr: std::net::SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl BlackHole {
+    async fn start() -> BlackHole {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = CancellationToken::new();
+        let (count, stopped) = (Arc::clone(&accepted), stop.clone());
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                tokio::select! {
+                    () = stopped.cancelled() => break,
+                    Ok((socket, _)) = listener.accept() => {
+                        held.push(socket);
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        });
+        BlackHole {
+            url: format!("http://{addr}"),
+            addr,
+            accepted,
+            stop,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_port_free(self.addr);
+    }
+}
+
+/// Regression: a round used to ask about one name after the other, so a tracker that never
+/// answers made it last one tracker timeout per name. Now the names are asked about at
+/// once: both requests are open together while the first has not timed out.
+#[tokio::test]
+async fn names_are_polled_concurrently() {
+    let hole = BlackHole::start().await;
+    let client = test_client()
+        .tracker(hole.url.clone())
+        .tracker_timeout(Duration::from_secs(600))
+        .update_interval(POLL)
+        .build()
+        .await
+        .unwrap();
+    let _first = client.watch_latest("first-name").unwrap();
+    let _second = client.watch_latest("second-name").unwrap();
+    wait_until("both names asked about at once", || {
+        hole.accepted.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+
+    shutdown_clean(client).await;
+    hole.stop().await;
+}
+
+// ---------------------------------------------------------------- restart
+
+/// Regression: after a restart the pointer was set from whatever the first tracker called
+/// latest, so a tracker lagging behind sent a site that had served v2 back to v1. The
+/// newest manifest verified before (in the cache folder) is now the floor, for `latest`
+/// and for a watched name alike.
+#[tokio::test]
+async fn a_restarted_site_never_goes_back_to_an_older_version() {
+    let tracker = TestTracker::start(300).await;
+    let web = TestWebSeed::start().await;
+    let v1 = build(&tracker, &web, "1.0.0", 61);
+    let v2 = build(&tracker, &web, "2.0.0", 62);
+    for release in [&v1, &v2] {
+        tracker.publish(release).await;
+        web.serve(release);
+    }
+    let proxy = TrackerProxy::start(tracker.url()).await;
+    let cache = tempfile::tempdir().unwrap();
+    let start = || {
+        test_client()
+            .tracker(proxy.url.clone())
+            .cache_dir(cache.path())
+            .update_interval(POLL)
+            .build()
+    };
+    let before = start().await.unwrap();
+    assert_eq!(before.latest(NAME).await.unwrap().version(), &v2.version);
+    shutdown_clean(before).await;
+
+    // From now on the tracker calls v1 the latest.
+    proxy.answer_latest(Latest::Serve(v1.manifest.to_json()));
+    let after = start().await.unwrap();
+    let served = after.latest(NAME).await.unwrap();
+    assert_eq!(served.version(), &v2.version);
+    v2.assert_served_by(&served).await;
+    let updates = after.watch_latest(NAME).unwrap();
+    proxy.wait_polls(3).await;
+    assert_eq!(version_of(&updates), Some(v2.version.clone()));
+    assert!(
+        after.torrent(v1.info_hash()).await.is_none(),
+        "v1 was fetched"
+    );
+    drop(served);
+    shutdown_clean(after).await;
+
+    // A name only watched after a restart starts from the same floor.
+    let watching = start().await.unwrap();
+    let mut updates = watching.watch_latest(NAME).unwrap();
+    let got = tokio::time::timeout(WAIT, updates.wait_for(Option::is_some))
+        .await
+        .expect("the poll did not fetch the watched name")
+        .unwrap()
+        .clone()
+        .unwrap();
+    assert_eq!(got.version(), &v2.version);
+    assert!(
+        watching.torrent(v1.info_hash()).await.is_none(),
+        "v1 was fetched"
+    );
+    drop((got, updates));
+    shutdown_clean(watching).await;
+
+    proxy.stop().await;
+    web.stop().await;
+}
+
+// ---------------------------------------------------------------- a site that left
+
+/// Regression: the clients found on a shared cache folder at start-up were added to the
+/// configured bootstrap peers for good, so a site that had left was still dialled (its
+/// port may belong to some other program by now). They are read again for each session.
+#[tokio::test]
+async fn a_site_that_left_the_folder_is_not_dialled() {
+    let tracker = TestTracker::start(300).await;
+    let web = TestWebSeed::start().await;
+    let v1 = build(&tracker, &web, "1.0.0", 71);
+    tracker.publish(&v1).await;
+    web.serve(&v1);
+    let cache = tempfile::tempdir().unwrap();
+    let start = || {
+        test_client()
+            .tracker(tracker.url())
+            .cache_dir(cache.path())
+            .build()
+    };
+    let left = start().await.unwrap();
+    let staying = start().await.unwrap();
+    let gone = left.local_peer_addr();
+    shutdown_clean(left).await;
+
+    // Something else listens on the port of the site that left.
+    let listener = TcpListener::bind(gone).await.unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let other = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            tokio::select! {
+                () = stopped.cancelled() => break,
+                Ok((socket, _)) = listener.accept() => {
+                    held.push(socket);
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    });
+
+    // The session dials its bootstrap peers as it starts, long before the web seed has
+    // delivered the release: a dial to the old port would be counted by now.
+    let got = staying.get(NAME).await.unwrap();
+    v1.assert_served_by(&got).await;
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "the site that left was dialled"
+    );
+    assert!(staying.config().bootstrap_peers.is_empty());
+
+    drop(got);
+    shutdown_clean(staying).await;
+    stop.cancel();
+    tokio::time::timeout(WAIT, other).await.unwrap().unwrap();
+    assert_port_free(gone);
     web.stop().await;
 }
