@@ -207,6 +207,21 @@ async fn tiny(plan: &Plan) -> anyhow::Result<Vec<Row>> {
         fetcher.shutdown().await;
     }
 
+    // Where the time goes: the same fetch with the torrent and the seeder given up front
+    // (no manifest, metainfo or announce request before the peer wire, no SHA-256 check).
+    let mut wire_only = Vec::new();
+    for _ in 0..plan.tiny_iterations {
+        let fetcher = client()
+            .bootstrap_peer(seeder.local_peer_addr())
+            .build()
+            .await?;
+        let start = Instant::now();
+        let handle = fetcher.add_torrent(&release.torrent).await?;
+        tokio::time::timeout(TRANSFER_TIMEOUT, handle.wait_complete()).await??;
+        wire_only.push(start.elapsed());
+        fetcher.shutdown().await;
+    }
+
     // Plain HTTP: the same bytes, a new connection (a new reqwest client) each time.
     let body = Bytes::from(bytes.clone());
     let app = Router::new().route("/tiny.js", get(move || async move { body.clone() }));
@@ -253,6 +268,7 @@ async fn tiny(plan: &Plan) -> anyhow::Result<Vec<Row>> {
     tracker.stop().await;
 
     let (ours, http, rqbit) = (median(ours), median(http), median(rqbit));
+    let wire_only = median(wire_only);
     let vs_http = ours.as_secs_f64() / http.as_secs_f64();
     Ok(vec![
         Row {
@@ -265,6 +281,14 @@ async fn tiny(plan: &Plan) -> anyhow::Result<Vec<Row>> {
             ratio: format!("{vs_http:.2}x"),
             target: "< 5 ms and < 3x HTTP".into(),
             met: yes_no(ours < Duration::from_millis(5) && vs_http < 3.0),
+        },
+        Row {
+            figure: "tiny 20 KiB, peer wire only (`add_torrent`, seeder given)".into(),
+            ours: ms(wire_only),
+            baseline: format!("HTTP GET {}", ms(http)),
+            ratio: format!("{:.2}x", wire_only.as_secs_f64() / http.as_secs_f64()),
+            target: "- (diagnostic)".into(),
+            met: "-".into(),
         },
         Row {
             figure: "tiny 20 KiB vs librqbit".into(),
