@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use bytes::Bytes;
 use swarmcdn_proto::PeerId;
 use swarmcdn_proto::peer::{Bitfield, Message};
 use tokio::sync::{Notify, mpsc};
@@ -25,7 +26,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::peer::{ConnectionStats, Direction, PeerHandle};
-use crate::storage::Store;
+use crate::storage::{StorageError, Store, StoreKind};
 
 /// Messages the session may have handed to one peer's task and not yet sent. Generous
 /// (a full pipeline of requests plus haves for a large torrent); a peer that lets it fill
@@ -35,6 +36,10 @@ pub const CONTROL_QUEUE_LEN: usize = 1024;
 /// Block requests from one peer queued for upload. Further requests are rejected (BEP 6)
 /// or ignored; BEP 3 clients keep far fewer outstanding (we announce this as `reqq`).
 pub const MAX_QUEUED_UPLOADS: usize = 256;
+
+/// Blocks read from the store in one go when a peer's next request is served: that request
+/// and the ones queued behind it, up to this many (16 blocks of 16 KiB: one 256 KiB piece).
+pub(super) const READ_AHEAD_BLOCKS: usize = 16;
 
 /// A block a peer asked us for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +91,11 @@ impl UploadQueue {
 
     fn pop(&self) -> Option<BlockRequest> {
         self.lock().pop_front()
+    }
+
+    /// Copies of the first `count` queued requests, left in the queue.
+    fn peek(&self, count: usize) -> Vec<BlockRequest> {
+        self.lock().iter().take(count).copied().collect()
     }
 
     /// Waits for the next request. Cancel-safe: a request is taken only by a poll that
@@ -182,6 +192,7 @@ async fn feed(
         Control(Message),
         Upload(BlockRequest),
     }
+    let mut read_ahead = ReadAhead::default();
     loop {
         let next = tokio::select! {
             biased;
@@ -194,7 +205,7 @@ async fn feed(
         };
         let message = match next {
             Next::Control(message) => message,
-            Next::Upload(r) => match store.read_block_async(r.piece, r.begin, r.length).await {
+            Next::Upload(r) => match read_ahead.take(&r, &uploads, &store).await {
                 Ok(data) => Message::Piece {
                     index: r.piece,
                     begin: r.begin,
@@ -216,6 +227,48 @@ async fn feed(
         }
     }
     handle.close();
+}
+
+/// Blocks read before their request reached the front of the queue (see
+/// [`READ_AHEAD_BLOCKS`]). The queue stays the only source of truth: a block is sent only
+/// when its request is popped, so a `cancel` or a choke (which clear requests from the
+/// queue) still stops it; what was read for a request that is gone is dropped.
+#[derive(Default)]
+struct ReadAhead {
+    blocks: VecDeque<(BlockRequest, Result<Bytes, StorageError>)>,
+}
+
+impl ReadAhead {
+    /// The data for `request` (just popped): read earlier, or read now together with the
+    /// requests queued behind it.
+    async fn take(
+        &mut self,
+        request: &BlockRequest,
+        queue: &UploadQueue,
+        store: &Arc<Store>,
+    ) -> Result<Bytes, StorageError> {
+        if store.kind() == StoreKind::Memory {
+            // Nothing to gain: a memory read is a cheap slice.
+            return store.read_block(request.piece, request.begin, request.length);
+        }
+        // Requests are served in queue order, so what lies before `request` was removed
+        // from the queue meanwhile.
+        while let Some((read, data)) = self.blocks.pop_front() {
+            if read == *request {
+                return data;
+            }
+        }
+        let mut wanted = vec![*request];
+        wanted.extend(queue.peek(READ_AHEAD_BLOCKS - 1));
+        let triples = wanted
+            .iter()
+            .map(|r| (r.piece, r.begin, r.length))
+            .collect();
+        let mut results = store.read_blocks_async(triples).await.into_iter();
+        let first = results.next().unwrap_or(Err(StorageError::Cancelled));
+        self.blocks = wanted.into_iter().skip(1).zip(results).collect();
+        first
+    }
 }
 
 /// What the session knows about one connected peer.
@@ -278,6 +331,54 @@ mod tests {
         assert!(!q.push(req(99)), "full");
         assert_eq!(q.clear().len(), MAX_QUEUED_UPLOADS);
         assert!(q.pop().is_none());
+    }
+
+    #[tokio::test]
+    async fn read_ahead_serves_queued_blocks_and_skips_cancelled_ones() {
+        use crate::storage::test_support::Release;
+
+        let release = Release::single_with_piece_length(64 * 1024, 32 * 1024);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::disk(dir.path(), &release.metainfo).unwrap());
+        for i in 0..release.piece_count() {
+            store.commit_piece(i, release.piece(i)).unwrap();
+        }
+        let block = |piece: u32, begin: u32| BlockRequest {
+            piece,
+            begin,
+            length: 16 * 1024,
+        };
+        let data = |r: BlockRequest| {
+            release
+                .piece(r.piece)
+                .slice(r.begin as usize..(r.begin + r.length) as usize)
+        };
+        let queue = UploadQueue::default();
+        for r in [block(0, 0), block(0, 16384), block(1, 0), block(1, 16384)] {
+            assert!(queue.push(r));
+        }
+        let mut ahead = ReadAhead::default();
+        let first = queue.pop().unwrap();
+        assert_eq!(
+            ahead.take(&first, &queue, &store).await.unwrap(),
+            data(first)
+        );
+        assert_eq!(ahead.blocks.len(), 3, "the queued blocks were read along");
+        // A cancelled block is never served; the next one comes from what was read.
+        assert!(queue.cancel(&block(0, 16384)));
+        let next = queue.pop().unwrap();
+        assert_eq!(next, block(1, 0));
+        assert_eq!(ahead.take(&next, &queue, &store).await.unwrap(), data(next));
+        assert_eq!(ahead.blocks.len(), 1);
+        // A request queued after the read-ahead is read when its turn comes.
+        let last = queue.pop().unwrap();
+        assert_eq!(ahead.take(&last, &queue, &store).await.unwrap(), data(last));
+        assert!(queue.push(block(0, 0)));
+        let again = queue.pop().unwrap();
+        assert_eq!(
+            ahead.take(&again, &queue, &store).await.unwrap(),
+            data(again)
+        );
     }
 
     #[tokio::test]

@@ -66,7 +66,7 @@ mod disk;
 mod error;
 mod memory;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 #[cfg(test)]
 mod tests;
 
@@ -505,6 +505,33 @@ impl Store {
         }
         let store = Arc::clone(self);
         blocking(move || store.read_block(piece, begin, len)).await
+    }
+
+    /// [`Store::read_block`] for several blocks `(piece, begin, len)` at once, each with its
+    /// own result: inline for memory, in **one** trip to the blocking pool for disk. A peer
+    /// asks for a piece as a run of 16 KiB blocks, and a blocking-pool trip per block costs
+    /// more than the read itself (a loopback seeder reached about 220 MB/s with one trip per
+    /// block against about 400 MB/s with the reads done inline).
+    pub async fn read_blocks_async(
+        self: &Arc<Self>,
+        blocks: Vec<(u32, u32, u32)>,
+    ) -> Vec<Result<Bytes, StorageError>> {
+        let read_all = |store: &Store, blocks: Vec<(u32, u32, u32)>| {
+            blocks
+                .into_iter()
+                .map(|(piece, begin, len)| store.read_block(piece, begin, len))
+                .collect::<Vec<_>>()
+        };
+        if self.kind() == StoreKind::Memory {
+            return read_all(self, blocks);
+        }
+        let count = blocks.len();
+        let store = Arc::clone(self);
+        match blocking(move || Ok(read_all(&store, blocks))).await {
+            Ok(results) => results,
+            // The runtime is shutting down.
+            Err(_) => (0..count).map(|_| Err(StorageError::Cancelled)).collect(),
+        }
     }
 
     /// [`Store::read_file`] for async callers: inline for memory, on the blocking pool for

@@ -689,6 +689,13 @@ async fn async_wrappers_match_the_sync_calls() {
             release.piece(1).slice(10..110)
         );
         assert_eq!(store.read_file_async(2).await.unwrap(), release.file(2));
+        let batch = store
+            .read_blocks_async(vec![(1, 10, 100), (9, 0, 1), (0, 0, 16)])
+            .await;
+        assert_eq!(batch.len(), 3);
+        assert_eq!(batch[0].as_ref().unwrap(), &release.piece(1).slice(10..110));
+        assert!(matches!(batch[1], Err(StorageError::OutOfRange { .. })));
+        assert_eq!(batch[2].as_ref().unwrap(), &release.piece(0).slice(0..16));
         assert!(matches!(
             store.read_block_async(9, 0, 1).await,
             Err(StorageError::OutOfRange { .. })
