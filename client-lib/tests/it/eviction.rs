@@ -43,10 +43,7 @@ async fn eviction_stops_the_seeding_session_but_never_a_held_release() {
         .await
         .unwrap();
 
-    let held = tokio::time::timeout(WAIT, client.get("evict-a"))
-        .await
-        .unwrap()
-        .unwrap();
+    let held = get_within(&client, "evict-a").await;
     wait_until("a's announce", || tracker.swarm_size(a.info_hash()) == 1).await;
 
     // A handle reads `a`: it is not evicted, so `b` finds no room.
@@ -62,10 +59,7 @@ async fn eviction_stops_the_seeding_session_but_never_a_held_release() {
 
     // Handle dropped: `a` is only seeded, and goes to make room for `b`.
     drop(held);
-    let got_b = tokio::time::timeout(WAIT, client.get("evict-b"))
-        .await
-        .unwrap()
-        .unwrap();
+    let got_b = get_within(&client, "evict-b").await;
     b.assert_served_by(&got_b).await;
     assert!(
         client.torrent(a.info_hash()).await.is_none(),
@@ -79,10 +73,7 @@ async fn eviction_stops_the_seeding_session_but_never_a_held_release() {
 
     // Asked for again, `a` is downloaded again (evicting `b`, now that no handle holds it).
     drop(got_b);
-    let again = tokio::time::timeout(WAIT, client.get("evict-a"))
-        .await
-        .unwrap()
-        .unwrap();
+    let again = get_within(&client, "evict-a").await;
     a.assert_served_by(&again).await;
     assert!(client.torrent(b.info_hash()).await.is_none());
     drop(again);
@@ -105,18 +96,12 @@ async fn disk_eviction_deletes_the_seeded_release_folder() {
         .build()
         .await
         .unwrap();
-    let got_a = tokio::time::timeout(WAIT, client.get("evict-a"))
-        .await
-        .unwrap()
-        .unwrap();
+    let got_a = get_within(&client, "evict-a").await;
     drop(got_a);
     let folder_a = cache.path().join(a.info_hash().to_hex());
     assert!(folder_a.is_dir());
 
-    let got_b = tokio::time::timeout(WAIT, client.get("evict-b"))
-        .await
-        .unwrap()
-        .unwrap();
+    let got_b = get_within(&client, "evict-b").await;
     b.assert_served_by(&got_b).await;
     assert!(!folder_a.exists(), "a's folder is still there");
     assert!(
@@ -150,14 +135,8 @@ async fn remove_stops_seeding_and_deletes_or_keeps_the_files() {
         .build()
         .await
         .unwrap();
-    let got_a = tokio::time::timeout(WAIT, client.get("evict-a"))
-        .await
-        .unwrap()
-        .unwrap();
-    let got_b = tokio::time::timeout(WAIT, client.get("evict-b"))
-        .await
-        .unwrap()
-        .unwrap();
+    let got_a = get_within(&client, "evict-a").await;
+    let got_b = get_within(&client, "evict-b").await;
     drop(got_b);
     wait_until("both announced", || {
         tracker.swarm_size(a.info_hash()) == 1 && tracker.swarm_size(b.info_hash()) == 1

@@ -81,12 +81,7 @@ async fn pieces_a_stalling_peer_sits_on_come_over_http() {
         .build()
         .await
         .unwrap();
-    let handle = client.add_torrent(&release.torrent).await.unwrap();
-    let done = tokio::time::timeout(WAIT, handle.wait_complete())
-        .await
-        .unwrap()
-        .unwrap();
-    release.assert_stored_in(&handle);
+    let (_handle, done) = download_torrent(&client, &release).await;
     assert!(staller.requests() > 0, "the peer was asked first");
     assert_eq!(staller.connections(), 1);
     assert_eq!(done.bytes_from_http, release.size(), "{done}");

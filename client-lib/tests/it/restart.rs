@@ -32,10 +32,7 @@ async fn a_restarted_client_seeds_its_cache_again_without_downloading() {
         .build()
         .await
         .unwrap();
-    let got = tokio::time::timeout(WAIT, first.get("restart-test"))
-        .await
-        .unwrap()
-        .unwrap();
+    let got = get_within(&first, "restart-test").await;
     assert_eq!(got.progress().bytes_from_http, release.size());
     drop(got);
     shutdown_clean(first).await;
@@ -73,10 +70,7 @@ async fn a_restarted_client_seeds_its_cache_again_without_downloading() {
 
     // Another client downloads it from the restarted one (the web seed is of no use).
     let other = test_client().tracker(tracker.url()).build().await.unwrap();
-    let fetched = tokio::time::timeout(WAIT, other.get("restart-test"))
-        .await
-        .unwrap()
-        .unwrap();
+    let fetched = get_within(&other, "restart-test").await;
     release.assert_served_by(&fetched).await;
     assert_eq!(fetched.progress().bytes_from_peers, release.size());
     assert!(seeding.stats().await.unwrap().progress.uploaded_bytes >= release.size());
@@ -84,10 +78,7 @@ async fn a_restarted_client_seeds_its_cache_again_without_downloading() {
 
     // With the tracker gone, the restarted client answers from its cached manifest.
     tracker.kill().await;
-    let offline = tokio::time::timeout(WAIT, second.get("restart-test"))
-        .await
-        .unwrap()
-        .unwrap();
+    let offline = get_within(&second, "restart-test").await;
     release.assert_served_by(&offline).await;
     assert_eq!(offline.version().to_string(), "1.0.0");
 
@@ -122,10 +113,7 @@ async fn a_restored_release_announces_to_the_configured_tracker() {
     .await;
 
     let other = test_client().tracker(tracker.url()).build().await.unwrap();
-    let fetched = tokio::time::timeout(WAIT, other.get("restored-announce"))
-        .await
-        .unwrap()
-        .unwrap();
+    let fetched = get_within(&other, "restored-announce").await;
     release.assert_served_by(&fetched).await;
     assert_eq!(fetched.progress().bytes_from_peers, release.size());
 

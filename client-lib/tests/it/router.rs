@@ -12,7 +12,7 @@ use swarmcdn_client::router::{
     CACHE_CONTROL_LATEST, CACHE_CONTROL_PINNED, RouterConfig, router_with,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -27,17 +27,7 @@ pub(crate) struct Site {
 
 impl Site {
     pub(crate) async fn start(routes: Router) -> Site {
-        let app = Router::new().nest("/widgets", routes);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = CancellationToken::new();
-        let shutdown = stop.clone();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await
-                .unwrap();
-        });
+        let (addr, stop, task) = serve_loopback(Router::new().nest("/widgets", routes)).await;
         Site { addr, stop, task }
     }
 
