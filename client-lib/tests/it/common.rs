@@ -433,6 +433,30 @@ pub(crate) async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) 
 
 // ---------------------------------------------------------------- set-ups
 
+/// Release `name` `version` of `files`, signed by the publisher, announced on `tracker`,
+/// published there and served by `web`.
+pub(crate) async fn publish_files(
+    tracker: &TestTracker,
+    web: &TestWebSeed,
+    name: &str,
+    version: &str,
+    files: Vec<(&str, Vec<u8>)>,
+    piece_length: u32,
+) -> TestRelease {
+    let release = TestRelease::build(
+        name,
+        version,
+        files,
+        piece_length,
+        Some(tracker.announce_url()),
+        vec![web.url()],
+        &publisher_key(),
+    );
+    tracker.publish(&release).await;
+    web.serve(&release);
+    release
+}
+
 /// A one-file release of `size` bytes in `piece_length` pieces, announced on `tracker`,
 /// published there and served by `web`: the start of most tests with both running.
 pub(crate) async fn publish_sized(
@@ -442,16 +466,24 @@ pub(crate) async fn publish_sized(
     size: usize,
     piece_length: u32,
 ) -> TestRelease {
-    let release = release_of_size(
+    let payload = random_bytes(size as u64, size);
+    publish_files(
+        tracker,
+        web,
         name,
-        size,
+        "1.0.0",
+        vec![("payload.bin", payload)],
         piece_length,
-        Some(tracker.announce_url()),
-        vec![web.url()],
-    );
-    tracker.publish(&release).await;
-    web.serve(&release);
-    release
+    )
+    .await
+}
+
+/// A test client of `tracker` that keeps everything on disk in `dir` (no memory tier).
+pub(crate) fn disk_client(tracker: &TestTracker, dir: &std::path::Path) -> ClientBuilder {
+    test_client()
+        .tracker(tracker.url())
+        .cache_dir(dir)
+        .memory_threshold(0)
 }
 
 /// A client built from `builder` over a cache folder that already holds all of `release`,

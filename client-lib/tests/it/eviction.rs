@@ -9,23 +9,13 @@ use crate::common::*;
 
 /// Two one-file releases of 600 KiB published on `tracker` and served by `web`.
 async fn two_releases(tracker: &TestTracker, web: &TestWebSeed) -> (TestRelease, TestRelease) {
-    let build = |name: &str, seed: u64| {
-        TestRelease::build(
-            name,
-            "1.0.0",
-            vec![("payload.bin", random_bytes(seed, 600 * 1024))],
-            64 * 1024,
-            Some(tracker.announce_url()),
-            vec![web.url()],
-            &publisher_key(),
-        )
-    };
-    let (a, b) = (build("evict-a", 31), build("evict-b", 32));
-    for release in [&a, &b] {
-        tracker.publish(release).await;
-        web.serve(release);
+    let mut releases = Vec::new();
+    for (name, seed) in [("evict-a", 31), ("evict-b", 32)] {
+        let files = vec![("payload.bin", random_bytes(seed, 600 * 1024))];
+        releases.push(publish_files(tracker, web, name, "1.0.0", files, 64 * 1024).await);
     }
-    (a, b)
+    let b = releases.pop().unwrap();
+    (releases.pop().unwrap(), b)
 }
 
 /// A memory-only client whose budget holds one of the releases, not both: the second `get`
@@ -88,10 +78,7 @@ async fn disk_eviction_deletes_the_seeded_release_folder() {
     let web = TestWebSeed::start().await;
     let (a, b) = two_releases(&tracker, &web).await;
     let cache = tempfile::tempdir().unwrap();
-    let client = test_client()
-        .tracker(tracker.url())
-        .cache_dir(cache.path())
-        .memory_threshold(0)
+    let client = disk_client(&tracker, cache.path())
         .disk_budget(1024 * 1024)
         .build()
         .await
@@ -128,13 +115,7 @@ async fn remove_stops_seeding_and_deletes_or_keeps_the_files() {
     let web = TestWebSeed::start().await;
     let (a, b) = two_releases(&tracker, &web).await;
     let cache = tempfile::tempdir().unwrap();
-    let client = test_client()
-        .tracker(tracker.url())
-        .cache_dir(cache.path())
-        .memory_threshold(0)
-        .build()
-        .await
-        .unwrap();
+    let client = disk_client(&tracker, cache.path()).build().await.unwrap();
     let got_a = get_within(&client, "evict-a").await;
     let got_b = get_within(&client, "evict-b").await;
     drop(got_b);

@@ -8,30 +8,15 @@ use crate::common::*;
 async fn a_restarted_client_seeds_its_cache_again_without_downloading() {
     let mut tracker = TestTracker::start(300).await;
     let web = TestWebSeed::start().await;
-    let release = TestRelease::build(
-        "restart-test",
-        "1.0.0",
-        vec![
-            ("index.html", b"<p>hi</p>".to_vec()),
-            ("app.js", random_bytes(9, 500 * 1024)),
-        ],
-        64 * 1024,
-        Some(tracker.announce_url()),
-        vec![web.url()],
-        &publisher_key(),
-    );
-    tracker.publish(&release).await;
-    web.serve(&release);
+    let files = vec![
+        ("index.html", b"<p>hi</p>".to_vec()),
+        ("app.js", random_bytes(9, 500 * 1024)),
+    ];
+    let release = publish_files(&tracker, &web, "restart-test", "1.0.0", files, 64 * 1024).await;
     let cache = tempfile::tempdir().unwrap();
 
     // First run: fetched from the web seed into the cache folder, on disk.
-    let first = test_client()
-        .tracker(tracker.url())
-        .cache_dir(cache.path())
-        .memory_threshold(0)
-        .build()
-        .await
-        .unwrap();
+    let first = disk_client(&tracker, cache.path()).build().await.unwrap();
     let got = get_within(&first, "restart-test").await;
     assert_eq!(got.progress().bytes_from_http, release.size());
     drop(got);
@@ -49,13 +34,7 @@ async fn a_restarted_client_seeds_its_cache_again_without_downloading() {
     let http_before = web.bytes_served();
 
     // Second run: verified and seeding at once, nothing downloaded.
-    let second = test_client()
-        .tracker(tracker.url())
-        .cache_dir(cache.path())
-        .memory_threshold(0)
-        .build()
-        .await
-        .unwrap();
+    let second = disk_client(&tracker, cache.path()).build().await.unwrap();
     let seeding = second
         .torrent(release.info_hash())
         .await
