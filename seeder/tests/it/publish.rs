@@ -157,10 +157,7 @@ async fn transmission_show_accepts_the_published_torrent() {
     }
     let tracker = TrackerDouble::start().await;
     let ws = Workspace::new();
-    ws.widget();
-    let published = ws
-        .publish(&tracker.url, "share-button", Some("2.0.0"))
-        .await;
+    let published = ws.publish_widget(&tracker.url, "2.0.0").await;
     let torrent = ws.store.join(format!("{}.torrent", published.info_hash));
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new("transmission-show")
