@@ -385,6 +385,25 @@ impl Workspace {
         self.publish(tracker, "share-button", Some(version)).await
     }
 
+    /// The command line of `publish` for this workspace's folder, key and store, as `name`
+    /// on `tracker` with the test token; callers append further flags.
+    pub(crate) fn publish_args(&self, tracker: &str, name: &str) -> Vec<String> {
+        vec![
+            "publish".into(),
+            self.dist.display().to_string(),
+            "--name".into(),
+            name.into(),
+            "--tracker".into(),
+            tracker.into(),
+            "--token".into(),
+            TOKEN.into(),
+            "--key".into(),
+            self.key.display().to_string(),
+            "--store".into(),
+            self.store.display().to_string(),
+        ]
+    }
+
     /// Every path below the store, with file sizes: to show a failure changed nothing.
     pub(crate) fn store_snapshot(&self) -> Vec<(String, u64)> {
         snapshot(&self.store)

@@ -118,12 +118,11 @@ async fn several_ranges_get_a_multipart_206() {
     let (tracker, _ws, published, seeder) = served(|c| c).await;
     let client = reqwest::Client::new();
     let data = big();
-    let response = client
-        .get(file_url(&seeder, &published, "data/big.bin"))
-        .header("range", "bytes=0-9, 200000-299999,-5")
-        .send()
-        .await
-        .unwrap();
+    let response = send(
+        client.get(file_url(&seeder, &published, "data/big.bin")),
+        &[("range", "bytes=0-9, 200000-299999,-5")],
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
     let content_type = response.headers()["content-type"]
         .to_str()
@@ -193,12 +192,11 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 async fn unsatisfiable_ranges_get_416() {
     let (tracker, _ws, published, seeder) = served(|c| c).await;
     let client = reqwest::Client::new();
-    let response = client
-        .get(file_url(&seeder, &published, "button.js"))
-        .header("range", "bytes=5000-6000")
-        .send()
-        .await
-        .unwrap();
+    let response = send(
+        client.get(file_url(&seeder, &published, "button.js")),
+        &[("range", "bytes=5000-6000")],
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(response.headers()["content-range"], "bytes */38");
     seeder.stop().await;
