@@ -63,6 +63,22 @@ pub async fn wait_for_file(path: &Path, timeout: Duration, process: &mut ClientP
     }
 }
 
+/// Waits (as [`wait_for_file`]) for the seeding `client` run by `process` to write
+/// `ready_file`, and fails the test with the tail of its log when it does not, or exits.
+pub async fn assert_seed_ready(
+    client: &str,
+    ready_file: &Path,
+    timeout: Duration,
+    process: &mut ClientProcess,
+) {
+    let ready = wait_for_file(ready_file, timeout, process).await;
+    assert!(
+        ready && process.is_running(),
+        "{client} did not become ready to seed within {timeout:?}:\n{}",
+        process.tail()
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

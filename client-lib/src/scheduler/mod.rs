@@ -271,6 +271,43 @@ impl ActivePiece {
     }
 }
 
+/// Picks blocks for one peer from a list of active pieces: one selection step per piece
+/// looked at, only pieces the peer has, at most `free` blocks in all.
+struct PickBlocks<'a> {
+    has: &'a Bitfield,
+    active: &'a BTreeMap<u32, ActivePiece>,
+    free: &'a mut usize,
+    steps: &'a mut u64,
+    picks: &'a mut Vec<(u32, u32)>,
+}
+
+impl PickBlocks<'_> {
+    /// Picks the blocks of `pieces` whose slot is `wanted`, in order.
+    fn from(&mut self, pieces: &BTreeSet<u32>, wanted: impl Fn(&Slot) -> bool) {
+        for &piece in pieces {
+            *self.steps += 1;
+            if *self.free == 0 {
+                break;
+            }
+            if !self.has.has(piece) {
+                continue;
+            }
+            let Some(a) = self.active.get(&piece) else {
+                continue;
+            };
+            for (b, slot) in a.blocks.iter().enumerate() {
+                if *self.free == 0 {
+                    break;
+                }
+                if wanted(slot) {
+                    self.picks.push((piece, b as u32));
+                    *self.free -= 1;
+                }
+            }
+        }
+    }
+}
+
 /// One block of an active piece.
 #[derive(Debug, Default)]
 struct Slot {
@@ -950,53 +987,21 @@ impl Scheduler {
         let mut picks: Vec<(u32, u32)> = Vec::new();
         let mut steps = 0u64;
 
+        let mut pick = PickBlocks {
+            has: &p.has,
+            active: &self.active,
+            free: &mut free,
+            steps: &mut steps,
+            picks: &mut picks,
+        };
         // 1. Late blocks (every request overdue), when no web seed can step in.
         if duplicates_allowed {
-            for &piece in &self.late {
-                steps += 1;
-                if free == 0 {
-                    break;
-                }
-                if !p.has.has(piece) {
-                    continue;
-                }
-                let Some(a) = self.active.get(&piece) else {
-                    continue;
-                };
-                for (b, slot) in a.blocks.iter().enumerate() {
-                    if free == 0 {
-                        break;
-                    }
-                    if slot.is_late() && !slot.requesters.contains(&key) {
-                        picks.push((piece, b as u32));
-                        free -= 1;
-                    }
-                }
-            }
+            pick.from(&self.late, |slot| {
+                slot.is_late() && !slot.requesters.contains(&key)
+            });
         }
-
         // 2. Begun pieces first.
-        for &piece in &self.partial {
-            steps += 1;
-            if free == 0 {
-                break;
-            }
-            if !p.has.has(piece) {
-                continue;
-            }
-            let Some(a) = self.active.get(&piece) else {
-                continue;
-            };
-            for (b, slot) in a.blocks.iter().enumerate() {
-                if free == 0 {
-                    break;
-                }
-                if slot.is_unrequested() {
-                    picks.push((piece, b as u32));
-                    free -= 1;
-                }
-            }
-        }
+        pick.from(&self.partial, Slot::is_unrequested);
 
         // 3. New pieces, rarest first.
         let mut new_pieces: Vec<u32> = Vec::new();

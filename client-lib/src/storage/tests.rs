@@ -38,6 +38,24 @@ fn commit_all(store: &Store, release: &Release) {
     }
 }
 
+/// A folder holding a complete disk store of `release`, closed again.
+fn complete_on_disk(release: &Release) -> TempDir {
+    let dir = TempDir::new().unwrap();
+    let store = Store::disk(dir.path(), &release.metainfo).unwrap();
+    commit_all(&store, release);
+    dir
+}
+
+/// Cuts `file` down to `len` bytes, as a crash or a stray edit would.
+fn truncate(file: &Path, len: u64) {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(file)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
 fn hex(release: &Release) -> String {
     release.metainfo.info_hash().to_hex()
 }
@@ -397,11 +415,7 @@ fn a_partial_folder_with_a_missing_file_is_resumed_without_panic() {
 #[test]
 fn a_fully_verified_partial_folder_is_completed_on_open() {
     let release = Release::single(2 * K16);
-    let dir = TempDir::new().unwrap();
-    {
-        let store = Store::disk(dir.path(), &release.metainfo).unwrap();
-        commit_all(&store, &release);
-    }
+    let dir = complete_on_disk(&release);
     fs::rename(
         complete_path(dir.path(), &release),
         partial_path(dir.path(), &release),
@@ -418,11 +432,7 @@ fn a_fully_verified_partial_folder_is_completed_on_open() {
 #[test]
 fn a_complete_folder_is_verified_and_seeded_again() {
     let release = spanning();
-    let dir = TempDir::new().unwrap();
-    {
-        let store = Store::disk(dir.path(), &release.metainfo).unwrap();
-        commit_all(&store, &release);
-    }
+    let dir = complete_on_disk(&release);
     // A stray partial folder next to a complete one is a leftover and goes.
     fs::create_dir(partial_path(dir.path(), &release)).unwrap();
     let store = Store::open_existing(dir.path(), &release.metainfo)
@@ -436,11 +446,7 @@ fn a_complete_folder_is_verified_and_seeded_again() {
 #[test]
 fn a_flipped_byte_in_a_complete_folder_makes_that_piece_missing() {
     let release = spanning();
-    let dir = TempDir::new().unwrap();
-    {
-        let store = Store::disk(dir.path(), &release.metainfo).unwrap();
-        commit_all(&store, &release);
-    }
+    let dir = complete_on_disk(&release);
     let file = complete_path(dir.path(), &release).join("site/c/big.bin");
     let mut bytes = fs::read(&file).unwrap();
     // Byte 20 000 of `c` is byte 30 000 of the torrent: piece 1.
@@ -525,19 +531,10 @@ fn a_damaged_error_lists_a_bounded_number_of_pieces() {
 #[test]
 fn a_truncated_file_in_a_complete_folder_makes_its_pieces_missing() {
     let release = spanning();
-    let dir = TempDir::new().unwrap();
-    {
-        let store = Store::disk(dir.path(), &release.metainfo).unwrap();
-        commit_all(&store, &release);
-    }
+    let dir = complete_on_disk(&release);
     let file = complete_path(dir.path(), &release).join("site/c/big.bin");
     // Keep 5 000 bytes of `c`: piece 0 (up to torrent byte 16 384 = `c` byte 6 384) breaks.
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&file)
-        .unwrap()
-        .set_len(5_000)
-        .unwrap();
+    truncate(&file, 5_000);
     let store = Store::open_existing(dir.path(), &release.metainfo)
         .unwrap()
         .unwrap();
@@ -556,12 +553,7 @@ fn a_file_truncated_under_a_running_store_is_reported_not_panicked_on() {
     let store = Store::disk(dir.path(), &release.metainfo).unwrap();
     commit_all(&store, &release);
     let file = complete_path(dir.path(), &release).join("blob.bin");
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&file)
-        .unwrap()
-        .set_len(10)
-        .unwrap();
+    truncate(&file, 10);
     assert!(matches!(
         store.read_block(1, 0, 16),
         Err(StorageError::Corrupt { .. })

@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use swarmcdn_client::scheduler::DeadlinePolicy;
 use swarmcdn_client::storage::{Cache, CacheConfig, Placement};
-use swarmcdn_client::{Client, ClientBuilder, Progress, TorrentHandle};
+use swarmcdn_client::{Client, ClientBuilder, GetError, Progress, Release, TorrentHandle};
 use swarmcdn_proto::manifest::{
     Manifest, ManifestFile, SignedManifest, SigningKey, Version, content_type_for_path,
     signing_key_from_seed,
@@ -431,6 +431,138 @@ pub(crate) async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) 
     }
 }
 
+// ---------------------------------------------------------------- set-ups
+
+/// Release `name` `version` of `files`, signed by the publisher, announced on `tracker`,
+/// published there and served by `web`.
+pub(crate) async fn publish_files(
+    tracker: &TestTracker,
+    web: &TestWebSeed,
+    name: &str,
+    version: &str,
+    files: Vec<(&str, Vec<u8>)>,
+    piece_length: u32,
+) -> TestRelease {
+    let release = TestRelease::build(
+        name,
+        version,
+        files,
+        piece_length,
+        Some(tracker.announce_url()),
+        vec![web.url()],
+        &publisher_key(),
+    );
+    tracker.publish(&release).await;
+    web.serve(&release);
+    release
+}
+
+/// A one-file release of `size` bytes in `piece_length` pieces, announced on `tracker`,
+/// published there and served by `web`: the start of most tests with both running.
+pub(crate) async fn publish_sized(
+    tracker: &TestTracker,
+    web: &TestWebSeed,
+    name: &str,
+    size: usize,
+    piece_length: u32,
+) -> TestRelease {
+    let payload = random_bytes(size as u64, size);
+    publish_files(
+        tracker,
+        web,
+        name,
+        "1.0.0",
+        vec![("payload.bin", payload)],
+        piece_length,
+    )
+    .await
+}
+
+/// A test client of `tracker` that keeps everything on disk in `dir` (no memory tier).
+pub(crate) fn disk_client(tracker: &TestTracker, dir: &std::path::Path) -> ClientBuilder {
+    test_client()
+        .tracker(tracker.url())
+        .cache_dir(dir)
+        .memory_threshold(0)
+}
+
+/// A client built from `builder` over a cache folder that already holds all of `release`,
+/// so it seeds it from start-up; the folder is returned with it and must outlive it.
+pub(crate) async fn start_seeder(
+    release: &TestRelease,
+    builder: ClientBuilder,
+) -> (Client, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    seed_cache(dir.path(), release);
+    let client = builder.cache_dir(dir.path()).build().await.unwrap();
+    (client, dir)
+}
+
+/// `client.get(name)`, which must succeed within [`WAIT`].
+pub(crate) async fn get_within(client: &Client, name: &str) -> Release {
+    tokio::time::timeout(WAIT, client.get(name))
+        .await
+        .unwrap_or_else(|_| panic!("get {name} timed out"))
+        .unwrap()
+}
+
+/// `client.get(name)` run in a task of its own, so the test can watch the download.
+pub(crate) fn spawn_get(client: &Client, name: &str) -> JoinHandle<Result<Release, GetError>> {
+    let client = client.clone();
+    let name = name.to_owned();
+    tokio::spawn(async move { client.get(&name).await })
+}
+
+/// The release a [`spawn_get`] task returns, which must succeed within [`WAIT`].
+pub(crate) async fn join_get(task: JoinHandle<Result<Release, GetError>>) -> Release {
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("the get timed out")
+        .unwrap()
+        .unwrap()
+}
+
+/// The final progress of `handle`'s download, which must complete within [`WAIT`].
+pub(crate) async fn complete_within(handle: &TorrentHandle) -> Progress {
+    tokio::time::timeout(WAIT, handle.wait_complete())
+        .await
+        .expect("the download did not complete")
+        .unwrap()
+}
+
+/// Adds `release`'s torrent to `client`, waits for the download to complete and checks the
+/// stored bytes; returns the handle and the final progress.
+pub(crate) async fn download_torrent(
+    client: &Client,
+    release: &TestRelease,
+) -> (TorrentHandle, Progress) {
+    let handle = client.add_torrent(&release.torrent).await.unwrap();
+    let done = complete_within(&handle).await;
+    release.assert_stored_in(&handle);
+    (handle, done)
+}
+
+/// Waits for the first announce of the session `handle` (`what` names it in a failure).
+pub(crate) async fn wait_announced(handle: &TorrentHandle, what: &str) -> Progress {
+    wait_progress(&handle.watch(), what, |p| p.announces >= 1).await
+}
+
+/// Serves `app` on 127.0.0.1 at an OS-chosen port until the returned token is cancelled;
+/// the task ends once it has shut down gracefully.
+pub(crate) async fn serve_loopback(app: Router) -> (SocketAddr, CancellationToken, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let shutdown = stop.clone();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .unwrap();
+    });
+    (addr, stop, task)
+}
+
 // ---------------------------------------------------------------- web seed
 
 /// What the test web seed does with requests.
@@ -484,16 +616,7 @@ impl TestWebSeed {
         let app = Router::new()
             .fallback(serve_file)
             .with_state(Arc::clone(&state));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = CancellationToken::new();
-        let shutdown = stop.clone();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await
-                .unwrap();
-        });
+        let (addr, stop, task) = serve_loopback(app).await;
         TestWebSeed {
             addr,
             counters,

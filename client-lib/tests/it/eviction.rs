@@ -9,23 +9,13 @@ use crate::common::*;
 
 /// Two one-file releases of 600 KiB published on `tracker` and served by `web`.
 async fn two_releases(tracker: &TestTracker, web: &TestWebSeed) -> (TestRelease, TestRelease) {
-    let build = |name: &str, seed: u64| {
-        TestRelease::build(
-            name,
-            "1.0.0",
-            vec![("payload.bin", random_bytes(seed, 600 * 1024))],
-            64 * 1024,
-            Some(tracker.announce_url()),
-            vec![web.url()],
-            &publisher_key(),
-        )
-    };
-    let (a, b) = (build("evict-a", 31), build("evict-b", 32));
-    for release in [&a, &b] {
-        tracker.publish(release).await;
-        web.serve(release);
+    let mut releases = Vec::new();
+    for (name, seed) in [("evict-a", 31), ("evict-b", 32)] {
+        let files = vec![("payload.bin", random_bytes(seed, 600 * 1024))];
+        releases.push(publish_files(tracker, web, name, "1.0.0", files, 64 * 1024).await);
     }
-    (a, b)
+    let b = releases.pop().unwrap();
+    (releases.pop().unwrap(), b)
 }
 
 /// A memory-only client whose budget holds one of the releases, not both: the second `get`
@@ -43,10 +33,7 @@ async fn eviction_stops_the_seeding_session_but_never_a_held_release() {
         .await
         .unwrap();
 
-    let held = tokio::time::timeout(WAIT, client.get("evict-a"))
-        .await
-        .unwrap()
-        .unwrap();
+    let held = get_within(&client, "evict-a").await;
     wait_until("a's announce", || tracker.swarm_size(a.info_hash()) == 1).await;
 
     // A handle reads `a`: it is not evicted, so `b` finds no room.
@@ -62,10 +49,7 @@ async fn eviction_stops_the_seeding_session_but_never_a_held_release() {
 
     // Handle dropped: `a` is only seeded, and goes to make room for `b`.
     drop(held);
-    let got_b = tokio::time::timeout(WAIT, client.get("evict-b"))
-        .await
-        .unwrap()
-        .unwrap();
+    let got_b = get_within(&client, "evict-b").await;
     b.assert_served_by(&got_b).await;
     assert!(
         client.torrent(a.info_hash()).await.is_none(),
@@ -79,10 +63,7 @@ async fn eviction_stops_the_seeding_session_but_never_a_held_release() {
 
     // Asked for again, `a` is downloaded again (evicting `b`, now that no handle holds it).
     drop(got_b);
-    let again = tokio::time::timeout(WAIT, client.get("evict-a"))
-        .await
-        .unwrap()
-        .unwrap();
+    let again = get_within(&client, "evict-a").await;
     a.assert_served_by(&again).await;
     assert!(client.torrent(b.info_hash()).await.is_none());
     drop(again);
@@ -97,26 +78,17 @@ async fn disk_eviction_deletes_the_seeded_release_folder() {
     let web = TestWebSeed::start().await;
     let (a, b) = two_releases(&tracker, &web).await;
     let cache = tempfile::tempdir().unwrap();
-    let client = test_client()
-        .tracker(tracker.url())
-        .cache_dir(cache.path())
-        .memory_threshold(0)
+    let client = disk_client(&tracker, cache.path())
         .disk_budget(1024 * 1024)
         .build()
         .await
         .unwrap();
-    let got_a = tokio::time::timeout(WAIT, client.get("evict-a"))
-        .await
-        .unwrap()
-        .unwrap();
+    let got_a = get_within(&client, "evict-a").await;
     drop(got_a);
     let folder_a = cache.path().join(a.info_hash().to_hex());
     assert!(folder_a.is_dir());
 
-    let got_b = tokio::time::timeout(WAIT, client.get("evict-b"))
-        .await
-        .unwrap()
-        .unwrap();
+    let got_b = get_within(&client, "evict-b").await;
     b.assert_served_by(&got_b).await;
     assert!(!folder_a.exists(), "a's folder is still there");
     assert!(
@@ -143,21 +115,9 @@ async fn remove_stops_seeding_and_deletes_or_keeps_the_files() {
     let web = TestWebSeed::start().await;
     let (a, b) = two_releases(&tracker, &web).await;
     let cache = tempfile::tempdir().unwrap();
-    let client = test_client()
-        .tracker(tracker.url())
-        .cache_dir(cache.path())
-        .memory_threshold(0)
-        .build()
-        .await
-        .unwrap();
-    let got_a = tokio::time::timeout(WAIT, client.get("evict-a"))
-        .await
-        .unwrap()
-        .unwrap();
-    let got_b = tokio::time::timeout(WAIT, client.get("evict-b"))
-        .await
-        .unwrap()
-        .unwrap();
+    let client = disk_client(&tracker, cache.path()).build().await.unwrap();
+    let got_a = get_within(&client, "evict-a").await;
+    let got_b = get_within(&client, "evict-b").await;
     drop(got_b);
     wait_until("both announced", || {
         tracker.swarm_size(a.info_hash()) == 1 && tracker.swarm_size(b.info_hash()) == 1

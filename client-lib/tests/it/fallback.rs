@@ -13,21 +13,12 @@ use crate::common::*;
 async fn with_no_peers_the_release_arrives_entirely_from_the_web_seed() {
     let tracker = TestTracker::start(300).await;
     let web = TestWebSeed::start().await;
-    let release = TestRelease::build(
-        "no-peers",
-        "2.1.0",
-        vec![
-            ("button.html", b"<button>share</button>".to_vec()),
-            ("button.css", b"button { color: red }".to_vec()),
-            ("bundle.js", random_bytes(1, 1024 * 1024)),
-        ],
-        64 * 1024,
-        Some(tracker.announce_url()),
-        vec![web.url()],
-        &publisher_key(),
-    );
-    tracker.publish(&release).await;
-    web.serve(&release);
+    let files = vec![
+        ("button.html", b"<button>share</button>".to_vec()),
+        ("button.css", b"button { color: red }".to_vec()),
+        ("bundle.js", random_bytes(1, 1024 * 1024)),
+    ];
+    let release = publish_files(&tracker, &web, "no-peers", "2.1.0", files, 64 * 1024).await;
 
     // Fetches of at most 256 KiB: the 1 MiB file takes several Range requests.
     let client = test_client()
@@ -81,12 +72,7 @@ async fn pieces_a_stalling_peer_sits_on_come_over_http() {
         .build()
         .await
         .unwrap();
-    let handle = client.add_torrent(&release.torrent).await.unwrap();
-    let done = tokio::time::timeout(WAIT, handle.wait_complete())
-        .await
-        .unwrap()
-        .unwrap();
-    release.assert_stored_in(&handle);
+    let (_handle, done) = download_torrent(&client, &release).await;
     assert!(staller.requests() > 0, "the peer was asked first");
     assert_eq!(staller.connections(), 1);
     assert_eq!(done.bytes_from_http, release.size(), "{done}");

@@ -13,15 +13,7 @@ use crate::common::*;
 async fn a_peer_sending_corrupt_pieces_is_banned_and_the_data_is_right() {
     let tracker = TestTracker::start(1).await;
     let web = TestWebSeed::start().await;
-    let release = release_of_size(
-        "corrupt-peer",
-        512 * 1024,
-        64 * 1024,
-        Some(tracker.announce_url()),
-        vec![web.url()],
-    );
-    tracker.publish(&release).await;
-    web.serve(&release);
+    let release = publish_sized(&tracker, &web, "corrupt-peer", 512 * 1024, 64 * 1024).await;
     let liar = FakePeer::start(&release, FakeBehavior::Corrupt).await;
     // The liar is in the swarm: every announce hands it out.
     let mut announce = AnnounceRequest::new(
@@ -41,10 +33,7 @@ async fn a_peer_sending_corrupt_pieces_is_banned_and_the_data_is_right() {
         .build()
         .await
         .unwrap();
-    let got = tokio::time::timeout(WAIT, client.get("corrupt-peer"))
-        .await
-        .unwrap()
-        .unwrap();
+    let got = get_within(&client, "corrupt-peer").await;
     release.assert_served_by(&got).await;
     let handle = client.torrent(release.info_hash()).await.unwrap();
     let progress = handle.progress();
@@ -74,22 +63,11 @@ async fn a_peer_sending_corrupt_pieces_is_banned_and_the_data_is_right() {
 async fn a_web_seed_serving_wrong_bytes_is_dropped_and_peers_finish_the_job() {
     let tracker = TestTracker::start(300).await;
     let web = TestWebSeed::start().await;
-    let release = release_of_size(
-        "corrupt-seed",
-        512 * 1024,
-        64 * 1024,
-        Some(tracker.announce_url()),
-        vec![web.url()],
-    );
-    tracker.publish(&release).await;
-    web.serve(&release);
+    let release = publish_sized(&tracker, &web, "corrupt-seed", 512 * 1024, 64 * 1024).await;
     web.set_mode(SeedMode::Corrupt);
 
     let leecher = test_client().tracker(tracker.url()).build().await.unwrap();
-    let fetching = tokio::spawn({
-        let leecher = leecher.clone();
-        async move { leecher.get("corrupt-seed").await }
-    });
+    let fetching = spawn_get(&leecher, "corrupt-seed");
     // Alone in the swarm, it goes to the web seed at once, and drops it.
     let handle = wait_torrent(&leecher, release.info_hash()).await;
     wait_progress(&handle.watch(), "the web seed dropped", |p| {
@@ -100,18 +78,8 @@ async fn a_web_seed_serving_wrong_bytes_is_dropped_and_peers_finish_the_job() {
     assert_eq!(handle.progress().have_pieces, 0);
 
     // A seeder joins; it dials the leecher the tracker hands it.
-    let seed_dir = tempfile::tempdir().unwrap();
-    seed_cache(seed_dir.path(), &release);
-    let seeder = test_client()
-        .cache_dir(seed_dir.path())
-        .build()
-        .await
-        .unwrap();
-    let got = tokio::time::timeout(WAIT, fetching)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let (seeder, _seed_dir) = start_seeder(&release, test_client()).await;
+    let got = join_get(fetching).await;
     release.assert_served_by(&got).await;
     let progress = got.progress();
     assert_eq!(progress.bytes_from_peers, release.size(), "{progress}");
@@ -142,12 +110,7 @@ async fn a_late_bitfield_replaces_the_first_one() {
         .build()
         .await
         .unwrap();
-    let handle = client.add_torrent(&release.torrent).await.unwrap();
-    let done = tokio::time::timeout(WAIT, handle.wait_complete())
-        .await
-        .unwrap()
-        .unwrap();
-    release.assert_stored_in(&handle);
+    let (_handle, done) = download_torrent(&client, &release).await;
     assert_eq!(done.bytes_from_peers, release.size(), "{done}");
     assert_eq!(peer.connections(), 1);
 
@@ -168,12 +131,7 @@ async fn a_peer_sending_a_bitfield_of_the_wrong_size_is_dropped() {
         .build()
         .await
         .unwrap();
-    let handle = client.add_torrent(&release.torrent).await.unwrap();
-    let done = tokio::time::timeout(WAIT, handle.wait_complete())
-        .await
-        .unwrap()
-        .unwrap();
-    release.assert_stored_in(&handle);
+    let (_handle, done) = download_torrent(&client, &release).await;
     assert_eq!(done.peers_banned, 1, "{done:?}");
     assert_eq!(done.bytes_from_http, release.size());
     assert_eq!(liar.requests(), 0, "nothing was asked of it");

@@ -12,24 +12,13 @@ use crate::common::*;
 async fn a_magnet_link_is_resolved_through_the_trackers_torrent_endpoint() {
     let tracker = TestTracker::start(300).await;
     let web = TestWebSeed::start().await;
-    let release = release_of_size(
-        "magnet-tracker",
-        100 * 1024,
-        16 * 1024,
-        Some(tracker.announce_url()),
-        vec![web.url()],
-    );
-    tracker.publish(&release).await;
-    web.serve(&release);
+    let release = publish_sized(&tracker, &web, "magnet-tracker", 100 * 1024, 16 * 1024).await;
 
     let client = test_client().tracker(tracker.url()).build().await.unwrap();
     let uri = Magnet::new(release.info_hash()).to_uri();
     let handle = client.add_magnet(&uri).await.unwrap();
     assert_eq!(handle.metainfo().info_hash(), release.info_hash());
-    let done = tokio::time::timeout(WAIT, handle.wait_complete())
-        .await
-        .unwrap()
-        .unwrap();
+    let done = complete_within(&handle).await;
     release.assert_stored_in(&handle);
     assert_eq!(done.bytes_from_http, release.size());
 
@@ -42,13 +31,7 @@ async fn a_magnet_link_is_resolved_through_the_trackers_torrent_endpoint() {
 #[tokio::test]
 async fn a_magnet_link_is_resolved_from_a_peer_over_bep_9() {
     let release = release_of_size("magnet-peers", 300 * 1024, 16 * 1024, None, Vec::new());
-    let seed_dir = tempfile::tempdir().unwrap();
-    seed_cache(seed_dir.path(), &release);
-    let seeder = test_client()
-        .cache_dir(seed_dir.path())
-        .build()
-        .await
-        .unwrap();
+    let (seeder, _seed_dir) = start_seeder(&release, test_client()).await;
 
     let client = test_client()
         .bootstrap_peer(seeder.local_peer_addr())
@@ -63,10 +46,7 @@ async fn a_magnet_link_is_resolved_from_a_peer_over_bep_9() {
     .unwrap()
     .unwrap();
     assert_eq!(handle.metainfo().info(), release.metainfo.info());
-    let done = tokio::time::timeout(WAIT, handle.wait_complete())
-        .await
-        .unwrap()
-        .unwrap();
+    let done = complete_within(&handle).await;
     release.assert_stored_in(&handle);
     assert_eq!(done.bytes_from_peers, release.size());
 

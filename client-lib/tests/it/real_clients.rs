@@ -79,12 +79,7 @@ async fn real_client_seeds_our_client_downloads(seeder: &'static str) {
         command.env("READY_FILE", &ready_file);
         ClientProcess::spawn("seeder", command, dir.path().join("seed.log"))
     };
-    let ready = payload::wait_for_file(&ready_file, SEED_READY_TIMEOUT, &mut seed).await;
-    assert!(
-        ready && seed.is_running(),
-        "{seeder} did not become ready to seed within {SEED_READY_TIMEOUT:?}:\n{}",
-        seed.tail()
-    );
+    payload::assert_seed_ready(seeder, &ready_file, SEED_READY_TIMEOUT, &mut seed).await;
     let seed_ready = started.elapsed();
 
     // Our client: the torrent and nothing else (no web seed, no bootstrap peer, no

@@ -8,34 +8,16 @@ use crate::common::*;
 async fn a_restarted_client_seeds_its_cache_again_without_downloading() {
     let mut tracker = TestTracker::start(300).await;
     let web = TestWebSeed::start().await;
-    let release = TestRelease::build(
-        "restart-test",
-        "1.0.0",
-        vec![
-            ("index.html", b"<p>hi</p>".to_vec()),
-            ("app.js", random_bytes(9, 500 * 1024)),
-        ],
-        64 * 1024,
-        Some(tracker.announce_url()),
-        vec![web.url()],
-        &publisher_key(),
-    );
-    tracker.publish(&release).await;
-    web.serve(&release);
+    let files = vec![
+        ("index.html", b"<p>hi</p>".to_vec()),
+        ("app.js", random_bytes(9, 500 * 1024)),
+    ];
+    let release = publish_files(&tracker, &web, "restart-test", "1.0.0", files, 64 * 1024).await;
     let cache = tempfile::tempdir().unwrap();
 
     // First run: fetched from the web seed into the cache folder, on disk.
-    let first = test_client()
-        .tracker(tracker.url())
-        .cache_dir(cache.path())
-        .memory_threshold(0)
-        .build()
-        .await
-        .unwrap();
-    let got = tokio::time::timeout(WAIT, first.get("restart-test"))
-        .await
-        .unwrap()
-        .unwrap();
+    let first = disk_client(&tracker, cache.path()).build().await.unwrap();
+    let got = get_within(&first, "restart-test").await;
     assert_eq!(got.progress().bytes_from_http, release.size());
     drop(got);
     shutdown_clean(first).await;
@@ -52,13 +34,7 @@ async fn a_restarted_client_seeds_its_cache_again_without_downloading() {
     let http_before = web.bytes_served();
 
     // Second run: verified and seeding at once, nothing downloaded.
-    let second = test_client()
-        .tracker(tracker.url())
-        .cache_dir(cache.path())
-        .memory_threshold(0)
-        .build()
-        .await
-        .unwrap();
+    let second = disk_client(&tracker, cache.path()).build().await.unwrap();
     let seeding = second
         .torrent(release.info_hash())
         .await
@@ -73,10 +49,7 @@ async fn a_restarted_client_seeds_its_cache_again_without_downloading() {
 
     // Another client downloads it from the restarted one (the web seed is of no use).
     let other = test_client().tracker(tracker.url()).build().await.unwrap();
-    let fetched = tokio::time::timeout(WAIT, other.get("restart-test"))
-        .await
-        .unwrap()
-        .unwrap();
+    let fetched = get_within(&other, "restart-test").await;
     release.assert_served_by(&fetched).await;
     assert_eq!(fetched.progress().bytes_from_peers, release.size());
     assert!(seeding.stats().await.unwrap().progress.uploaded_bytes >= release.size());
@@ -84,10 +57,7 @@ async fn a_restarted_client_seeds_its_cache_again_without_downloading() {
 
     // With the tracker gone, the restarted client answers from its cached manifest.
     tracker.kill().await;
-    let offline = tokio::time::timeout(WAIT, second.get("restart-test"))
-        .await
-        .unwrap()
-        .unwrap();
+    let offline = get_within(&second, "restart-test").await;
     release.assert_served_by(&offline).await;
     assert_eq!(offline.version().to_string(), "1.0.0");
 
@@ -122,10 +92,7 @@ async fn a_restored_release_announces_to_the_configured_tracker() {
     .await;
 
     let other = test_client().tracker(tracker.url()).build().await.unwrap();
-    let fetched = tokio::time::timeout(WAIT, other.get("restored-announce"))
-        .await
-        .unwrap()
-        .unwrap();
+    let fetched = get_within(&other, "restored-announce").await;
     release.assert_served_by(&fetched).await;
     assert_eq!(fetched.progress().bytes_from_peers, release.size());
 

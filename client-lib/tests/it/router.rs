@@ -12,7 +12,7 @@ use swarmcdn_client::router::{
     CACHE_CONTROL_LATEST, CACHE_CONTROL_PINNED, RouterConfig, router_with,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -27,17 +27,7 @@ pub(crate) struct Site {
 
 impl Site {
     pub(crate) async fn start(routes: Router) -> Site {
-        let app = Router::new().nest("/widgets", routes);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = CancellationToken::new();
-        let shutdown = stop.clone();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await
-                .unwrap();
-        });
+        let (addr, stop, task) = serve_loopback(Router::new().nest("/widgets", routes)).await;
         Site { addr, stop, task }
     }
 
@@ -95,27 +85,15 @@ async fn client_for(tracker: &TestTracker) -> Client {
 async fn files_are_served_with_their_headers_latest_and_pinned() {
     let tracker = TestTracker::start(300).await;
     let web = TestWebSeed::start().await;
-    let build = |version: &str, seed: u64| {
-        TestRelease::build(
-            "routed",
-            version,
-            vec![
-                ("widget.js", random_bytes(seed, 20_000)),
-                ("css/style.css", random_bytes(seed + 10, 3_000)),
-                ("bundle.torrent", random_bytes(seed + 20, 500)),
-            ],
-            16 * 1024,
-            Some(tracker.announce_url()),
-            vec![web.url()],
-            &publisher_key(),
-        )
+    let files = |seed: u64| {
+        vec![
+            ("widget.js", random_bytes(seed, 20_000)),
+            ("css/style.css", random_bytes(seed + 10, 3_000)),
+            ("bundle.torrent", random_bytes(seed + 20, 500)),
+        ]
     };
-    let old = build("1.0.0", 1);
-    let new = build("1.1.0", 2);
-    for release in [&old, &new] {
-        tracker.publish(release).await;
-        web.serve(release);
-    }
+    let old = publish_files(&tracker, &web, "routed", "1.0.0", files(1), 16 * 1024).await;
+    let new = publish_files(&tracker, &web, "routed", "1.1.0", files(2), 16 * 1024).await;
     let client = client_for(&tracker).await;
     let site = Site::start(client.router()).await;
     let http = reqwest::Client::new();

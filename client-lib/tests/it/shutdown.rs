@@ -16,24 +16,12 @@ async fn shutdown_announces_stopped_ends_every_task_and_frees_the_port() {
         Vec::new(),
     );
     tracker.publish(&release).await;
-    let seed_dir = tempfile::tempdir().unwrap();
-    seed_cache(seed_dir.path(), &release);
-    let seeder = test_client()
-        .cache_dir(seed_dir.path())
-        .build()
-        .await
-        .unwrap();
+    let (seeder, _seed_dir) = start_seeder(&release, test_client()).await;
     let seeding = seeder.torrent(release.info_hash()).await.unwrap();
-    wait_progress(&seeding.watch(), "the seeder announced", |p| {
-        p.announces >= 1
-    })
-    .await;
+    wait_announced(&seeding, "the seeder announced").await;
 
     let leecher = test_client().tracker(tracker.url()).build().await.unwrap();
-    let got = tokio::time::timeout(WAIT, leecher.get("shutdown-test"))
-        .await
-        .unwrap()
-        .unwrap();
+    let got = get_within(&leecher, "shutdown-test").await;
     release.assert_served_by(&got).await;
     assert!(leecher.task_count() > 0 && seeder.task_count() > 0);
     wait_until("both peers in the swarm", || tracker.peer_count() == 2).await;

@@ -16,15 +16,7 @@ use crate::common::*;
 async fn a_get_that_takes_too_long_times_out_and_the_download_goes_on() {
     let tracker = TestTracker::start(300).await;
     let web = TestWebSeed::start().await;
-    let release = release_of_size(
-        "slow-release",
-        200 * 1024,
-        64 * 1024,
-        Some(tracker.announce_url()),
-        vec![web.url()],
-    );
-    tracker.publish(&release).await;
-    web.serve(&release);
+    let release = publish_sized(&tracker, &web, "slow-release", 200 * 1024, 64 * 1024).await;
     web.set_mode(SeedMode::Busy);
     let client = test_client()
         .tracker(tracker.url())
@@ -48,10 +40,7 @@ async fn a_get_that_takes_too_long_times_out_and_the_download_goes_on() {
     assert!(!running.progress().complete);
     web.set_mode(SeedMode::Good);
     wait_progress(&running.watch(), "background completion", |p| p.complete).await;
-    let got = tokio::time::timeout(WAIT, client.get("slow-release"))
-        .await
-        .unwrap()
-        .unwrap();
+    let got = get_within(&client, "slow-release").await;
     release.assert_served_by(&got).await;
     drop((got, running));
     shutdown_clean(client).await;

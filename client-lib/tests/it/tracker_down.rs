@@ -24,10 +24,7 @@ async fn with_the_tracker_down_from_the_start_a_torrent_completes_from_the_web_s
     let client = test_client().build().await.unwrap();
     let started = std::time::Instant::now();
     let handle = client.add_torrent(&release.torrent).await.unwrap();
-    let done = tokio::time::timeout(WAIT, handle.wait_complete())
-        .await
-        .unwrap()
-        .unwrap();
+    let done = complete_within(&handle).await;
     release.assert_stored_in(&handle);
     assert_eq!(done.bytes_from_http, release.size(), "{done}");
     assert_eq!(done.announces, 0);
@@ -46,37 +43,16 @@ async fn with_the_tracker_down_from_the_start_a_torrent_completes_from_the_web_s
 async fn a_tracker_killed_mid_download_does_not_stop_it_and_get_uses_the_cached_manifest() {
     let mut tracker = TestTracker::start(300).await;
     let web = TestWebSeed::start().await;
-    let release = release_of_size(
-        "tracker-dies",
-        1024 * 1024,
-        64 * 1024,
-        Some(tracker.announce_url()),
-        vec![web.url()],
-    );
-    tracker.publish(&release).await;
-    web.serve(&release);
+    let release = publish_sized(&tracker, &web, "tracker-dies", 1024 * 1024, 64 * 1024).await;
     web.set_mode(SeedMode::Busy);
 
     // A seeder capped at 64 KiB/s: one piece at once, then one a second.
-    let seed_dir = tempfile::tempdir().unwrap();
-    seed_cache(seed_dir.path(), &release);
-    let seeder = test_client()
-        .cache_dir(seed_dir.path())
-        .upload_rate_limit(64)
-        .build()
-        .await
-        .unwrap();
+    let (seeder, _seed_dir) = start_seeder(&release, test_client().upload_rate_limit(64)).await;
     let seeding = seeder.torrent(release.info_hash()).await.unwrap();
-    wait_progress(&seeding.watch(), "the seeder announced", |p| {
-        p.announces >= 1
-    })
-    .await;
+    wait_announced(&seeding, "the seeder announced").await;
 
     let leecher = test_client().tracker(tracker.url()).build().await.unwrap();
-    let fetching = tokio::spawn({
-        let leecher = leecher.clone();
-        async move { leecher.get("tracker-dies").await }
-    });
+    let fetching = spawn_get(&leecher, "tracker-dies");
     let handle = wait_torrent(&leecher, release.info_hash()).await;
     wait_progress(&handle.watch(), "a first piece from the peer", |p| {
         p.bytes_from_peers > 0
@@ -87,11 +63,7 @@ async fn a_tracker_killed_mid_download_does_not_stop_it_and_get_uses_the_cached_
     assert!(!handle.progress().complete, "killed mid-download");
     web.set_mode(SeedMode::Good);
 
-    let got = tokio::time::timeout(WAIT, fetching)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let got = join_get(fetching).await;
     release.assert_served_by(&got).await;
     let progress = handle.progress();
     assert!(
@@ -104,10 +76,7 @@ async fn a_tracker_killed_mid_download_does_not_stop_it_and_get_uses_the_cached_
     );
 
     // The tracker is gone: the verified manifest cached by the first get answers.
-    let again = tokio::time::timeout(WAIT, leecher.get("tracker-dies"))
-        .await
-        .unwrap()
-        .unwrap();
+    let again = get_within(&leecher, "tracker-dies").await;
     assert_eq!(again.info_hash(), release.info_hash());
     release.assert_served_by(&again).await;
 

@@ -171,13 +171,7 @@ async fn files_that_do_not_match_the_signed_manifest_are_refused_and_removed() {
     tracker.publish(&release).await;
 
     let cache = tempfile::tempdir().unwrap();
-    let client = test_client()
-        .tracker(tracker.url())
-        .cache_dir(cache.path())
-        .memory_threshold(0)
-        .build()
-        .await
-        .unwrap();
+    let client = disk_client(&tracker, cache.path()).build().await.unwrap();
     match tokio::time::timeout(WAIT, client.get("mislabelled"))
         .await
         .unwrap()

@@ -9,23 +9,9 @@ use crate::common::*;
 async fn get_fetches_the_latest_version_and_get_version_an_exact_one() {
     let tracker = TestTracker::start(300).await;
     let web = TestWebSeed::start().await;
-    let build = |version: &str, seed: u64| {
-        TestRelease::build(
-            "versioned",
-            version,
-            vec![("widget.js", random_bytes(seed, 30_000))],
-            16 * 1024,
-            Some(tracker.announce_url()),
-            vec![web.url()],
-            &publisher_key(),
-        )
-    };
-    let old = build("1.0.0", 1);
-    let new = build("1.1.0", 2);
-    for release in [&old, &new] {
-        tracker.publish(release).await;
-        web.serve(release);
-    }
+    let files = |seed: u64| vec![("widget.js", random_bytes(seed, 30_000))];
+    let old = publish_files(&tracker, &web, "versioned", "1.0.0", files(1), 16 * 1024).await;
+    let new = publish_files(&tracker, &web, "versioned", "1.1.0", files(2), 16 * 1024).await;
 
     let client = test_client().tracker(tracker.url()).build().await.unwrap();
     let latest = client.get("versioned").await.unwrap();

@@ -16,11 +16,12 @@
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use bip_bencode::{BDictAccess, BRefAccess, BencodeRef};
+use bip_bencode::BRefAccess;
 
 use super::query::{self, IdDecodeError};
+use super::response::{self, Framed, RefDict, RefList, get_u32};
 use super::{StackText, Token, TokenDecodeError};
-use crate::bencode::{self, BencodeError, Limits, put_bytes, put_int};
+use crate::bencode::{BencodeError, put_bytes, put_int};
 use crate::id::{InfoHash, PeerId};
 
 /// The longest announce query accepted, in bytes. A typical client query is 250 to 350 bytes
@@ -593,132 +594,96 @@ impl AnnounceResponse {
     /// [`AnnounceResponse::Failure`]; otherwise `interval` is required, `peers` may be compact
     /// or a list of dictionaries, and `peers6` is compact. Unknown keys are ignored.
     pub fn from_bytes(body: &[u8]) -> Result<AnnounceResponse, AnnounceResponseError> {
-        type E = AnnounceResponseError;
-
-        if body.len() > MAX_RESPONSE_LEN {
-            return Err(E::TooLarge {
-                len: body.len(),
-                limit: MAX_RESPONSE_LEN,
-            });
-        }
-        // Deepest legal shape: response dict > peers list > peer dict > value.
-        let limits = Limits {
-            max_input: MAX_RESPONSE_LEN,
-            max_depth: 4,
-            ..Limits::DEFAULT
-        };
-        let root = bencode::decode_ref(body, &limits)?;
-        let dict = root.dict().ok_or(E::NotADictionary)?;
-
-        if let Some(reason) = dict.lookup(b"failure reason") {
-            let reason = reason.bytes().ok_or(E::InvalidField("failure reason"))?;
-            return Ok(AnnounceResponse::Failure {
-                reason: String::from_utf8_lossy(reason).into_owned(),
-            });
-        }
-
-        let interval = get_u32(dict, "interval")?.ok_or(E::Missing("interval"))?;
-        let min_interval = get_u32(dict, "min interval")?;
-        let complete = get_u32(dict, "complete")?.unwrap_or(0);
-        let incomplete = get_u32(dict, "incomplete")?.unwrap_or(0);
-        let warning = match dict.lookup(b"warning message") {
-            None => None,
-            Some(v) => {
-                let text = v.bytes().ok_or(E::InvalidField("warning message"))?;
-                Some(String::from_utf8_lossy(text).into_owned())
-            }
-        };
-        let tracker_id = match dict.lookup(b"tracker id") {
-            None => None,
-            Some(v) => {
-                let bytes = v.bytes().ok_or(E::InvalidField("tracker id"))?;
-                Some(Token::new(bytes).map_err(|_| E::TrackerIdTooLong {
-                    limit: super::MAX_TOKEN_LEN,
-                })?)
-            }
-        };
-
-        let peers_value = dict.lookup(b"peers");
-        let peers6_bytes = match dict.lookup(b"peers6") {
-            None => &[][..],
-            Some(v) => v.bytes().ok_or(E::InvalidField("peers6"))?,
-        };
-        if peers6_bytes.len() % 18 != 0 {
-            return Err(E::BadCompactLength {
-                field: "peers6",
-                len: peers6_bytes.len(),
-            });
-        }
-        // Count before allocating anything.
-        let listed = match peers_value {
-            None => 0,
-            Some(v) => match (v.bytes(), v.list()) {
-                (Some(bytes), _) if bytes.len() % 6 == 0 => bytes.len() / 6,
-                (Some(bytes), _) => {
-                    return Err(E::BadCompactLength {
-                        field: "peers",
-                        len: bytes.len(),
-                    });
-                }
-                (None, Some(list)) => list.len(),
-                (None, None) => return Err(E::InvalidField("peers")),
+        Ok(
+            match response::read_response(body, MAX_RESPONSE_LEN, read_success)? {
+                Framed::Failure(reason) => AnnounceResponse::Failure { reason },
+                Framed::Body(success) => AnnounceResponse::Success(success),
             },
-        };
-        let count = listed + peers6_bytes.len() / 18;
-        if count > MAX_RESPONSE_PEERS {
-            return Err(E::TooManyPeers {
-                count,
-                limit: MAX_RESPONSE_PEERS,
-            });
-        }
+        )
+    }
+}
 
-        let mut success = AnnounceSuccess {
-            interval,
-            min_interval,
-            complete,
-            incomplete,
-            warning,
-            tracker_id,
-            ..AnnounceSuccess::default()
-        };
-        let mut ids6 = Vec::new();
-        if let Some(v) = peers_value {
-            if let Some(bytes) = v.bytes() {
-                success.peers = bytes.chunks_exact(6).filter_map(compact_v4).collect();
-            } else if let Some(list) = v.list() {
-                read_dict_peers(list, &mut success, &mut ids6)?;
+/// Reads a success response's dictionary (see [`AnnounceResponse::from_bytes`]).
+fn read_success(dict: &RefDict<'_, '_>) -> Result<AnnounceSuccess, AnnounceResponseError> {
+    type E = AnnounceResponseError;
+    let interval = get_u32(dict, "interval")?.ok_or(E::Missing("interval"))?;
+    let min_interval = get_u32(dict, "min interval")?;
+    let complete = get_u32(dict, "complete")?.unwrap_or(0);
+    let incomplete = get_u32(dict, "incomplete")?.unwrap_or(0);
+    let warning = response::text(dict, "warning message")?;
+    let tracker_id = match dict.lookup(b"tracker id") {
+        None => None,
+        Some(v) => {
+            let bytes = v.bytes().ok_or(E::InvalidField("tracker id"))?;
+            Some(Token::new(bytes).map_err(|_| E::TrackerIdTooLong {
+                limit: super::MAX_TOKEN_LEN,
+            })?)
+        }
+    };
+
+    let peers_value = dict.lookup(b"peers");
+    let peers6_bytes = match dict.lookup(b"peers6") {
+        None => &[][..],
+        Some(v) => v.bytes().ok_or(E::InvalidField("peers6"))?,
+    };
+    if peers6_bytes.len() % 18 != 0 {
+        return Err(E::BadCompactLength {
+            field: "peers6",
+            len: peers6_bytes.len(),
+        });
+    }
+    // Count before allocating anything.
+    let listed = match peers_value {
+        None => 0,
+        Some(v) => match (v.bytes(), v.list()) {
+            (Some(bytes), _) if bytes.len() % 6 == 0 => bytes.len() / 6,
+            (Some(bytes), _) => {
+                return Err(E::BadCompactLength {
+                    field: "peers",
+                    len: bytes.len(),
+                });
             }
-        }
-        success
-            .peers6
-            .extend(peers6_bytes.chunks_exact(18).filter_map(compact_v6));
-        // Ids count only when every peer came with one.
-        success.peer_ids.append(&mut ids6);
-        if success.peer_ids.len() != success.peers.len() + success.peers6.len() {
-            success.peer_ids.clear();
-        }
-        Ok(AnnounceResponse::Success(success))
+            (None, Some(list)) => list.len(),
+            (None, None) => return Err(E::InvalidField("peers")),
+        },
+    };
+    let count = listed + peers6_bytes.len() / 18;
+    if count > MAX_RESPONSE_PEERS {
+        return Err(E::TooManyPeers {
+            count,
+            limit: MAX_RESPONSE_PEERS,
+        });
     }
+
+    let mut success = AnnounceSuccess {
+        interval,
+        min_interval,
+        complete,
+        incomplete,
+        warning,
+        tracker_id,
+        ..AnnounceSuccess::default()
+    };
+    let mut ids6 = Vec::new();
+    if let Some(v) = peers_value {
+        if let Some(bytes) = v.bytes() {
+            success.peers = bytes.chunks_exact(6).filter_map(compact_v4).collect();
+        } else if let Some(list) = v.list() {
+            read_dict_peers(list, &mut success, &mut ids6)?;
+        }
+    }
+    success
+        .peers6
+        .extend(peers6_bytes.chunks_exact(18).filter_map(compact_v6));
+    // Ids count only when every peer came with one.
+    success.peer_ids.append(&mut ids6);
+    if success.peer_ids.len() != success.peers.len() + success.peers6.len() {
+        success.peer_ids.clear();
+    }
+    Ok(success)
 }
 
-/// A decoded dictionary borrowing the body (`'a`) through the decoded tree (`'b`).
-type RefDict<'a, 'b> = dyn BDictAccess<&'a [u8], BencodeRef<'a>> + 'b;
-/// A decoded list borrowing the body (`'a`) through the decoded tree (`'b`).
-type RefList<'a, 'b> = dyn bip_bencode::BListAccess<BencodeRef<'a>> + 'b;
-
-fn get_u32<'a, 'b>(
-    dict: &'b RefDict<'a, 'b>,
-    key: &'static str,
-) -> Result<Option<u32>, AnnounceResponseError> {
-    match dict.lookup(key.as_bytes()) {
-        None => Ok(None),
-        Some(v) => v
-            .int()
-            .and_then(|i| u32::try_from(i).ok())
-            .map(Some)
-            .ok_or(AnnounceResponseError::InvalidField(key)),
-    }
-}
+response::from_frame_error!(AnnounceResponseError);
 
 /// Reads BEP 3 dictionary peers: IPv4 into `success.peers` (their ids into
 /// `success.peer_ids`), IPv6 into `success.peers6` (their ids into `ids6`). Entries whose

@@ -61,6 +61,7 @@
 
 mod announce;
 mod query;
+mod response;
 mod scrape;
 
 use std::fmt;

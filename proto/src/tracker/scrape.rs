@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use bip_bencode::BRefAccess;
 
 use super::query::{self, IdDecodeError};
-use crate::bencode::{self, BencodeError, Limits, put_bytes, put_int};
+use super::response::{self, Framed, RefDict, get_u32};
+use crate::bencode::{BencodeError, put_bytes, put_int};
 use crate::id::InfoHash;
 
 /// The most info-hashes one scrape may name, and the most entries a scrape response may
@@ -207,61 +208,49 @@ impl ScrapeResponse {
     /// Decodes a tracker's scrape response body (the client direction). Counts missing from
     /// an entry are 0; unknown keys (`flags`, `name`) are ignored.
     pub fn from_bytes(body: &[u8]) -> Result<ScrapeResponse, ScrapeResponseError> {
-        type E = ScrapeResponseError;
-        if body.len() > MAX_SCRAPE_RESPONSE_LEN {
-            return Err(E::TooLarge {
-                len: body.len(),
-                limit: MAX_SCRAPE_RESPONSE_LEN,
-            });
-        }
-        // Deepest legal shape: response dict > files dict > entry dict > value.
-        let limits = Limits {
-            max_input: MAX_SCRAPE_RESPONSE_LEN,
-            max_depth: 4,
-            ..Limits::DEFAULT
-        };
-        let root = bencode::decode_ref(body, &limits)?;
-        let dict = root.dict().ok_or(E::NotADictionary)?;
-        if let Some(reason) = dict.lookup(b"failure reason") {
-            let reason = reason.bytes().ok_or(E::InvalidField("failure reason"))?;
-            return Ok(ScrapeResponse::Failure {
-                reason: String::from_utf8_lossy(reason).into_owned(),
-            });
-        }
-        let files = dict
-            .lookup(b"files")
-            .ok_or(E::MissingFiles)?
-            .dict()
-            .ok_or(E::InvalidField("files"))?
-            .to_list();
-        if files.len() > MAX_SCRAPE_HASHES {
-            return Err(E::TooManyFiles {
-                count: files.len(),
-                limit: MAX_SCRAPE_HASHES,
-            });
-        }
-        let mut out = BTreeMap::new();
-        for (key, entry) in files {
-            let hash =
-                InfoHash::from_slice(key).map_err(|_| E::BadInfoHashLength { len: key.len() })?;
-            let entry = entry.dict().ok_or(E::InvalidField("files"))?;
-            let count = |name: &'static str| match entry.lookup(name.as_bytes()) {
-                None => Ok(0),
-                Some(v) => v
-                    .int()
-                    .and_then(|i| u32::try_from(i).ok())
-                    .ok_or(E::InvalidField(name)),
-            };
-            let stats = ScrapeStats {
-                complete: count("complete")?,
-                downloaded: count("downloaded")?,
-                incomplete: count("incomplete")?,
-            };
-            out.insert(hash, stats);
-        }
-        Ok(ScrapeResponse::Files(out))
+        Ok(
+            match response::read_response(body, MAX_SCRAPE_RESPONSE_LEN, read_files)? {
+                Framed::Failure(reason) => ScrapeResponse::Failure { reason },
+                Framed::Body(files) => ScrapeResponse::Files(files),
+            },
+        )
     }
 }
+
+/// Reads a success response's `files` (see [`ScrapeResponse::from_bytes`]).
+fn read_files(
+    dict: &RefDict<'_, '_>,
+) -> Result<BTreeMap<InfoHash, ScrapeStats>, ScrapeResponseError> {
+    type E = ScrapeResponseError;
+    let files = dict
+        .lookup(b"files")
+        .ok_or(E::MissingFiles)?
+        .dict()
+        .ok_or(E::InvalidField("files"))?
+        .to_list();
+    if files.len() > MAX_SCRAPE_HASHES {
+        return Err(E::TooManyFiles {
+            count: files.len(),
+            limit: MAX_SCRAPE_HASHES,
+        });
+    }
+    let mut out = BTreeMap::new();
+    for (key, entry) in files {
+        let hash =
+            InfoHash::from_slice(key).map_err(|_| E::BadInfoHashLength { len: key.len() })?;
+        let entry = entry.dict().ok_or(E::InvalidField("files"))?;
+        let count = |name: &'static str| get_u32(entry, name).map(Option::unwrap_or_default);
+        let stats = ScrapeStats {
+            complete: count("complete")?,
+            downloaded: count("downloaded")?,
+            incomplete: count("incomplete")?,
+        };
+        out.insert(hash, stats);
+    }
+    Ok(out)
+}
+
+response::from_frame_error!(ScrapeResponseError);
 
 #[cfg(test)]
 mod tests {

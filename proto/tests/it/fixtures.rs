@@ -286,33 +286,11 @@ fn our_builder_output_matches_the_committed_fixtures() {
     }
 }
 
-/// A folder under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir =
-            std::env::temp_dir().join(format!("swarmcdn-it-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn transmission_show_accepts_our_torrents() {
-    let dir = TempDir::new("transmission-show");
+    let dir = tempfile::tempdir().unwrap();
     for (name, built) in ours() {
-        let path = dir.0.join(name);
+        let path = dir.path().join(name);
         std::fs::write(&path, built.to_bytes()).unwrap();
         let output = match Command::new("transmission-show").arg(&path).output() {
             Ok(output) => output,

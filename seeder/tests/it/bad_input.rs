@@ -7,7 +7,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use swarmcdn_seeder::publish::{PublishError, PublishOptions, publish};
 use swarmcdn_seeder::tracker_api::TrackerError;
 
-use crate::support::{Mode, TOKEN, TrackerDouble, Workspace, dead_url, run_bin};
+use crate::support::{Mode, TrackerDouble, Workspace, dead_url, run_bin};
 
 /// Publishes with `options` and checks that it fails, that nothing changed in the store and
 /// that the tracker accepted nothing new; returns the error.
@@ -175,21 +175,7 @@ async fn a_tracker_that_is_down_is_reported() {
     }
 
     // The command line says so too, and exits non-zero.
-    let (ok, _, stderr) = run_bin(vec![
-        "publish".into(),
-        ws.dist.display().to_string(),
-        "--name".into(),
-        "w".into(),
-        "--tracker".into(),
-        dead.clone(),
-        "--token".into(),
-        TOKEN.into(),
-        "--key".into(),
-        ws.key.display().to_string(),
-        "--store".into(),
-        ws.store.display().to_string(),
-    ])
-    .await;
+    let (ok, _, stderr) = run_bin(ws.publish_args(&dead, "w")).await;
     assert!(!ok);
     assert!(stderr.contains("cannot reach the tracker"), "{stderr}");
     assert!(ws.store_snapshot().is_empty());

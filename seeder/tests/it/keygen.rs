@@ -48,21 +48,7 @@ async fn publishing_with_an_open_key_file_is_refused_and_changes_nothing() {
     ws.widget();
     std::fs::set_permissions(&ws.key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let before = ws.store_snapshot();
-    let (ok, _, stderr) = run_bin(vec![
-        "publish".into(),
-        ws.dist.display().to_string(),
-        "--name".into(),
-        "share-button".into(),
-        "--tracker".into(),
-        tracker.url.clone(),
-        "--token".into(),
-        crate::support::TOKEN.into(),
-        "--key".into(),
-        ws.key.display().to_string(),
-        "--store".into(),
-        ws.store.display().to_string(),
-    ])
-    .await;
+    let (ok, _, stderr) = run_bin(ws.publish_args(&tracker.url, "share-button")).await;
     assert!(!ok);
     assert!(
         stderr.contains(&format!("chmod 600 {}", ws.key.display())),

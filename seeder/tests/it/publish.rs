@@ -157,10 +157,7 @@ async fn transmission_show_accepts_the_published_torrent() {
     }
     let tracker = TrackerDouble::start().await;
     let ws = Workspace::new();
-    ws.widget();
-    let published = ws
-        .publish(&tracker.url, "share-button", Some("2.0.0"))
-        .await;
+    let published = ws.publish_widget(&tracker.url, "2.0.0").await;
     let torrent = ws.store.join(format!("{}.torrent", published.info_hash));
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new("transmission-show")
@@ -183,25 +180,17 @@ async fn the_command_prints_what_a_publisher_needs() {
     let tracker = TrackerDouble::start().await;
     let ws = Workspace::new();
     let files = ws.widget();
-    let (ok, stdout, stderr) = run_bin(vec![
-        "publish".into(),
-        ws.dist.display().to_string(),
-        "--name".into(),
-        "share-button".into(),
-        "--version".into(),
-        "3.1.4".into(),
-        "--tracker".into(),
-        tracker.url.clone(),
-        "--token".into(),
-        TOKEN.into(),
-        "--key".into(),
-        ws.key.display().to_string(),
-        "--store".into(),
-        ws.store.display().to_string(),
-        "--webseed-url".into(),
-        "https://origin.example".into(),
-    ])
-    .await;
+    let mut args = ws.publish_args(&tracker.url, "share-button");
+    args.extend(
+        [
+            "--version",
+            "3.1.4",
+            "--webseed-url",
+            "https://origin.example",
+        ]
+        .map(String::from),
+    );
+    let (ok, stdout, stderr) = run_bin(args).await;
     assert!(ok, "{stderr}");
     let release = Store::open(&ws.store).unwrap().list().unwrap().remove(0);
     let hex = release.info_hash.to_hex();

@@ -5,7 +5,9 @@ use reqwest::StatusCode;
 use swarmcdn_seeder::config::Config;
 use swarmcdn_seeder::store::Store;
 
-use crate::support::{RunningSeeder, TrackerDouble, Workspace, handshake_accepted, wait_handshake};
+use crate::support::{
+    RunningSeeder, TrackerDouble, Workspace, get_text, handshake_accepted, wait_handshake,
+};
 
 #[tokio::test]
 async fn a_release_published_while_serving_is_served_without_restart() {
@@ -20,28 +22,14 @@ async fn a_release_published_while_serving_is_served_without_restart() {
     let client = reqwest::Client::new();
     let base = seeder.url.clone();
     let url = |version: &str, ih| format!("{base}/webseed/{ih}/widget-{version}/widget.js");
-    let body = client
-        .get(url("1.0.0", v1.info_hash))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = get_text(&client, url("1.0.0", v1.info_hash)).await;
     assert_eq!(body, "console.log('v1');");
 
     // A second version joins the first.
     ws.write("widget.js", b"console.log('v2');");
     let v2 = ws.publish(&tracker.url, "widget", None).await;
     seeder.wait_for(|c| c.get(&v2.info_hash).is_some()).await;
-    let body = client
-        .get(url("1.0.1", v2.info_hash))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = get_text(&client, url("1.0.1", v2.info_hash)).await;
     assert_eq!(body, "console.log('v2');");
     assert_eq!(seeder.releases.borrow().len(), 2);
 
@@ -69,10 +57,7 @@ async fn a_release_published_while_serving_is_served_without_restart() {
 async fn a_restarted_seeder_serves_the_same_store() {
     let tracker = TrackerDouble::start().await;
     let ws = Workspace::new();
-    ws.widget();
-    let published = ws
-        .publish(&tracker.url, "share-button", Some("1.0.0"))
-        .await;
+    let published = ws.publish_widget(&tracker.url, "1.0.0").await;
     for _ in 0..2 {
         let seeder = RunningSeeder::start(ws.config()).await;
         assert!(seeder.releases.borrow().get(&published.info_hash).is_some());

@@ -16,10 +16,7 @@ fn store_args(ws: &Workspace, command: &str) -> Vec<String> {
 async fn verify_finds_a_flipped_byte() {
     let tracker = TrackerDouble::start().await;
     let ws = Workspace::new();
-    ws.widget();
-    let published = ws
-        .publish(&tracker.url, "share-button", Some("1.0.0"))
-        .await;
+    let published = ws.publish_widget(&tracker.url, "1.0.0").await;
     let (ok, stdout, _) = run_bin(store_args(&ws, "verify")).await;
     assert!(ok, "{stdout}");
     assert!(stdout.contains("1 release(s) intact"), "{stdout}");
@@ -59,10 +56,7 @@ async fn list_shows_the_releases() {
     let (ok, stdout, _) = run_bin(store_args(&ws, "list")).await;
     assert!(ok);
     assert!(stdout.contains("holds no releases"), "{stdout}");
-    ws.widget();
-    let published = ws
-        .publish(&tracker.url, "share-button", Some("1.2.3"))
-        .await;
+    let published = ws.publish_widget(&tracker.url, "1.2.3").await;
     let (ok, stdout, _) = run_bin(store_args(&ws, "list")).await;
     assert!(ok);
     let line = stdout.lines().nth(1).unwrap();
@@ -95,10 +89,7 @@ fn unpublish_args(ws: &Workspace, tracker: &str, version: &str, extra: &[&str]) 
 async fn unpublish_tells_the_tracker_and_removes_or_keeps_the_content() {
     let tracker = TrackerDouble::start().await;
     let ws = Workspace::new();
-    ws.widget();
-    let one = ws
-        .publish(&tracker.url, "share-button", Some("1.0.0"))
-        .await;
+    let one = ws.publish_widget(&tracker.url, "1.0.0").await;
     ws.write("extra.txt", b"v2");
     let two = ws
         .publish(&tracker.url, "share-button", Some("2.0.0"))
@@ -144,9 +135,7 @@ async fn unpublish_tells_the_tracker_and_removes_or_keeps_the_content() {
 async fn unpublish_with_the_tracker_down_changes_nothing() {
     let tracker = TrackerDouble::start().await;
     let ws = Workspace::new();
-    ws.widget();
-    ws.publish(&tracker.url, "share-button", Some("1.0.0"))
-        .await;
+    ws.publish_widget(&tracker.url, "1.0.0").await;
     let before = ws.store_snapshot();
     let dead = crate::support::dead_url().await;
     let (ok, _, stderr) = run_bin(unpublish_args(&ws, &dead, "1.0.0", &[])).await;

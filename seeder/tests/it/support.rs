@@ -146,15 +146,20 @@ fn error(status: u16, message: &str) -> Response {
         .into_response()
 }
 
+/// The `Authorization` header a request to the double carried, if it is text.
+fn authorization(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 async fn double_publish(
     State(state): State<Arc<Mutex<DoubleState>>>,
     headers: HeaderMap,
     Json(body): Json<serde_json::Value>,
 ) -> Response {
-    let authorization = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let authorization = authorization(&headers);
     let mut state = state.lock().unwrap();
     let mut call = PublishCall {
         authorization: authorization.clone(),
@@ -215,10 +220,7 @@ async fn double_delete(
     UrlPath((name, version)): UrlPath<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let authorization = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let authorization = authorization(&headers);
     let mut state = state.lock().unwrap();
     state.deletes.push(DeleteCall {
         authorization: authorization.clone(),
@@ -376,6 +378,31 @@ impl Workspace {
             .unwrap()
     }
 
+    /// Writes the widget's files and publishes them as `share-button` `version` on `tracker`.
+    pub(crate) async fn publish_widget(&self, tracker: &str, version: &str) -> Published {
+        self.widget();
+        self.publish(tracker, "share-button", Some(version)).await
+    }
+
+    /// The command line of `publish` for this workspace's folder, key and store, as `name`
+    /// on `tracker` with the test token; callers append further flags.
+    pub(crate) fn publish_args(&self, tracker: &str, name: &str) -> Vec<String> {
+        vec![
+            "publish".into(),
+            self.dist.display().to_string(),
+            "--name".into(),
+            name.into(),
+            "--tracker".into(),
+            tracker.into(),
+            "--token".into(),
+            TOKEN.into(),
+            "--key".into(),
+            self.key.display().to_string(),
+            "--store".into(),
+            self.store.display().to_string(),
+        ]
+    }
+
     /// Every path below the store, with file sizes: to show a failure changed nothing.
     pub(crate) fn store_snapshot(&self) -> Vec<(String, u64)> {
         snapshot(&self.store)
@@ -388,6 +415,11 @@ impl Workspace {
             ..Config::default()
         }
     }
+}
+
+/// The body of a `GET url` as text (the status is not checked).
+pub(crate) async fn get_text(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
 }
 
 pub(crate) fn snapshot(root: &Path) -> Vec<(String, u64)> {

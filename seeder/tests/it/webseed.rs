@@ -8,7 +8,7 @@ use swarmcdn_seeder::config::Config;
 use swarmcdn_seeder::publish::Published;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{RunningSeeder, TrackerDouble, Workspace};
+use crate::support::{RunningSeeder, TrackerDouble, Workspace, get_text};
 
 /// A published widget, served.
 async fn served(
@@ -16,10 +16,7 @@ async fn served(
 ) -> (TrackerDouble, Workspace, Published, RunningSeeder) {
     let tracker = TrackerDouble::start().await;
     let ws = Workspace::new();
-    ws.widget();
-    let published = ws
-        .publish(&tracker.url, "share-button", Some("1.0.0"))
-        .await;
+    let published = ws.publish_widget(&tracker.url, "1.0.0").await;
     let seeder = RunningSeeder::start(config(ws.config())).await;
     (tracker, ws, published, seeder)
 }
@@ -29,6 +26,14 @@ fn file_url(seeder: &RunningSeeder, published: &Published, path: &str) -> String
         "{}/webseed/{}/share-button-1.0.0/{path}",
         seeder.url, published.info_hash
     )
+}
+
+/// Sends `request` with `headers` added; the response must come (any status).
+async fn send(mut request: reqwest::RequestBuilder, headers: &[(&str, &str)]) -> reqwest::Response {
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
 }
 
 fn big() -> Vec<u8> {
@@ -92,12 +97,7 @@ async fn a_single_range_gets_206() {
         ("bytes=-10", 299_990, 300_000),
         ("bytes=16384-278527", 16_384, 278_528),
     ] {
-        let response = client
-            .get(&url)
-            .header("range", range)
-            .send()
-            .await
-            .unwrap();
+        let response = send(client.get(&url), &[("range", range)]).await;
         assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT, "{range}");
         assert_eq!(
             response.headers()["content-range"],
@@ -118,12 +118,11 @@ async fn several_ranges_get_a_multipart_206() {
     let (tracker, _ws, published, seeder) = served(|c| c).await;
     let client = reqwest::Client::new();
     let data = big();
-    let response = client
-        .get(file_url(&seeder, &published, "data/big.bin"))
-        .header("range", "bytes=0-9, 200000-299999,-5")
-        .send()
-        .await
-        .unwrap();
+    let response = send(
+        client.get(file_url(&seeder, &published, "data/big.bin")),
+        &[("range", "bytes=0-9, 200000-299999,-5")],
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
     let content_type = response.headers()["content-type"]
         .to_str()
@@ -193,12 +192,11 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 async fn unsatisfiable_ranges_get_416() {
     let (tracker, _ws, published, seeder) = served(|c| c).await;
     let client = reqwest::Client::new();
-    let response = client
-        .get(file_url(&seeder, &published, "button.js"))
-        .header("range", "bytes=5000-6000")
-        .send()
-        .await
-        .unwrap();
+    let response = send(
+        client.get(file_url(&seeder, &published, "button.js")),
+        &[("range", "bytes=5000-6000")],
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(response.headers()["content-range"], "bytes */38");
     seeder.stop().await;
@@ -216,49 +214,25 @@ async fn head_and_conditional_requests() {
     let etag = head.headers()["etag"].clone();
     assert!(head.bytes().await.unwrap().is_empty());
 
-    let head_range = client
-        .head(&url)
-        .header("range", "bytes=10-19")
-        .send()
-        .await
-        .unwrap();
+    let head_range = send(client.head(&url), &[("range", "bytes=10-19")]).await;
     assert_eq!(head_range.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(head_range.headers()["content-length"], "10");
 
-    let not_modified = client
-        .get(&url)
-        .header("if-none-match", etag.clone())
-        .send()
-        .await
-        .unwrap();
+    let etag_text = etag.to_str().unwrap();
+    let not_modified = send(client.get(&url), &[("if-none-match", etag_text)]).await;
     assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(not_modified.headers()["etag"], etag);
     assert!(not_modified.bytes().await.unwrap().is_empty());
 
-    let other = client
-        .get(&url)
-        .header("if-none-match", "\"other\"")
-        .send()
-        .await
-        .unwrap();
+    let other = send(client.get(&url), &[("if-none-match", "\"other\"")]).await;
     assert_eq!(other.status(), StatusCode::OK);
 
     // If-Range with another tag: the whole file, not the range.
-    let stale = client
-        .get(&url)
-        .header("range", "bytes=0-9")
-        .header("if-range", "\"other\"")
-        .send()
-        .await
-        .unwrap();
+    let stale = [("range", "bytes=0-9"), ("if-range", "\"other\"")];
+    let stale = send(client.get(&url), &stale).await;
     assert_eq!(stale.status(), StatusCode::OK);
-    let fresh = client
-        .get(&url)
-        .header("range", "bytes=0-9")
-        .header("if-range", etag)
-        .send()
-        .await
-        .unwrap();
+    let fresh = [("range", "bytes=0-9"), ("if-range", etag_text)];
+    let fresh = send(client.get(&url), &fresh).await;
     assert_eq!(fresh.status(), StatusCode::PARTIAL_CONTENT);
     seeder.stop().await;
     tracker.stop().await;
@@ -397,14 +371,7 @@ async fn over_its_share_the_web_seed_answers_503_with_retry_after() {
         StatusCode::OK
     );
 
-    let metrics = client
-        .get(format!("{}/metrics", seeder.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&client, format!("{}/metrics", seeder.url)).await;
     assert!(
         metrics.contains("swarmcdn_seeder_webseed_throttled_total 1"),
         "{metrics}"
@@ -458,14 +425,7 @@ async fn metrics_count_bytes_per_release_and_health_answers() {
         .bytes()
         .await
         .unwrap();
-    let metrics = client
-        .get(format!("{}/metrics", seeder.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&client, format!("{}/metrics", seeder.url)).await;
     let line = format!(
         "swarmcdn_seeder_webseed_bytes_total{{info_hash=\"{}\",name=\"share-button\",version=\"1.0.0\"}} {}",
         published.info_hash,

@@ -84,12 +84,7 @@ async fn transfer(seeder: &'static str, leecher: &'static str) {
             .env("REANNOUNCE_EVERY", "3");
         ClientProcess::spawn("seeder", command, dir.path().join("seed.log"))
     };
-    let ready = payload::wait_for_file(&ready_file, SEED_READY_TIMEOUT, &mut seed).await;
-    assert!(
-        ready && seed.is_running(),
-        "{seeder} did not become ready to seed within {SEED_READY_TIMEOUT:?}:\n{}",
-        seed.tail()
-    );
+    payload::assert_seed_ready(seeder, &ready_file, SEED_READY_TIMEOUT, &mut seed).await;
     let seed_ready = started.elapsed();
 
     let fetch_started = Instant::now();

@@ -9,34 +9,23 @@ use crate::metainfo::FileLayout;
 
 const K16: usize = 16 * 1024;
 
-/// A folder under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
+/// A temp folder (removed on drop) that test files are written into.
+struct TempDir(tempfile::TempDir);
 
 impl TempDir {
-    fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "swarmcdn-builder-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
+    fn new() -> Self {
+        Self(tempfile::tempdir().unwrap())
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
     }
 
     fn write(&self, relative: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.0.join(relative);
+        let path = self.path().join(relative);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, bytes).unwrap();
         path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -196,7 +185,7 @@ fn files_are_sorted_by_joined_path_whatever_the_input_order() {
 
 #[test]
 fn files_on_disk_hash_like_bytes_in_memory() {
-    let dir = TempDir::new("disk");
+    let dir = TempDir::new();
     let a = filler(3 * K16 + 17, 7);
     let b = filler(K16 - 1, 8);
     let c = filler(5, 9);
@@ -220,7 +209,7 @@ fn files_on_disk_hash_like_bytes_in_memory() {
     assert_eq!(on_disk, in_memory);
 
     let walked = TorrentBuilder::new("t")
-        .add_dir(&dir.0)
+        .add_dir(dir.path())
         .unwrap()
         .piece_length(K16 as u32)
         .build()
@@ -230,7 +219,7 @@ fn files_on_disk_hash_like_bytes_in_memory() {
 
 #[test]
 fn many_threads_hash_like_one() {
-    let dir = TempDir::new("threads");
+    let dir = TempDir::new();
     // 100 pieces across files of awkward sizes, half on disk, half in memory.
     let mut builder_files = Vec::new();
     for (i, len) in [K16 * 40 + 3, 1, K16 * 30 - 7, 0, K16 * 29 + 10]
@@ -268,7 +257,7 @@ fn reference_pieces(bytes: &[u8], piece_length: usize) -> Vec<[u8; 20]> {
 
 #[test]
 fn jobs_of_many_pieces_or_of_one_piece_hash_like_the_reference() {
-    let dir = TempDir::new("jobs");
+    let dir = TempDir::new();
     // About 5.3 MiB in three files on disk and one in memory, with sizes that put file
     // boundaries inside pieces and inside jobs.
     let sizes = [
@@ -337,7 +326,7 @@ fn job_plans_cover_the_content_once() {
 
 #[test]
 fn a_file_shorter_than_planned_fails_every_thread_count_without_hanging() {
-    let dir = TempDir::new("shrunk");
+    let dir = TempDir::new();
     let data = filler(3 * 1024 * 1024, 9);
     let file = Source::File(dir.write("f", &data));
     // Planned as longer than it is, as if the file shrank after it was measured.
@@ -488,9 +477,9 @@ fn read_errors_name_the_file() {
     assert!(matches!(&err, BuildError::Io { path, .. } if path == missing));
     assert!(err.to_string().contains("/nonexistent/swarmcdn/file.bin"));
 
-    let dir = TempDir::new("notfile");
+    let dir = TempDir::new();
     let err = TorrentBuilder::new("x")
-        .add_file(path("a"), &dir.0)
+        .add_file(path("a"), dir.path())
         .build()
         .unwrap_err();
     assert!(matches!(err, BuildError::NotAFile { .. }));
@@ -500,11 +489,11 @@ fn read_errors_name_the_file() {
 #[test]
 fn folder_walk_refuses_non_utf8_names() {
     use std::os::unix::ffi::OsStrExt;
-    let dir = TempDir::new("nonutf8");
+    let dir = TempDir::new();
     dir.write("ok.txt", b"ok");
-    let bad = dir.0.join(std::ffi::OsStr::from_bytes(b"bad\xff.txt"));
+    let bad = dir.path().join(std::ffi::OsStr::from_bytes(b"bad\xff.txt"));
     std::fs::write(&bad, b"x").unwrap();
-    let err = TorrentBuilder::new("x").add_dir(&dir.0).unwrap_err();
+    let err = TorrentBuilder::new("x").add_dir(dir.path()).unwrap_err();
     assert!(
         matches!(&err, BuildError::BadDiskName { path, source: PathError::NotUtf8 } if *path == bad),
         "{err:?}"
@@ -513,9 +502,9 @@ fn folder_walk_refuses_non_utf8_names() {
 
 #[test]
 fn folder_walk_of_an_empty_folder_is_an_error() {
-    let dir = TempDir::new("empty");
+    let dir = TempDir::new();
     assert!(matches!(
-        TorrentBuilder::new("x").add_dir(&dir.0),
+        TorrentBuilder::new("x").add_dir(dir.path()),
         Err(BuildError::NoFiles)
     ));
 }
