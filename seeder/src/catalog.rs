@@ -240,6 +240,8 @@ impl StoreWatcher {
             }
         };
         if verify {
+            self.metrics
+                .startup_verified("store", release.metainfo.info().total_length());
             match self.store.verify(info_hash) {
                 Ok(Some(report)) if report.is_intact() => {}
                 Ok(Some(report)) => {

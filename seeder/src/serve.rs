@@ -8,7 +8,7 @@
 //! - the **web seed** ([`crate::webseed`]) with `/metrics` and `/healthz`, one axum router;
 //! - the **upload cap** ([`crate::bandwidth`]) shared by everything that uploads.
 //!
-//! **Seeding over the peer wire** is the other consumer of the catalog. [`Seeder::run`] starts
+//! **Seeding over the peer wire** is the other consumer of the catalog. [`Seeder::new`] starts
 //! a [`swarmcdn_client::Client`] whose cache folder *is* the store: the store's layout
 //! (`S/H/<files>` beside `S/H.torrent`) is the client cache's, so the client's start-up
 //! restore re-verifies and seeds every release already there, announcing to each torrent's
@@ -21,15 +21,20 @@
 //! the cache folder.
 //!
 //! The client engine re-verifies the store when it starts and moves a damaged release aside
-//! (`S/H.partial`) to download it again; `peer_seeding = false` runs a web seed only.
+//! (`S/H.partial`), after which the store no longer holds it complete and it is not served.
+//! That check *is* the start-up verify pass: the engine is started before the first catalog
+//! is built, and the catalog then skips its own re-hashing (`verify_on_start` applies only
+//! with `peer_seeding = false`, which runs a web seed only). So a restart hashes the store
+//! once, not twice; `/metrics` shows how much (`swarmcdn_seeder_startup_verified_bytes`).
+//!
+//! The engine uploads under the same token bucket as the web seed ([`Bandwidth::limiter`]):
+//! one cap for both.
 //!
 //! Two limits of the client as it stands, accepted for now: it has no call to stop seeding
 //! one release, so a release unpublished while the daemon runs stays seeded over the peer
 //! wire until the next restart (the tracker no longer lists it, so new downloaders do not
 //! come for it; a withdrawn release, whose content is kept, is seeded again after a restart
-//! too); and its upload limiter is its own, so the peer wire is capped by
-//! `upload_limit_bytes_per_sec` on its own rather than sharing one budget with the web seed
-//! (both together may send up to twice the cap).
+//! too).
 //!
 //! The shape follows the workspace's convention: [`router`] builds the HTTP service from an
 //! [`AppState`], and [`run`] serves it on a listener the caller bound until a shutdown future
@@ -166,54 +171,91 @@ async fn healthz(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// A seeder ready to serve: the store has been looked at once (and verified if asked).
+/// A seeder ready to serve: the store has been looked at once (and verified if asked), and
+/// the peer engine, if any, is seeding.
+///
+/// Drop it only through [`Seeder::run`] (whose shutdown stops the peer engine), or the
+/// engine's tasks run on until the runtime stops.
 #[derive(Debug)]
 pub struct Seeder {
     config: Config,
     state: AppState,
     catalog: watch::Sender<Arc<Catalog>>,
     watcher: StoreWatcher,
+    peer: Option<swarmcdn_client::Client>,
 }
 
 impl Seeder {
-    /// Opens the store, clears stale temporaries, and builds the first catalog (re-hashing
-    /// every release if `verify_on_start` is set).
+    /// Opens the store, clears stale temporaries, starts the peer engine (when
+    /// `peer_seeding` is on; it verifies the store), and builds the first catalog (re-hashing
+    /// every release if `verify_on_start` is set and the engine did not).
     pub async fn new(config: Config) -> Result<Self, ServeError> {
         config.validate()?;
         let store = Store::open(&config.store)?;
         let metrics = Arc::new(Metrics::new());
-        let mut watcher =
-            StoreWatcher::new(store.clone(), Arc::clone(&metrics), config.verify_on_start);
-        let (watcher, first) = tokio::task::spawn_blocking(move || {
-            match store.remove_stale_temporaries(STALE_TEMP_AGE) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "removed leftovers of interrupted writes"),
-                Err(error) => tracing::warn!(%error, "cannot clear old temporary store entries"),
-            }
+        let bandwidth = Arc::new(Bandwidth::from_config(&config));
+        {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || {
+                match store.remove_stale_temporaries(STALE_TEMP_AGE) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "removed leftovers of interrupted writes"),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot clear old temporary store entries")
+                    }
+                }
+            })
+            .await
+            .map_err(|e| ServeError::Internal(e.to_string()))?;
+        }
+        let peer = if config.peer_seeding {
+            let peer = start_peer_seeding(&config, &bandwidth).await?;
+            metrics.startup_verified("peer_engine", peer.restored_bytes());
+            Some(peer)
+        } else {
+            None
+        };
+        let verify = config.verify_on_start && peer.is_none();
+        let mut watcher = StoreWatcher::new(store, Arc::clone(&metrics), verify);
+        let first = tokio::task::spawn_blocking(move || {
             let first = watcher.refresh(&Catalog::default());
             (watcher, first)
         })
         .await
-        .map_err(|e| ServeError::Internal(e.to_string()))?;
-        let catalog = first?.map(|(catalog, _)| catalog).unwrap_or_default();
+        .map_err(|e| ServeError::Internal(e.to_string()));
+        let (watcher, first) = match first {
+            Ok((watcher, Ok(first))) => (watcher, first),
+            Ok((_, Err(error))) => {
+                stop_peer(peer.as_ref()).await;
+                return Err(error.into());
+            }
+            Err(error) => {
+                stop_peer(peer.as_ref()).await;
+                return Err(error);
+            }
+        };
+        let catalog = first.map(|(catalog, _)| catalog).unwrap_or_default();
         tracing::info!(
             store = %config.store.display(),
             releases = catalog.len(),
             "store loaded"
         );
         let (sender, receiver) = watch::channel(Arc::new(catalog));
-        let state = AppState::new(
-            receiver,
-            Arc::new(Bandwidth::from_config(&config)),
-            metrics,
-            config.max_concurrent_requests,
-        );
+        let state = AppState::new(receiver, bandwidth, metrics, config.max_concurrent_requests);
         Ok(Self {
             config,
             state,
             catalog: sender,
             watcher,
+            peer,
         })
+    }
+
+    /// Where the peer engine accepts peer-wire connections (`None` with peer seeding off).
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.peer
+            .as_ref()
+            .map(swarmcdn_client::Client::local_peer_addr)
     }
 
     /// The request handlers' state.
@@ -243,6 +285,7 @@ impl Seeder {
             state,
             catalog,
             watcher,
+            peer,
         } = self;
         let (stop, stopped) = watch::channel(false);
         let releases = catalog.subscribe();
@@ -251,18 +294,6 @@ impl Seeder {
             follow_store(watcher, catalog, interval, stopped)
                 .instrument(tracing::info_span!("store_watcher")),
         );
-        let peer = if config.peer_seeding {
-            match start_peer_seeding(&config).await {
-                Ok(peer) => Some(peer),
-                Err(error) => {
-                    let _ = stop.send(true);
-                    let _ = watch_task.await;
-                    return Err(error);
-                }
-            }
-        } else {
-            None
-        };
         let peer_task = peer.clone().map(|peer| {
             tokio::spawn(
                 follow_releases(peer, releases, stop.subscribe())
@@ -301,9 +332,7 @@ impl Seeder {
             Some(task) => task.await,
             None => Ok(()),
         };
-        if let Some(peer) = &peer {
-            peer.shutdown().await;
-        }
+        stop_peer(peer.as_ref()).await;
         watch_task
             .await
             .map_err(|e| ServeError::Internal(format!("the store watcher failed: {e}")))?;
@@ -321,15 +350,12 @@ pub async fn run(
     Seeder::new(config).await?.run(listener, shutdown).await
 }
 
-/// The upload cap of the peer wire in KiB per second, from the configured bytes per second
-/// (`None`: no cap; a cap below 1 KiB/s is rounded up to 1 KiB/s).
-fn peer_upload_kib(bytes_per_sec: u64) -> Option<u32> {
-    (bytes_per_sec > 0).then(|| u32::try_from(bytes_per_sec.div_ceil(1024)).unwrap_or(u32::MAX))
-}
-
 /// Starts the client engine over the store, which restores (re-verifies) and seeds every
-/// release already there.
-async fn start_peer_seeding(config: &Config) -> Result<swarmcdn_client::Client, ServeError> {
+/// release already there, uploading under the shared cap.
+async fn start_peer_seeding(
+    config: &Config,
+    bandwidth: &Bandwidth,
+) -> Result<swarmcdn_client::Client, ServeError> {
     let mut builder = swarmcdn_client::Client::builder()
         .cache_dir(&config.store)
         .tracker(config.tracker.clone())
@@ -337,12 +363,19 @@ async fn start_peer_seeding(config: &Config) -> Result<swarmcdn_client::Client, 
         // Nothing of the store may ever be evicted, and nothing goes to memory.
         .disk_budget(u64::MAX)
         .memory_threshold(0);
-    if let Some(kib) = peer_upload_kib(config.upload_limit_bytes_per_sec) {
-        builder = builder.upload_rate_limit(kib);
+    if let Some(limiter) = bandwidth.limiter() {
+        builder = builder.upload_limiter(limiter);
     }
     let client = builder.build().await.map_err(ServeError::Peer)?;
     tracing::info!(address = %client.local_peer_addr(), "seeding over the peer wire");
     Ok(client)
+}
+
+/// Stops the peer engine, if there is one.
+async fn stop_peer(peer: Option<&swarmcdn_client::Client>) {
+    if let Some(peer) = peer {
+        peer.shutdown().await;
+    }
 }
 
 /// Hands every release that appears in the catalog to the client engine, until `stopped`

@@ -367,8 +367,8 @@ async fn pipelined_requests_without_user_agent_or_port_in_host() {
 
 #[tokio::test]
 async fn over_its_share_the_web_seed_answers_503_with_retry_after() {
-    // 64 KiB/s, half for the web seed, 1 s of backlog (32 KiB): one 300 000-byte response
-    // keeps the web seed over its share for seconds.
+    // 64 KiB/s, half for the web seed, 1 s of backlog (64 KiB while the peers are idle):
+    // one 300 000-byte response keeps the web seed over its share for seconds.
     let (tracker, _ws, published, seeder) = served(|c| Config {
         upload_limit_bytes_per_sec: 64 * 1024,
         webseed_share_percent: 50,
