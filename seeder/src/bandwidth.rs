@@ -46,6 +46,11 @@ use crate::config::Config;
 /// the copy (see `webseed/body.rs` and `docs/BENCHMARKS.md` for the measurement).
 pub const MAX_CHUNK: usize = 512 * 1024;
 
+/// The web seed charges the bucket in steps of this many bytes, the size of a block peers
+/// are sent in: the bucket serves whoever asks when tokens are there, so a web seed waiting
+/// for a whole chunk's worth at once would never get it while peers keep taking blocks.
+pub const CHARGE_STEP: u64 = 16 * 1024;
+
 /// The shortest span the peers' upload rate is measured over.
 pub const PEER_RATE_WINDOW: Duration = Duration::from_secs(1);
 
@@ -237,7 +242,7 @@ impl Bandwidth {
         let Some(limiter) = &self.limiter else {
             return;
         };
-        let step = limiter.burst_bytes().max(1) as u64;
+        let step = CHARGE_STEP.min(limiter.burst_bytes().max(1) as u64);
         let mut left = bytes;
         while left > 0 {
             let take = left.min(step);
