@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use common::*;
 use swarmcdn_client::{Client, Release};
+use swarmcdn_proto::PeerId;
 use swarmcdn_proto::manifest::{ReleaseName, Version};
+use swarmcdn_proto::tracker::{AnnounceEvent, AnnounceRequest, AnnounceResponse};
 use swarmcdn_seeder::store::Store;
 use swarmcdn_seeder::tracker_api::TrackerApi;
 use tokio::net::TcpListener;
@@ -128,6 +130,26 @@ async fn publish_fetch_update_unpublish_and_restart() {
         status(format!("{}/api/v1/torrents/{}", tracker.url, v2.info_hash)).await,
         404
     );
+    // Its swarm is closed too: an announce for it is refused, one for 1.0.0 is answered
+    // (`stopped`, so that the made-up peer is not handed to anyone).
+    for (info_hash, registered) in [(v2.info_hash, false), (v1.info_hash, true)] {
+        let mut request = AnnounceRequest::new(info_hash, PeerId::new([7; 20]), 9);
+        request.event = AnnounceEvent::Stopped;
+        let body = http
+            .get(format!("{}/announce?{}", tracker.url, request.to_query()))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let answer = AnnounceResponse::from_bytes(&body).unwrap();
+        assert_eq!(
+            matches!(answer, AnnounceResponse::Success(_)),
+            registered,
+            "{info_hash}: {answer:?}"
+        );
+    }
     let latest = api.latest(&name).await.unwrap().expect("a latest release");
     assert_eq!(latest.unverified_manifest().version(), &v1.version);
     seeder.wait_for(|c| c.get(&v2.info_hash).is_none()).await;

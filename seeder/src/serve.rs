@@ -20,11 +20,12 @@
 //! [`Client::add_torrent`](swarmcdn_client::Client::add_torrent), which seeds data already in
 //! the cache folder.
 //!
-//! The client engine re-verifies the store when it starts and moves a damaged release aside
-//! (`S/H.partial`), after which the store no longer holds it complete and it is not served.
-//! That check *is* the start-up verify pass: the engine is started before the first catalog
-//! is built, and the catalog then skips its own re-hashing (`verify_on_start` applies only
-//! with `peer_seeding = false`, which runs a web seed only). So a restart hashes the store
+//! The client engine re-verifies the store when it starts and seeds only the releases it
+//! found complete and intact. That check *is* the start-up verify pass: the engine is
+//! started before the first catalog is built, and the catalog then skips its own re-hashing
+//! and leaves out every release the engine looked at and does not seed
+//! ([`StoreWatcher::checked_elsewhere`]; `verify_on_start` applies only with
+//! `peer_seeding = false`, which runs a web seed only). So a restart hashes the store
 //! once, not twice; `/metrics` shows how much (`swarmcdn_seeder_startup_verified_bytes`).
 //!
 //! The engine uploads under the same token bucket as the web seed ([`Bandwidth::limiter`]):
@@ -56,7 +57,7 @@ use tokio::sync::{Semaphore, watch};
 use tracing::Instrument;
 
 use crate::bandwidth::Bandwidth;
-use crate::catalog::{Catalog, StoreWatcher};
+use crate::catalog::{Catalog, CheckedElsewhere, StoreWatcher};
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
@@ -194,7 +195,7 @@ impl Seeder {
         let store = Store::open(&config.store)?;
         let metrics = Arc::new(Metrics::new());
         let bandwidth = Arc::new(Bandwidth::from_config(&config));
-        {
+        let listed = {
             let store = store.clone();
             tokio::task::spawn_blocking(move || {
                 match store.remove_stale_temporaries(STALE_TEMP_AGE) {
@@ -204,19 +205,30 @@ impl Seeder {
                         tracing::warn!(%error, "cannot clear old temporary store entries")
                     }
                 }
+                store.info_hashes()
             })
             .await
-            .map_err(|e| ServeError::Internal(e.to_string()))?;
-        }
+            .map_err(|e| ServeError::Internal(e.to_string()))??
+        };
+        let mut watcher = StoreWatcher::new(store, Arc::clone(&metrics), config.verify_on_start);
         let peer = if config.peer_seeding {
             let peer = start_peer_seeding(&config, &bandwidth).await?;
             metrics.startup_verified("peer_engine", peer.restored_bytes());
+            // The engine seeds exactly the releases it found complete and intact.
+            let mut intact = std::collections::BTreeSet::new();
+            for info_hash in &listed {
+                if peer.torrent(*info_hash).await.is_some() {
+                    intact.insert(*info_hash);
+                }
+            }
+            watcher.checked_elsewhere(CheckedElsewhere {
+                checked: listed,
+                intact,
+            });
             Some(peer)
         } else {
             None
         };
-        let verify = config.verify_on_start && peer.is_none();
-        let mut watcher = StoreWatcher::new(store, Arc::clone(&metrics), verify);
         let first = tokio::task::spawn_blocking(move || {
             let first = watcher.refresh(&Catalog::default());
             (watcher, first)

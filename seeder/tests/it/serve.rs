@@ -125,3 +125,47 @@ async fn a_release_damaged_at_start_is_not_served() {
     seeder.stop().await;
     tracker.stop().await;
 }
+
+#[tokio::test]
+async fn with_peer_seeding_the_engines_check_is_the_only_verify_pass() {
+    let tracker = TrackerDouble::start().await;
+    let ws = Workspace::new();
+    ws.write("a.js", b"intact");
+    let good = ws.publish(&tracker.url, "good", Some("1.0.0")).await;
+    ws.write("a.js", b"to be damaged");
+    let bad = ws.publish(&tracker.url, "bad", Some("1.0.0")).await;
+    let file = ws.store.join(bad.info_hash.to_hex()).join("bad-1.0.0/a.js");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[0] ^= 0x20;
+    std::fs::write(&file, bytes).unwrap();
+
+    // Peer seeding on, verify_on_start on (the defaults): the engine re-hashes the store
+    // once, and what it does not seed is not served over HTTP either.
+    let seeder = RunningSeeder::start(ws.config()).await;
+    {
+        let catalog = seeder.releases.borrow();
+        assert!(catalog.get(&good.info_hash).is_some());
+        assert!(catalog.get(&bad.info_hash).is_none());
+    }
+    let metrics = reqwest::get(format!("{}/metrics", seeder.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("swarmcdn_seeder_startup_verified_bytes_total{by=\"peer_engine\"}"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("swarmcdn_seeder_startup_verified_bytes_total{by=\"store\"}"),
+        "the store was hashed a second time: {metrics}"
+    );
+    let url = format!("{}/webseed/{}/bad-1.0.0/a.js", seeder.url, bad.info_hash);
+    assert_eq!(
+        reqwest::get(&url).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    seeder.stop().await;
+    tracker.stop().await;
+}
