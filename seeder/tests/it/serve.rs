@@ -3,6 +3,7 @@
 
 use reqwest::StatusCode;
 use swarmcdn_seeder::config::Config;
+use swarmcdn_seeder::publish::Published;
 use swarmcdn_seeder::store::Store;
 
 use crate::support::{RunningSeeder, TrackerDouble, Workspace};
@@ -87,8 +88,8 @@ async fn a_restarted_seeder_serves_the_same_store() {
     tracker.stop().await;
 }
 
-#[tokio::test]
-async fn a_release_damaged_at_start_is_not_served() {
+/// Two releases in a store, `good` and `bad`, and a byte of `bad` flipped after publishing.
+async fn one_good_one_damaged() -> (TrackerDouble, Workspace, Published, Published) {
     let tracker = TrackerDouble::start().await;
     let ws = Workspace::new();
     ws.write("a.js", b"intact");
@@ -99,6 +100,12 @@ async fn a_release_damaged_at_start_is_not_served() {
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[0] ^= 0x20;
     std::fs::write(&file, bytes).unwrap();
+    (tracker, ws, good, bad)
+}
+
+#[tokio::test]
+async fn a_release_damaged_at_start_is_not_served() {
+    let (tracker, ws, good, bad) = one_good_one_damaged().await;
 
     // Peer seeding is off in this test: the peer engine verifies on its own and moves a
     // damaged release aside, which is not what is tested here.
@@ -128,16 +135,7 @@ async fn a_release_damaged_at_start_is_not_served() {
 
 #[tokio::test]
 async fn with_peer_seeding_the_engines_check_is_the_only_verify_pass() {
-    let tracker = TrackerDouble::start().await;
-    let ws = Workspace::new();
-    ws.write("a.js", b"intact");
-    let good = ws.publish(&tracker.url, "good", Some("1.0.0")).await;
-    ws.write("a.js", b"to be damaged");
-    let bad = ws.publish(&tracker.url, "bad", Some("1.0.0")).await;
-    let file = ws.store.join(bad.info_hash.to_hex()).join("bad-1.0.0/a.js");
-    let mut bytes = std::fs::read(&file).unwrap();
-    bytes[0] ^= 0x20;
-    std::fs::write(&file, bytes).unwrap();
+    let (tracker, ws, good, bad) = one_good_one_damaged().await;
 
     // Peer seeding on, verify_on_start on (the defaults): the engine re-hashes the store
     // once, and what it does not seed is not served over HTTP either.
@@ -147,12 +145,7 @@ async fn with_peer_seeding_the_engines_check_is_the_only_verify_pass() {
         assert!(catalog.get(&good.info_hash).is_some());
         assert!(catalog.get(&bad.info_hash).is_none());
     }
-    let metrics = reqwest::get(format!("{}/metrics", seeder.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = seeder.metrics().await;
     assert!(
         metrics.contains("swarmcdn_seeder_startup_verified_bytes_total{by=\"peer_engine\"}"),
         "{metrics}"

@@ -457,6 +457,16 @@ impl RunningSeeder {
             .unwrap();
     }
 
+    /// The `/metrics` text.
+    pub(crate) async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Stops the seeder, checks it stopped without error and let go of its port.
     pub(crate) async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());

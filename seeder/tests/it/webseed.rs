@@ -397,14 +397,7 @@ async fn over_its_share_the_web_seed_answers_503_with_retry_after() {
         StatusCode::OK
     );
 
-    let metrics = client
-        .get(format!("{}/metrics", seeder.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = seeder.metrics().await;
     assert!(
         metrics.contains("swarmcdn_seeder_webseed_throttled_total 1"),
         "{metrics}"
@@ -458,14 +451,7 @@ async fn metrics_count_bytes_per_release_and_health_answers() {
         .bytes()
         .await
         .unwrap();
-    let metrics = client
-        .get(format!("{}/metrics", seeder.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = seeder.metrics().await;
     let line = format!(
         "swarmcdn_seeder_webseed_bytes_total{{info_hash=\"{}\",name=\"share-button\",version=\"1.0.0\"}} {}",
         published.info_hash,
