@@ -196,6 +196,15 @@ async fn publish_fetch_update_unpublish_and_restart() {
     let progress = release.progress();
     assert_eq!(progress.bytes_from_http, 0, "{progress:?}");
     assert_eq!(progress.bytes_from_peers, v1_size, "{progress:?}");
+    let metrics = seeder.metrics().await;
+    let to_peers = metric(
+        &metrics,
+        &format!(
+            "swarmcdn_seeder_peer_bytes_total{{info_hash=\"{}\",name=\"{NAME}\",version=\"1.0.0\"}}",
+            v1.info_hash.to_hex()
+        ),
+    );
+    assert!(to_peers >= v1_size as f64, "{metrics}");
     stop_client(fourth).await;
     seeder.stop().await;
     tracker.stop().await;

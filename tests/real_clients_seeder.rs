@@ -129,17 +129,26 @@ async fn download(client: &'static str, source: Source) {
     }
     // Which way they went.
     let metrics = seeder.metrics().await;
-    let over_http = metric(
-        &metrics,
-        &format!(
-            "swarmcdn_seeder_webseed_bytes_total{{info_hash=\"{}\",name=\"{NAME}\",version=\"1.0.0\"}}",
-            published.info_hash.to_hex()
-        ),
-    );
-    let size: usize = files.iter().map(|(_, b)| b.len()).sum();
+    let bytes = |series: &str| {
+        metric(
+            &metrics,
+            &format!(
+                "swarmcdn_seeder_{series}_bytes_total{{info_hash=\"{}\",name=\"{NAME}\",version=\"1.0.0\"}}",
+                published.info_hash.to_hex()
+            ),
+        )
+    };
+    let (over_http, to_peers) = (bytes("webseed"), bytes("peer"));
+    let size = files.iter().map(|(_, b)| b.len()).sum::<usize>() as f64;
     match source {
-        Source::PeerWire => assert_eq!(over_http, 0.0, "{test}: {metrics}"),
-        Source::WebSeedOnly => assert!(over_http >= size as f64, "{test}: {metrics}"),
+        Source::PeerWire => {
+            assert_eq!(over_http, 0.0, "{test}: {metrics}");
+            assert!(to_peers >= size, "{test}: {metrics}");
+        }
+        Source::WebSeedOnly => {
+            assert!(over_http >= size, "{test}: {metrics}");
+            assert_eq!(to_peers, 0.0, "{test}: {metrics}");
+        }
     }
 
     seeder.stop().await;

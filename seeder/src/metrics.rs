@@ -10,7 +10,7 @@
 //! | metric | labels | what |
 //! |---|---|---|
 //! | `swarmcdn_seeder_webseed_bytes_total` | `info_hash`, `name`, `version` | body bytes sent by the web seed |
-//! | `swarmcdn_seeder_peer_bytes_total` | `info_hash`, `name`, `version` | bytes uploaded to peers (filled once peer seeding runs) |
+//! | `swarmcdn_seeder_peer_bytes_total` | `info_hash`, `name`, `version` | bytes uploaded to peers (the peer engine's count, brought up to date when `/metrics` is read) |
 //! | `swarmcdn_seeder_webseed_requests_total` | `status` | web-seed responses by status code |
 //! | `swarmcdn_seeder_webseed_throttled_total` | | requests turned away with `503` (over the web seed's share) |
 //! | `swarmcdn_seeder_releases` | | releases being served |

@@ -101,6 +101,10 @@ struct Shared {
     bandwidth: Arc<Bandwidth>,
     metrics: Arc<Metrics>,
     response_slots: Arc<Semaphore>,
+    /// The peer engine, whose upload counters `/metrics` reads.
+    peer: std::sync::OnceLock<swarmcdn_client::Client>,
+    /// One `/metrics` at a time copies the engine's counters.
+    peer_sync: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -119,7 +123,33 @@ impl AppState {
             response_slots: Arc::new(Semaphore::new(
                 max_concurrent_responses.clamp(1, Semaphore::MAX_PERMITS),
             )),
+            peer: std::sync::OnceLock::new(),
+            peer_sync: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// Makes `/metrics` report what `peer` uploaded per release (the first engine set
+    /// stays).
+    pub fn set_peer_engine(&self, peer: swarmcdn_client::Client) {
+        let _ = self.0.peer.set(peer);
+    }
+
+    /// Brings each served release's peer-wire byte counter up to what the engine's session
+    /// of it has uploaded.
+    async fn sync_peer_counters(&self) {
+        let Some(peer) = self.0.peer.get() else {
+            return;
+        };
+        let _one_at_a_time = self.0.peer_sync.lock().await;
+        for served in self.catalog().releases() {
+            if let Some(handle) = peer.torrent(served.release.info_hash).await {
+                let uploaded = handle.progress().uploaded_bytes;
+                let counted = served.counters.peer.get();
+                if uploaded > counted {
+                    served.counters.peer.inc_by(uploaded - counted);
+                }
+            }
+        }
     }
 
     /// The current catalog snapshot.
@@ -152,6 +182,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    state.sync_peer_counters().await;
     (
         [(
             header::CONTENT_TYPE,
@@ -254,6 +285,9 @@ impl Seeder {
         );
         let (sender, receiver) = watch::channel(Arc::new(catalog));
         let state = AppState::new(receiver, bandwidth, metrics, config.max_concurrent_requests);
+        if let Some(peer) = &peer {
+            state.set_peer_engine(peer.clone());
+        }
         Ok(Self {
             config,
             state,
