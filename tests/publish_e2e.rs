@@ -210,13 +210,23 @@ async fn publish_fetch_update_unpublish_and_restart() {
     tracker.stop().await;
 }
 
-/// Every path below `root` with its size (folders as `name/`), sorted.
+/// Every path of the store's releases below `root` with its size (folders as `name/`),
+/// sorted; what the peer engine keeps beside them (its lock, peer entries and manifests) is
+/// left out.
 fn snapshot(root: &std::path::Path) -> Vec<(String, u64)> {
+    let engines = [
+        swarmcdn_client::client::LOCK_FILE,
+        swarmcdn_client::client::PEERS_DIR,
+        swarmcdn_client::client::MANIFEST_DIR,
+    ];
     let mut out = Vec::new();
     let mut stack = vec![root.to_owned()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let entry = entry.unwrap();
+            if dir == root && engines.iter().any(|name| entry.file_name() == *name) {
+                continue;
+            }
             let meta = entry.metadata().unwrap();
             let rel = entry
                 .path()

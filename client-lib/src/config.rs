@@ -40,6 +40,10 @@ pub const DEFAULT_SNUB_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default [`ClientConfig::numwant`].
 pub const DEFAULT_NUMWANT: u32 = 50;
+/// Default [`ClientConfig::update_interval`]: a new version reaches sites within a minute.
+pub const DEFAULT_UPDATE_INTERVAL: Duration = Duration::from_secs(60);
+/// The shortest [`ClientConfig::update_interval`] honoured (shorter ones are raised to it).
+pub const MIN_UPDATE_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How a [`Client`](crate::Client) behaves. Build it with
 /// [`Client::builder`](crate::Client::builder); every field has a default.
@@ -58,7 +62,8 @@ pub struct ClientConfig {
     pub listen_addr: SocketAddr,
     /// The cache folder: releases too large for memory, the torrents next to them and the
     /// verified manifests. Releases found there at start-up are verified and seeded again.
-    /// `None` (the default) keeps everything in memory and forgets it at exit.
+    /// `None` (the default) keeps everything in memory and forgets it at exit. Several
+    /// clients may share one folder (see [`LOCK_FILE`](crate::client::LOCK_FILE)).
     pub cache_dir: Option<PathBuf>,
     /// The most bytes of release content kept in memory. Default [`DEFAULT_MEMORY_BUDGET`].
     pub memory_budget: u64,
@@ -95,7 +100,8 @@ pub struct ClientConfig {
     /// peers at start).
     pub scheduler: SchedulerConfig,
     /// Peers dialled for every torrent besides those trackers hand out (e.g. a site's own
-    /// other servers, or a seeder's address).
+    /// other servers, or a seeder's address). When no tracker answers and no manifest is
+    /// cached, `get` also asks them for the release's signed manifest.
     pub bootstrap_peers: Vec<SocketAddr>,
     /// Bounds for web-seed (HTTP) requests: timeouts, concurrency, backoff clamps.
     pub web_seed: WebSeedLimits,
@@ -113,6 +119,11 @@ pub struct ClientConfig {
     /// How long [`Client::add_magnet`](crate::Client::add_magnet) looks for a peer that
     /// gives the torrent's metadata (BEP 9), when no tracker has the torrent.
     pub metadata_timeout: Duration,
+    /// How often the trackers are asked for a newer version of every release the client
+    /// serves as "latest" (see [`Client::latest`](crate::Client::latest)); a newer one is
+    /// downloaded and verified in full before it replaces the one served. `None` (or zero)
+    /// turns polling off. Default [`DEFAULT_UPDATE_INTERVAL`].
+    pub update_interval: Option<Duration>,
 }
 
 impl Default for ClientConfig {
@@ -140,6 +151,7 @@ impl Default for ClientConfig {
             announce_retry_max: DEFAULT_ANNOUNCE_RETRY_MAX,
             numwant: DEFAULT_NUMWANT,
             metadata_timeout: DEFAULT_METADATA_TIMEOUT,
+            update_interval: Some(DEFAULT_UPDATE_INTERVAL),
         }
     }
 }
@@ -153,6 +165,10 @@ impl ClientConfig {
         self.snub_timeout = self.snub_timeout.max(Duration::from_millis(10));
         self.announce_retry_min = self.announce_retry_min.max(Duration::from_millis(10));
         self.announce_retry_max = self.announce_retry_max.max(self.announce_retry_min);
+        self.update_interval = self
+            .update_interval
+            .filter(|i| !i.is_zero())
+            .map(|i| i.max(MIN_UPDATE_INTERVAL));
         self
     }
 }
@@ -183,5 +199,23 @@ mod tests {
         .sanitized();
         assert_eq!((c.max_peers_per_torrent, c.max_concurrent_dials), (1, 1));
         assert_eq!(c.announce_retry_max, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_zero_update_interval_turns_polling_off_and_tiny_ones_are_raised() {
+        assert_eq!(
+            ClientConfig::default().sanitized().update_interval,
+            Some(DEFAULT_UPDATE_INTERVAL)
+        );
+        let off = ClientConfig {
+            update_interval: Some(Duration::ZERO),
+            ..ClientConfig::default()
+        };
+        assert_eq!(off.sanitized().update_interval, None);
+        let tiny = ClientConfig {
+            update_interval: Some(Duration::from_micros(1)),
+            ..ClientConfig::default()
+        };
+        assert_eq!(tiny.sanitized().update_interval, Some(MIN_UPDATE_INTERVAL));
     }
 }

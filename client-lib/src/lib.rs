@@ -37,6 +37,31 @@
 //! # }
 //! ```
 //!
+//! A site serves the *latest* release of a name with [`Client::latest`] (what the router's
+//! latest routes use): the first call fetches it, later ones answer from memory, and the
+//! client polls the trackers every [`ClientConfig::update_interval`], switching to a newer
+//! version only once it is downloaded and verified in full, never to an older one. Code that
+//! wants to know watches the switch:
+//!
+//! ```no_run
+//! # async fn example(client: swarmcdn_client::Client) -> Result<(), swarmcdn_client::GetError> {
+//! let current = client.latest("share-button").await?;
+//! println!("serving {}", current.version());
+//! let mut updates = client.watch_latest("share-button")?;
+//! while updates.changed().await.is_ok() {
+//!     if let Some(release) = updates.borrow_and_update().as_ref() {
+//!         println!("switched to {}", release.version());
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Several clients may share a cache folder: the first owns the release content on disk,
+//! the others keep theirs in memory, and all share the verified manifests and find each
+//! other as peers (see [`client::PEERS_DIR`]), so a site started while the tracker and the
+//! web seed are down still gets a release from the sites already running.
+//!
 //! The parts, each in its own module: the [`scheduler`] (a pure state machine deciding what
 //! to ask of which peer and when to use HTTP), [`peer`] connections, [`webseed`]s (BEP 19),
 //! [`storage`] (verified piece stores and the cache), the [`tracker_client`], and the

@@ -2,7 +2,8 @@
 //! load swarm assets from its own origin.
 //!
 //! Routes (relative to the mount point):
-//! - `GET|HEAD /{name}/{*path}`: a file of the latest verified release of `name`;
+//! - `GET|HEAD /{name}/{*path}`: a file of the release of `name` the client serves as latest
+//!   ([`Client::latest`]);
 //! - `GET|HEAD /{name}@{version}/{*path}`: a file of that exact version;
 //! - `GET|HEAD /{name}` and `/{name}@{version}`: a JSON index of the release, with each file's
 //!   `integrity` (the manifest's SRI value) so a page can write `<script integrity=...>`.
@@ -14,6 +15,11 @@
 //!   with `Retry-After` (the download carries on inside the client). Nothing partial is served.
 //! - The `ETag` is the file's SHA-256 from the signed manifest, so it changes exactly when the
 //!   content does; `If-None-Match` gives `304` without reading the file.
+//! - A latest route costs no tracker round trip: it reads the client's "latest" pointer, which
+//!   the client's update poll moves forward only once a newer version is fully downloaded and
+//!   verified. Each request resolves that pointer once and answers from that one [`Release`],
+//!   so a response (file or index, whose `version` says which) never mixes two versions. A
+//!   pinned route naming the version served as latest is answered from the same pointer.
 //! - The latest release moves, so it is cached briefly and revalidated; a pinned version never
 //!   changes, so it is `immutable`.
 //! - Scripts loaded from another origin with `integrity` need CORS, hence
@@ -184,8 +190,11 @@ fn common_headers(headers: &mut HeaderMap) {
 async fn fetch(state: &AppState, release: &ReleaseRef) -> Result<Release, Response> {
     let getting = async {
         match &release.version {
-            None => state.client.get(&release.name).await,
-            Some(version) => state.client.get_version(&release.name, version).await,
+            None => state.client.latest(&release.name).await,
+            Some(version) => match state.client.latest_at(&release.name, version) {
+                Some(current) => Ok(current),
+                None => state.client.get_version(&release.name, version).await,
+            },
         }
     };
     match tokio::time::timeout(state.config.fetch_timeout, getting).await {

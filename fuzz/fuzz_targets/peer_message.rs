@@ -2,13 +2,14 @@
 //!
 //! Any byte stream a peer can send: the handshake and message decoders never panic, both
 //! message decoders agree, every decoded message re-encodes to exactly the bytes it came from,
-//! and extension payloads decode without panicking.
+//! extension payloads decode without panicking, and a decoded `swarmcdn_manifest` message
+//! survives a re-encode.
 #![no_main]
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use swarmcdn_proto::peer::{
-    Bitfield, ExtendedHandshake, Handshake, Message, MetadataMessage, WireLimits,
+    Bitfield, ExtendedHandshake, Handshake, ManifestMessage, Message, MetadataMessage, WireLimits,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -31,6 +32,11 @@ fuzz_target!(|data: &[u8]| {
                     }
                     Message::Extended { payload, .. } => {
                         let _ = MetadataMessage::decode(&Bytes::clone(payload));
+                        if let Ok(manifest) = ManifestMessage::decode(payload) {
+                            let mut again = Vec::new();
+                            manifest.encode(&mut again);
+                            assert_eq!(ManifestMessage::decode(&again), Ok(manifest));
+                        }
                     }
                     Message::Bitfield(bits) => {
                         let _ = Bitfield::from_payload(bits, (bits.len() as u32).saturating_mul(8));

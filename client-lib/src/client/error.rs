@@ -1,7 +1,8 @@
 //! The client's errors, one enum per entry point, with variants shaped by what the caller
 //! does next: fix its configuration ([`BuildError`]), give up on a release it cannot trust
 //! ([`GetError::UntrustedKey`], [`GetError::BadSignature`], [`GetError::InfoHashMismatch`],
-//! [`GetError::Integrity`]), try again later ([`GetError::TrackerUnreachable`]), or report a
+//! [`GetError::Integrity`]), try again later ([`GetError::TrackerUnreachable`],
+//! [`GetError::NoManifestSource`]), or report a
 //! name that does not exist ([`GetError::NotFound`]).
 
 use std::sync::Arc;
@@ -73,6 +74,32 @@ pub enum GetError {
     /// No tracker is configured and no verified copy of the manifest is cached.
     #[error("no tracker configured and no cached manifest for {0}")]
     NoTracker(ReleaseName),
+    /// No tracker answered (or none is configured), no verified copy of the manifest is
+    /// cached, and no bootstrap peer gave one (unreachable, or it holds none). Try again
+    /// later. A peer that offered a manifest we cannot trust gives
+    /// [`GetError::UntrustedKey`], [`GetError::BadSignature`] or [`GetError::WrongRelease`]
+    /// instead.
+    #[error(
+        "no tracker reachable for {name}, no cached manifest, and no bootstrap peer gave one ({peers})"
+    )]
+    NoManifestSource {
+        /// The name asked for.
+        name: ReleaseName,
+        /// Each bootstrap peer asked and why it gave nothing.
+        peers: String,
+        /// The last tracker error, if a tracker is configured.
+        #[source]
+        tracker: Option<TrackerError>,
+    },
+    /// The manifest came from bootstrap peers but none of them gave the metainfo it names
+    /// (BEP 9). Nothing was downloaded or cached.
+    #[error("no peer gave the metainfo of {info_hash}: {reason}")]
+    MetadataUnavailable {
+        /// The info-hash the manifest names.
+        info_hash: InfoHash,
+        /// What was tried.
+        reason: String,
+    },
     /// The manifest is signed by a key that is not trusted. Nothing was downloaded or cached.
     #[error("the manifest of {name} is signed by an untrusted key {key}")]
     UntrustedKey {

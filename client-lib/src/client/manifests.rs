@@ -120,6 +120,25 @@ impl ManifestCache {
     }
 }
 
+impl ManifestCache {
+    /// The names with at least one saved manifest (on disk: the name folders; whether an
+    /// entry still verifies is checked when it is loaded). Blocking when on disk.
+    pub(crate) fn names(&self) -> Vec<ReleaseName> {
+        let Some(dir) = &self.dir else {
+            let memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+            return memory.keys().cloned().collect();
+        };
+        let Ok(listing) = fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        listing
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok()?.parse().ok())
+            .collect()
+    }
+}
+
 /// The versions with a manifest in `folder`.
 fn saved_versions(folder: &Path) -> Vec<Version> {
     let Ok(listing) = fs::read_dir(folder) else {
@@ -208,6 +227,7 @@ mod tests {
         cache.save(&entry("1.9.0", 3)).unwrap();
 
         let reopened = ManifestCache::open(Some(dir.path())).unwrap();
+        assert_eq!(reopened.names(), vec![name.clone()]);
         let latest = reopened.load(&name, None, &trusted).unwrap();
         assert_eq!(
             latest.manifest.unverified_manifest().version(),
@@ -264,7 +284,9 @@ mod tests {
         let trusted = [signing_key_from_seed([1; 32]).verifying_key()];
         let cache = ManifestCache::open(None).unwrap();
         assert!(cache.dir().is_none());
+        assert!(cache.names().is_empty());
         cache.save(&entry("0.1.0", 1)).unwrap();
         assert!(cache.load(&name, None, &trusted).is_some());
+        assert_eq!(cache.names(), vec![name]);
     }
 }

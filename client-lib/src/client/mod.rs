@@ -5,7 +5,8 @@
 //! is where trust is established, in this order, before anything is downloaded or cached:
 //!
 //! 1. the signed manifest comes from a tracker (or, when no tracker answers, from the
-//!    manifests this client verified before);
+//!    manifests this client verified before, else from the bootstrap peers: see
+//!    `client/directory.rs`);
 //! 2. its signature must verify against a pinned publisher key, and it must be the
 //!    manifest of the release asked for;
 //! 3. the metainfo (from the cache, else the tracker) must have the info-hash the manifest
@@ -18,10 +19,13 @@
 //! and the seeding of a release restored from the cache all use the same session, which
 //! keeps seeding after completion until [`Client::shutdown`].
 
+mod directory;
 mod error;
 mod magnet;
 mod manifests;
 mod release;
+mod shared_folder;
+mod updates;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -42,6 +46,7 @@ use tracing::Instrument;
 pub use error::{AddError, BuildError, GetError, ReadError};
 pub use manifests::MANIFEST_DIR;
 pub use release::{Release, TorrentHandle};
+pub use shared_folder::{LOCK_FILE, MAX_LOCAL_PEERS, PEERS_DIR};
 
 use crate::config::ClientConfig;
 use crate::peer::{Listener, PeerRegistry, UploadLimiter};
@@ -49,6 +54,7 @@ use crate::scheduler::{DeadlinePolicy, SchedulerConfig};
 use crate::session::{self, SessionHandle, SessionParams, Shared};
 use crate::storage::{Cache, CacheConfig, Placement, StorageError, Store, StoreKind};
 use crate::tracker_client::{TrackerClient, TrackerError};
+use directory::Directory;
 use error::StartError;
 use manifests::{CachedManifest, ManifestCache};
 
@@ -161,7 +167,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Dials `addr` for every release, besides the peers trackers hand out.
+    /// Dials `addr` for every release, besides the peers trackers hand out, and asks it for
+    /// a release's signed manifest when no tracker answers and none is cached.
     pub fn bootstrap_peer(mut self, addr: SocketAddr) -> Self {
         self.config.bootstrap_peers.push(addr);
         self
@@ -209,13 +216,19 @@ struct Inner {
     shared: Arc<Shared>,
     trackers: Vec<TrackerClient>,
     cache: Option<Arc<Cache>>,
-    manifests: ManifestCache,
+    manifests: Arc<ManifestCache>,
+    /// The names whose manifests this client hands to peers.
+    directory: Arc<Directory>,
     /// One session per release; the lock also serialises starting them.
     sessions: tokio::sync::Mutex<HashMap<InfoHash, SessionHandle>>,
     /// (release, manifest signature) pairs whose files were verified in this process.
     verified: Mutex<HashSet<(InfoHash, [u8; 64])>>,
     /// Bytes of release content re-hashed when the cache folder was restored.
     restored_bytes: AtomicU64,
+    /// The release served as "latest" for each name (see [`updates`]).
+    latest: updates::LatestReleases,
+    /// This client's peer entry (and lock) in a shared cache folder, let go at shutdown.
+    presence: Mutex<Option<shared_folder::Presence>>,
     shutdown: CancellationToken,
 }
 
@@ -226,7 +239,7 @@ impl Client {
     }
 
     async fn start(config: ClientConfig) -> Result<Client, BuildError> {
-        let config = config.sanitized();
+        let mut config = config.sanitized();
         let mut conn_opts = config.connection.clone();
         if let Some(kib) = config.upload_rate_kib {
             conn_opts.upload_limiter = NonZeroU32::new(kib).map(UploadLimiter::new);
@@ -251,7 +264,10 @@ impl Client {
             .map(|url| TrackerClient::new(url, tracker_http.clone()))
             .collect();
 
-        let cache = match &config.cache_dir {
+        // The release content of a folder another live client owns stays in memory; the
+        // manifests are shared and the clients on it are dialled (see `shared_folder`).
+        let owned = shared_folder::join(&mut config, listen_addr).await?;
+        let cache = match config.cache_dir.as_ref().filter(|_| owned.is_some()) {
             Some(dir) => {
                 let cache_config = CacheConfig {
                     dir: dir.clone(),
@@ -280,18 +296,27 @@ impl Client {
                 source,
             })?
         };
+        let manifests = Arc::new(manifests);
 
         let registry = PeerRegistry::new();
         let conn_limit = listener.connection_limit();
         let tasks = TaskTracker::new();
         let shutdown = CancellationToken::new();
-        let router = registry.clone();
+        let peer_id = PeerId::with_random_suffix(rand::random());
+        let (directory, directory_incoming) = Directory::open(peer_id, &manifests).await;
+        let (router, dir) = (registry.clone(), Arc::clone(&directory));
         tasks.spawn(
             listener
-                .run(move |ih| router.route(ih), shutdown.clone())
+                .run(
+                    move |ih| router.route(ih).or_else(|| dir.route(ih)),
+                    shutdown.clone(),
+                )
                 .instrument(tracing::info_span!("peer_listener", %listen_addr)),
         );
-        let peer_id = PeerId::with_random_suffix(rand::random());
+        let presence = config
+            .cache_dir
+            .as_deref()
+            .map(|dir| shared_folder::Presence::announce(dir, peer_id, listen_addr, owned));
         tracing::info!(%listen_addr, %peer_id, "swarmcdn client started");
         let shared = Arc::new(Shared {
             config,
@@ -304,19 +329,35 @@ impl Client {
             tracker_http,
             tasks,
         });
+        shared.tasks.spawn(
+            directory::serve(
+                Arc::clone(&directory),
+                directory_incoming,
+                Arc::clone(&manifests),
+                Arc::clone(&shared),
+                shutdown.clone(),
+            )
+            .instrument(tracing::info_span!("directory")),
+        );
         let client = Client {
             inner: Arc::new(Inner {
                 shared,
                 trackers,
                 cache,
                 manifests,
+                directory,
                 sessions: tokio::sync::Mutex::new(HashMap::new()),
                 verified: Mutex::new(HashSet::new()),
                 restored_bytes: AtomicU64::new(0),
+                latest: updates::LatestReleases::default(),
+                presence: Mutex::new(presence),
                 shutdown,
             }),
         };
         client.restore().await?;
+        if let Some(interval) = client.config().update_interval {
+            updates::spawn_poller(&client, interval);
+        }
         Ok(client)
     }
 
@@ -354,6 +395,12 @@ impl Client {
         self.inner.restored_bytes.load(Ordering::Relaxed)
     }
 
+    /// Whether this client keeps release content in its cache folder: false without one, or
+    /// when another live client owns the folder (see [`LOCK_FILE`]).
+    pub fn owns_cache(&self) -> bool {
+        self.inner.cache.is_some()
+    }
+
     /// This client's peer id.
     pub fn peer_id(&self) -> PeerId {
         self.inner.shared.peer_id
@@ -371,9 +418,13 @@ impl Client {
     }
 
     /// The latest release of `name`, verified. See the [module docs](self) for the checks.
+    /// It always asks the trackers; [`Client::latest`] answers from what the client already
+    /// serves. A release got here becomes the one served as latest if it is newer.
     pub async fn get(&self, name: &str) -> Result<Release, GetError> {
         let name: ReleaseName = name.parse()?;
-        self.fetch(name, None).await
+        let release = self.fetch(name.clone(), None).await?;
+        self.inner.latest.offer(&name, &release);
+        Ok(release)
     }
 
     /// Version `version` of `name`, verified.
@@ -395,7 +446,15 @@ impl Client {
             Some(v) => format!("{name} {v}"),
             None => name.to_string(),
         };
-        let (signed, source) = self.find_manifest(&name, version.as_ref()).await?;
+        let (signed, source) = match self.find_manifest(&name, version.as_ref()).await {
+            Err(e @ (GetError::TrackerUnreachable { .. } | GetError::NoTracker(_)))
+                if !self.inner.shared.config.bootstrap_peers.is_empty() =>
+            {
+                let signed = self.manifest_from_peers(&name, version.as_ref(), e).await?;
+                (signed, ManifestSource::Peers)
+            }
+            found => found?,
+        };
         let manifest = signed.verify(trusted).map_err(|e| match e {
             ManifestError::UntrustedKey { key } => GetError::UntrustedKey {
                 name: name.clone(),
@@ -427,6 +486,10 @@ impl Client {
                         Some(metainfo) => Arc::new(metainfo),
                         None => Arc::new(self.metainfo_from(&name, tracker, info_hash).await?),
                     },
+                    ManifestSource::Peers => match self.cached_metainfo(info_hash).await {
+                        Some(metainfo) => Arc::new(metainfo),
+                        None => Arc::new(self.metainfo_from_peers(info_hash).await?),
+                    },
                 };
                 if metainfo.info_hash() != info_hash {
                     return Err(GetError::InfoHashMismatch {
@@ -440,6 +503,13 @@ impl Client {
                 let announce = match &source {
                     ManifestSource::Tracker(tracker) => vec![tracker.announce_url()],
                     ManifestSource::Cache(_) => Vec::new(),
+                    // Back in the swarm as soon as a tracker is.
+                    ManifestSource::Peers => self
+                        .inner
+                        .trackers
+                        .iter()
+                        .map(TrackerClient::announce_url)
+                        .collect(),
                 };
                 self.start_session(metainfo, announce).await?
             }
@@ -471,7 +541,7 @@ impl Client {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert((info_hash, *signed.signature()));
         }
-        if matches!(source, ManifestSource::Tracker(_)) {
+        if !matches!(source, ManifestSource::Cache(_)) {
             let entry = CachedManifest {
                 manifest: signed.clone(),
                 metainfo: Arc::clone(&session.metainfo),
@@ -484,6 +554,7 @@ impl Client {
                 tracing::warn!(%error, "cannot cache the manifest");
             }
         }
+        self.inner.directory.publish(&name);
         Ok(Release::new(
             signed,
             Arc::clone(&session.store),
@@ -780,6 +851,13 @@ impl Client {
         let tasks = &self.inner.shared.tasks;
         tasks.close();
         tasks.wait().await;
+        drop(
+            self.inner
+                .presence
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
         tracing::info!("swarmcdn client stopped");
     }
 }
@@ -789,6 +867,8 @@ impl Client {
 enum ManifestSource {
     Tracker(TrackerClient),
     Cache(CachedManifest),
+    /// The bootstrap peers (no tracker answered, nothing cached).
+    Peers,
 }
 
 /// Runs blocking storage work on tokio's blocking pool.

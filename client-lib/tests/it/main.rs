@@ -4,6 +4,7 @@
 
 mod common;
 
+mod bootstrap;
 mod fallback;
 mod integrity;
 mod magnet;
@@ -14,4 +15,5 @@ mod shutdown;
 mod swarm;
 mod tracker_down;
 mod trust;
+mod updates;
 mod versions;

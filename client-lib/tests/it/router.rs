@@ -18,15 +18,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::common::*;
 
-/// `client.router()` mounted at `/widgets` on 127.0.0.1:0.
-struct Site {
+/// `client.router()` mounted at `/widgets` on 127.0.0.1:0 (also used by `updates`).
+pub(crate) struct Site {
     addr: SocketAddr,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
 
 impl Site {
-    async fn start(routes: Router) -> Site {
+    pub(crate) async fn start(routes: Router) -> Site {
         let app = Router::new().nest("/widgets", routes);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -41,11 +41,11 @@ impl Site {
         Site { addr, stop, task }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}/widgets/{path}", self.addr)
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.cancel();
         tokio::time::timeout(WAIT, self.task)
             .await

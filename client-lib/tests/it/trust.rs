@@ -7,18 +7,28 @@ use std::path::Path;
 use axum::Router;
 use axum::routing::get;
 use swarmcdn_client::GetError;
+use swarmcdn_client::client::{LOCK_FILE, PEERS_DIR};
 use swarmcdn_proto::manifest::signing_key_from_seed;
 use tokio::net::TcpListener;
 
 use crate::common::*;
 
-/// Everything in a cache folder apart from empty folders.
+/// Everything in a cache folder apart from empty folders and the client's lock and peer
+/// entry.
 fn cached_files(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(folder) = stack.pop() {
         for entry in std::fs::read_dir(&folder).unwrap() {
             let path = entry.unwrap().path();
+            // The client's presence in the folder (its lock and peer entry), not content.
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if folder == dir && [LOCK_FILE, PEERS_DIR].contains(&name) {
+                continue;
+            }
             if path.is_dir() {
                 stack.push(path);
             } else {

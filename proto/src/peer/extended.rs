@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use bip_bencode::BRefAccess;
-use bytes::Bytes;
 
 use super::{MAX_METADATA_SIZE, Message, PeerWireError};
 use crate::bencode::{self, Limits, put_bytes, put_int};
@@ -167,12 +166,7 @@ impl ExtendedHandshake {
 
     /// The extended message (id [`EXTENDED_HANDSHAKE_ID`]) carrying this handshake.
     pub fn to_message(&self) -> Message {
-        let mut payload = Vec::new();
-        self.encode(&mut payload);
-        Message::Extended {
-            id: EXTENDED_HANDSHAKE_ID,
-            payload: Bytes::from(payload),
-        }
+        super::extended_message(EXTENDED_HANDSHAKE_ID, |out| self.encode(out))
     }
 }
 
@@ -195,6 +189,7 @@ pub(super) fn checked_metadata_size(size: i64) -> Result<u32, PeerWireError> {
 mod tests {
     use super::*;
     use crate::bencode::{BencodeError, Value};
+    use bytes::Bytes;
     use proptest::prelude::*;
 
     fn decode(bytes: &[u8]) -> Result<ExtendedHandshake, PeerWireError> {

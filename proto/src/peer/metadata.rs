@@ -164,12 +164,7 @@ impl MetadataMessage {
     /// The extended message carrying this one, under `extension_id`: the id the *receiver*
     /// gave [`UT_METADATA`] in its extended handshake.
     pub fn to_message(&self, extension_id: u8) -> Message {
-        let mut payload = Vec::new();
-        self.encode(&mut payload);
-        Message::Extended {
-            id: extension_id,
-            payload: Bytes::from(payload),
-        }
+        super::extended_message(extension_id, |out| self.encode(out))
     }
 }
 

@@ -1,6 +1,6 @@
 //! The peer wire: the handshake and the length-prefixed messages peers exchange over TCP
-//! (BEP 3), with the Fast extension (BEP 6), the extension protocol (BEP 10) and metadata
-//! exchange (BEP 9).
+//! (BEP 3), with the Fast extension (BEP 6), the extension protocol (BEP 10), metadata
+//! exchange (BEP 9) and swarmcdn's own manifest exchange ([`ManifestMessage`]).
 //!
 //! Why it looks the way it does:
 //!
@@ -45,6 +45,7 @@
 mod bitfield;
 mod extended;
 mod handshake;
+mod manifest_ext;
 mod message;
 mod metadata;
 
@@ -54,12 +55,26 @@ pub use extended::{
     MAX_EXTENSION_NAME_LEN, MAX_EXTENSIONS,
 };
 pub use handshake::{Handshake, PROTOCOL_PREFIX, Reserved};
+pub use manifest_ext::{
+    DIRECTORY_DOMAIN, MAX_MANIFEST_MESSAGE_LEN, ManifestMessage, SWARMCDN_MANIFEST,
+    directory_info_hash,
+};
 pub use message::Message;
 pub use metadata::{
     MAX_METADATA_SIZE, METADATA_PIECE_LEN, MetadataMessage, UT_METADATA, metadata_piece_count,
 };
 
 use crate::bencode::BencodeError;
+
+/// The extended message (BEP 10) under `id` whose payload `encode` writes.
+fn extended_message(id: u8, encode: impl FnOnce(&mut Vec<u8>)) -> Message {
+    let mut payload = Vec::new();
+    encode(&mut payload);
+    Message::Extended {
+        id,
+        payload: bytes::Bytes::from(payload),
+    }
+}
 
 /// Bounds on what a peer may send us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +182,12 @@ pub enum PeerWireError {
     /// such messages rather than drop the peer.
     #[error("unknown ut_metadata msg_type {0}")]
     UnknownMetadataMessageType(i64),
+    /// A `swarmcdn_manifest` message (a swarmcdn extension) is malformed.
+    #[error("invalid swarmcdn_manifest message: {reason}")]
+    InvalidManifestMessage {
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A metadata size (handshake `metadata_size` or ut_metadata `total_size`) is negative or
     /// over [`MAX_METADATA_SIZE`].
     #[error("metadata size {size} is outside 0..={limit}")]

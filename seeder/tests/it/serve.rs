@@ -162,3 +162,29 @@ async fn with_peer_seeding_the_engines_check_is_the_only_verify_pass() {
     seeder.stop().await;
     tracker.stop().await;
 }
+
+#[tokio::test]
+async fn a_second_serve_on_a_store_another_engine_holds_still_serves_the_web_seed() {
+    let tracker = TrackerDouble::start().await;
+    let ws = Workspace::new();
+    ws.widget();
+    let published = ws
+        .publish(&tracker.url, "share-button", Some("1.0.0"))
+        .await;
+    let first = RunningSeeder::start(ws.config()).await;
+    // The first one's engine holds the store; the second falls back to its own verify pass
+    // and serves every intact release over HTTP.
+    let second = RunningSeeder::start(ws.config()).await;
+    for seeder in [&first, &second] {
+        assert!(seeder.releases.borrow().get(&published.info_hash).is_some());
+    }
+    assert!(
+        second
+            .metrics()
+            .await
+            .contains("swarmcdn_seeder_startup_verified_bytes_total{by=\"store\"}")
+    );
+    second.stop().await;
+    first.stop().await;
+    tracker.stop().await;
+}
