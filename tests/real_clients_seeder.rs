@@ -44,23 +44,12 @@ enum Source {
     WebSeedOnly,
 }
 
-/// The release: a few files, several pieces, random bytes.
+/// The release: a few files, several pieces, bytes without a pattern.
 fn release_files() -> Vec<(&'static str, Vec<u8>)> {
-    let random = |len: usize| -> Vec<u8> {
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64 ^ len as u64;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect()
-    };
     vec![
         ("index.html", b"<script src=widget.js></script>\n".to_vec()),
-        ("widget.js", random(300_000)),
-        ("assets/sprite.bin", random(2 * 1024 * 1024 + 4321)),
+        ("widget.js", noise(300_000, 1)),
+        ("assets/sprite.bin", noise(2 * 1024 * 1024 + 4321, 2)),
     ]
 }
 

@@ -41,10 +41,7 @@ async fn setup() -> Setup {
     let tracker_dir = tempfile::tempdir().unwrap();
     let tracker = TestTracker::start(tracker_dir.path(), 300).await;
     let publisher = Publisher::new(&tracker);
-    let payload: Vec<u8> = (0..RELEASE_BYTES as u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    publisher.write_files(&[("big.bin", payload)]);
+    publisher.write_files(&[("big.bin", noise(RELEASE_BYTES, 3))]);
     // No web seed in the torrent: the leecher gets bytes from peers only.
     let published = publisher.publish(NAME, Some("1.0.0"), "").await;
     let config = swarmcdn_seeder::config::Config {

@@ -216,6 +216,14 @@ pub(crate) fn widget_files(variant: u8) -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// `len` bytes without a pattern a transfer could get right by accident (a multiplicative
+/// hash of the offset), different for each `seed`.
+pub(crate) fn noise(len: usize, seed: u32) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_add(seed << 24).wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
 /// Our seeder's `serve`, running in this process.
 pub(crate) struct TestSeeder {
     /// The web seed's base URL.
