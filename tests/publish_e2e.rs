@@ -21,6 +21,7 @@ use swarmcdn_proto::manifest::{ReleaseName, Version};
 use swarmcdn_proto::tracker::{AnnounceEvent, AnnounceRequest, AnnounceResponse};
 use swarmcdn_seeder::store::Store;
 use swarmcdn_seeder::tracker_api::TrackerApi;
+use swarmcdn_test_support::payload::sha256_hex;
 use tokio::net::TcpListener;
 
 const NAME: &str = "share-button";

@@ -23,9 +23,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::interop::{Script, free_port_pair, require_clients};
 use common::*;
 use swarmcdn_seeder::publish::Published;
+use swarmcdn_test_support::ClientProcess;
+use swarmcdn_test_support::interop::{fetch_command, free_port_pair, require_clients};
+use swarmcdn_test_support::payload::sha256_hex;
 use tokio::net::TcpListener;
 
 /// Seconds one transfer may take (the clients' 10 s choke rounds dominate).
@@ -86,25 +88,23 @@ async fn download(client: &'static str, source: Source) {
     );
 
     let (torrent, expect, out) = prepare_fetch(dir.path(), &published, &files);
-    let port = free_port_pair();
-    let mut fetch = Script::spawn(
-        "fetch-with.sh",
-        &[
-            client,
-            torrent.to_str().unwrap(),
-            out.to_str().unwrap(),
-            &FETCH_TIMEOUT_SECS.to_string(),
-            &port.to_string(),
-        ],
-        &[("EXPECT_SHA256_FILE", expect.to_str().unwrap())],
-        dir.path().join("fetch.log"),
+    let mut command = fetch_command(
+        client,
+        &torrent,
+        &out,
+        FETCH_TIMEOUT_SECS,
+        free_port_pair(&[]),
     );
+    command.env("EXPECT_SHA256_FILE", &expect);
+    let log = dir.path().join("fetch.log");
+    let mut fetch = ClientProcess::spawn(client, command, log.clone());
     let status = fetch
-        .wait(Duration::from_secs(FETCH_TIMEOUT_SECS + 60))
+        .wait_exit(Duration::from_secs(FETCH_TIMEOUT_SECS + 60))
         .await
-        .unwrap_or_else(|| panic!("{test}: fetch-with.sh did not exit\n{}", fetch.output()));
-    assert!(status.success(), "{test}: {status}\n{}", fetch.output());
-    assert!(fetch.output().contains(&format!("DONE {client}")));
+        .unwrap_or_else(|| panic!("{test}: fetch-with.sh did not exit\n{}", fetch.tail()));
+    assert!(status.success(), "{test}: {status}\n{}", fetch.tail());
+    let output = std::fs::read_to_string(&log).unwrap();
+    assert!(output.contains(&format!("DONE {client}")), "{output}");
 
     // The bytes, checked here too.
     let root = out.join(published.metainfo.info().name());

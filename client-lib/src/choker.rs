@@ -26,9 +26,11 @@
 //!   [`NEW_PEER_WEIGHT`] times as much in the draw: it has nothing to trade yet, and the
 //!   optimistic slot is its way in. The outgoing holder is drawn again only if nobody else
 //!   is waiting.
-//! - **Anti-snubbing.** While leeching, a peer that unchoked us while we are interested in
-//!   it, and then sent nothing for [`ChokerConfig::snub_timeout`], gets no regular slot: it
-//!   loses one at the next rechoke. It may still be drawn for the optimistic slot.
+//! - **No snub notion of its own.** Snubbing has one meaning in the client,
+//!   [`ClientConfig::snub_timeout`](crate::ClientConfig::snub_timeout): a peer that leaves
+//!   our block requests unanswered that long is disconnected by its session, which takes
+//!   it out of the choker (its slot is free at the next poll). A second, slower clock here
+//!   would never fire first.
 //! - **Only interested peers are unchoked**, optimistic slot included: an uninterested peer
 //!   cannot use a slot. BEP 3 suggests leaving fast uninterested peers unchoked, so that they
 //!   can start at once if they become interested; we choke a peer as soon as it loses
@@ -106,9 +108,6 @@ pub struct ChokerConfig {
     pub rechoke_interval: Duration,
     /// How long a peer keeps the optimistic slot before it is drawn again.
     pub optimistic_interval: Duration,
-    /// While leeching, a peer that unchoked us while we are interested and has sent nothing
-    /// for this long is *snubbed*: it gets no regular slot.
-    pub snub_timeout: Duration,
     /// The span over which transfer rates are measured.
     pub rate_window: Duration,
     /// A peer connected this recently and never unchoked on this connection is *new*: it
@@ -122,7 +121,6 @@ impl Default for ChokerConfig {
             regular_slots: 4,
             rechoke_interval: Duration::from_secs(10),
             optimistic_interval: Duration::from_secs(30),
-            snub_timeout: Duration::from_secs(60),
             rate_window: Duration::from_secs(20),
             new_peer_window: Duration::from_secs(60),
         }
@@ -135,7 +133,6 @@ impl ChokerConfig {
         for duration in [
             &mut self.rechoke_interval,
             &mut self.optimistic_interval,
-            &mut self.snub_timeout,
             &mut self.rate_window,
             &mut self.new_peer_window,
         ] {
@@ -218,14 +215,6 @@ struct PeerState {
     interested: bool,
     /// When the peer last became interested: the longest waiting peer goes first on ties.
     interested_since: Option<Instant>,
-    /// We are interested in the peer.
-    am_interested: bool,
-    /// The peer chokes us (as every connection starts).
-    peer_choking: bool,
-    /// Since when we are interested and the peer unchokes us, i.e. we expect data.
-    expecting_since: Option<Instant>,
-    /// When the peer last sent us a piece.
-    last_block: Option<Instant>,
     /// We have unchoked this peer at least once on this connection.
     tried: bool,
     /// Our current choke state towards it: unchoked iff `Some`.
@@ -242,24 +231,10 @@ impl PeerState {
             connected_at: now,
             interested: false,
             interested_since: None,
-            am_interested: false,
-            peer_choking: true,
-            expecting_since: None,
-            last_block: None,
             tried: false,
             slot: None,
             downloaded: RateWindow::default(),
             uploaded: RateWindow::default(),
-        }
-    }
-
-    /// Starts or stops the snub clock after a change of interest or of their choke.
-    fn update_expectation(&mut self, now: Instant) {
-        let expecting = self.am_interested && !self.peer_choking;
-        if !expecting {
-            self.expecting_since = None;
-        } else if self.expecting_since.is_none() {
-            self.expecting_since = Some(now);
         }
     }
 }
@@ -344,23 +319,6 @@ impl Choker {
         }
     }
 
-    /// We sent INTERESTED (`true`) or NOT_INTERESTED (`false`) to the peer: with
-    /// [`Choker::peer_choking`], this tells when the peer may be snubbing us.
-    pub fn am_interested(&mut self, peer: PeerKey, interested: bool, now: Instant) {
-        if let Some(state) = self.peers.get_mut(&peer) {
-            state.am_interested = interested;
-            state.update_expectation(now);
-        }
-    }
-
-    /// The peer sent CHOKE (`true`) or UNCHOKE (`false`) to us.
-    pub fn peer_choking(&mut self, peer: PeerKey, choking: bool, now: Instant) {
-        if let Some(state) = self.peers.get_mut(&peer) {
-            state.peer_choking = choking;
-            state.update_expectation(now);
-        }
-    }
-
     /// The peer sent us `bytes` of piece data.
     pub fn record_download(&mut self, peer: PeerKey, bytes: u64, now: Instant) {
         let bucket = self.bucket_of(now);
@@ -368,7 +326,6 @@ impl Choker {
             && bytes > 0
         {
             state.downloaded.add(bucket, bytes);
-            state.last_block = Some(state.last_block.map_or(now, |last| last.max(now)));
         }
     }
 
@@ -380,8 +337,8 @@ impl Choker {
         }
     }
 
-    /// Whether we have the whole torrent: a seed ranks peers by how fast we upload to them
-    /// and ignores snubbing. A change re-ranks the regular slots at the next poll.
+    /// Whether we have the whole torrent: a seed ranks peers by how fast we upload to them.
+    /// A change re-ranks the regular slots at the next poll.
     pub fn set_seeding(&mut self, seeding: bool) {
         if self.seeding != seeding {
             self.seeding = seeding;
@@ -498,11 +455,7 @@ impl Choker {
         let holder = self.optimistic_peer();
         let bucket = self.bucket_of(now);
         let mut candidates: Vec<Candidate> = interested
-            .filter(|(key, p)| {
-                Some(**key) != holder
-                    && !regular.contains(*key)
-                    && (self.seeding || !self.is_snubbed(p, now))
-            })
+            .filter(|(key, _)| Some(**key) != holder && !regular.contains(*key))
             .map(|(key, p)| Candidate {
                 peer: *key,
                 rate: self.rate_of(p, bucket),
@@ -592,15 +545,6 @@ impl Choker {
         }
         actions.append(&mut unchokes);
         actions
-    }
-
-    /// Snubbing us: we expect data from it and none came for `snub_timeout`.
-    fn is_snubbed(&self, peer: &PeerState, now: Instant) -> bool {
-        let Some(since) = peer.expecting_since else {
-            return false;
-        };
-        let last = peer.last_block.map_or(since, |block| block.max(since));
-        now.saturating_duration_since(last) >= self.config.snub_timeout
     }
 
     /// New to us: recently connected and never given a slot.
@@ -992,60 +936,10 @@ mod tests {
     }
 
     #[test]
-    fn snubbed_peer_loses_its_regular_slot_while_leeching() {
-        let mut b = Bench::new(1);
-        b.join(1, 0);
-        b.c.am_interested(PeerKey(1), true, b.at(0));
-        b.c.peer_choking(PeerKey(1), false, b.at(0));
-        assert_eq!(b.poll(0), vec![unchoke(1)]);
-        b.join(2, 0);
-        assert_eq!(b.poll(0), vec![unchoke(2)]);
-        b.join(3, 1_000);
-        b.download(1, 16 * KIB, 5_000);
-        for second in 1..=69 {
-            b.poll(second * 1_000);
-            assert_eq!(b.regular(), vec![1], "at {second} s");
-        }
-        // 65 s since its last block at the 70 s rechoke: snubbed.
-        let actions = b.poll(70_000);
-        assert!(actions.contains(&choke(1)), "{actions:?}");
-        assert!(!b.c.is_unchoked(PeerKey(1)));
-        assert!(!b.regular().is_empty());
-        // Data clears the snub; it is the fastest again at the next rechoke.
-        b.download(1, 16 * KIB, 75_000);
-        b.poll(80_000);
-        assert_eq!(b.regular(), vec![1]);
-    }
-
-    #[test]
-    fn snub_clock_runs_only_while_we_expect_data() {
-        let mut b = Bench::new(1);
-        b.join(1, 0);
-        b.c.am_interested(PeerKey(1), true, b.at(0));
-        b.poll(0);
-        b.join(2, 0);
-        b.poll(0);
-        // It chokes us for a long time: not snubbing, since we expect nothing.
-        b.c.peer_choking(PeerKey(1), false, b.at(100_000));
-        for second in 100..160 {
-            b.poll(second * 1_000);
-            assert_eq!(b.regular(), vec![1], "at {second} s");
-        }
-        // Rechoke at 160 s, 60 s after it unchoked us. Peer 2's optimistic turn ends at the
-        // same time and it takes the regular slot; the snubbed peer may still be drawn for
-        // the optimistic slot, and is (nobody else waits).
-        b.poll(160_000);
-        assert_eq!(b.regular(), vec![2], "60 s of silence");
-        assert_eq!(b.optimistic(), Some(1));
-    }
-
-    #[test]
-    fn snubbing_does_not_apply_while_seeding() {
+    fn a_seed_keeps_the_peer_it_uploads_to_fastest() {
         let mut b = Bench::new(1);
         b.c.set_seeding(true);
         b.join(1, 0);
-        b.c.am_interested(PeerKey(1), true, b.at(0));
-        b.c.peer_choking(PeerKey(1), false, b.at(0));
         b.poll(0);
         b.join(2, 0);
         b.poll(0);
@@ -1066,9 +960,6 @@ mod tests {
         for peer in 11..=13 {
             b.c.peer_connected(PeerKey(peer), b.at(0));
         }
-        // Snubbing only decides between competitors: with no limit there are none.
-        b.c.am_interested(PeerKey(1), true, b.at(0));
-        b.c.peer_choking(PeerKey(1), false, b.at(0));
         let actions = b.poll(0);
         assert_eq!(actions, (1..=10).map(unchoke).collect::<Vec<_>>());
         assert_eq!(b.optimistic(), None);
@@ -1119,14 +1010,13 @@ mod tests {
         let config = ChokerConfig {
             rechoke_interval: Duration::ZERO,
             optimistic_interval: Duration::ZERO,
-            snub_timeout: Duration::MAX,
             rate_window: Duration::ZERO,
             new_peer_window: Duration::MAX,
             regular_slots: 1,
         };
         let mut b = Bench::with(config);
         assert_eq!(b.c.config().rechoke_interval, MIN_DURATION);
-        assert_eq!(b.c.config().snub_timeout, MAX_DURATION);
+        assert_eq!(b.c.config().new_peer_window, MAX_DURATION);
         b.join(1, 0);
         b.join(2, 0);
         b.poll(0);
@@ -1155,8 +1045,6 @@ mod tests {
         let mut b = Bench::new(1);
         let stranger = PeerKey(9);
         b.c.peer_interested(stranger, true, b.at(0));
-        b.c.am_interested(stranger, true, b.at(0));
-        b.c.peer_choking(stranger, false, b.at(0));
         b.c.record_download(stranger, KIB, b.at(0));
         b.c.record_upload(stranger, KIB, b.at(0));
         b.c.peer_disconnected(stranger);
@@ -1170,8 +1058,6 @@ mod tests {
         Connect(u64),
         Disconnect(u64),
         Interested(u64, bool),
-        AmInterested(u64, bool),
-        PeerChoking(u64, bool),
         Download(u64, u64),
         Upload(u64, u64),
         Seeding(bool),
@@ -1185,8 +1071,6 @@ mod tests {
             1 => peer.clone().prop_map(Event::Connect),
             1 => peer.clone().prop_map(Event::Disconnect),
             3 => (peer.clone(), any::<bool>()).prop_map(|(p, i)| Event::Interested(p, i)),
-            1 => (peer.clone(), any::<bool>()).prop_map(|(p, i)| Event::AmInterested(p, i)),
-            1 => (peer.clone(), any::<bool>()).prop_map(|(p, c)| Event::PeerChoking(p, c)),
             1 => (peer.clone(), 0u64..1_000_000).prop_map(|(p, n)| Event::Download(p, n)),
             1 => (peer, 0u64..1_000_000).prop_map(|(p, n)| Event::Upload(p, n)),
             1 => any::<bool>().prop_map(Event::Seeding),
@@ -1236,10 +1120,7 @@ mod tests {
             .collect();
         if !waiting.is_empty() {
             assert!(c.optimistic.is_some(), "optimistic slot idle");
-            assert!(
-                regular == slots || waiting.iter().all(|p| !c.seeding && c.is_snubbed(p, now)),
-                "a regular slot idle"
-            );
+            assert!(regular == slots, "a regular slot idle");
         }
         assert!(
             c.next_wakeup().is_none_or(|w| w > now),
@@ -1272,8 +1153,6 @@ mod tests {
                         sent.remove(&PeerKey(p));
                     }
                     Event::Interested(p, i) => c.peer_interested(PeerKey(p), i, now),
-                    Event::AmInterested(p, i) => c.am_interested(PeerKey(p), i, now),
-                    Event::PeerChoking(p, x) => c.peer_choking(PeerKey(p), x, now),
                     Event::Download(p, n) => c.record_download(PeerKey(p), n, now),
                     Event::Upload(p, n) => c.record_upload(PeerKey(p), n, now),
                     Event::Seeding(s) => c.set_seeding(s),

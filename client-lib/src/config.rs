@@ -16,7 +16,9 @@ use swarmcdn_proto::manifest::VerifyingKey;
 use crate::choker::ChokerConfig;
 use crate::peer::ConnectionOptions;
 use crate::scheduler::SchedulerConfig;
-use crate::storage::{DEFAULT_DISK_BUDGET, DEFAULT_MEMORY_BUDGET, DEFAULT_MEMORY_THRESHOLD};
+use crate::storage::{
+    CacheMode, DEFAULT_DISK_BUDGET, DEFAULT_MEMORY_BUDGET, DEFAULT_MEMORY_THRESHOLD,
+};
 use crate::webseed::WebSeedLimits;
 
 /// Default [`ClientConfig::listen_addr`]: every interface, a port the OS picks.
@@ -38,6 +40,8 @@ pub const DEFAULT_MAX_CONCURRENT_DIALS: usize = 8;
 pub const DEFAULT_SNUB_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default [`ClientConfig::metadata_timeout`].
 pub const DEFAULT_METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default [`ClientConfig::get_timeout`].
+pub const DEFAULT_GET_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default [`ClientConfig::numwant`].
 pub const DEFAULT_NUMWANT: u32 = 50;
 /// Default [`ClientConfig::update_interval`]: a new version reaches sites within a minute.
@@ -50,8 +54,8 @@ pub const MIN_UPDATE_INTERVAL: Duration = Duration::from_millis(10);
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Base URLs of the swarmcdn trackers to ask for manifests and metainfo
-    /// (`http://tracker.example:6969`), tried in order. Their `/announce` is also announced
-    /// to for releases fetched from them. Default: none (only
+    /// (`http://tracker.example:6969`), tried in order. Every release the client seeds is
+    /// also announced to their `/announce`, besides its torrent's own trackers. Default: none (only
     /// [`Client::add_torrent`](crate::Client::add_torrent) works then).
     pub trackers: Vec<String>,
     /// Publisher keys whose manifests are trusted. A manifest signed by any other key is
@@ -65,6 +69,12 @@ pub struct ClientConfig {
     /// `None` (the default) keeps everything in memory and forgets it at exit. Several
     /// clients may share one folder (see [`LOCK_FILE`](crate::client::LOCK_FILE)).
     pub cache_dir: Option<PathBuf>,
+    /// Whose the cache folder is. [`CacheMode::ReadWrite`] (the default): the client's own,
+    /// downloaded into, repaired and evicted from. [`CacheMode::SeedOnly`]: someone else's
+    /// store (the seeder's), from which complete, intact releases are seeded and nothing is
+    /// ever changed; a damaged release is skipped with a warning naming its bad pieces, and
+    /// a release not complete in it cannot be fetched.
+    pub cache_mode: CacheMode,
     /// The most bytes of release content kept in memory. Default [`DEFAULT_MEMORY_BUDGET`].
     pub memory_budget: u64,
     /// Releases up to this size are kept in memory when a cache folder is set, larger ones
@@ -89,10 +99,12 @@ pub struct ClientConfig {
     /// Who one torrent uploads to: regular slots by rate, an optimistic slot, rechoke
     /// timing (see [`crate::choker`]).
     pub choker: ChokerConfig,
-    /// A peer that has our requests and sends no block for this long is *snubbing* us: it
-    /// is disconnected (its pieces then count as nobody's, so they go to HTTP or other
-    /// peers) and not dialled again for
-    /// [`SNUB_REDIAL_DELAY`](crate::session::SNUB_REDIAL_DELAY).
+    /// The client's one snubbing setting. A peer that has had block requests of ours
+    /// outstanding for this long without sending a block is *snubbing* us: its session
+    /// disconnects it (its pieces then count as nobody's, so they go to HTTP or other
+    /// peers, and its upload slot is free for the choker to give away) and does not dial
+    /// it again for [`SNUB_REDIAL_DELAY`](crate::session::SNUB_REDIAL_DELAY). The choker
+    /// has no snub clock of its own. Default [`DEFAULT_SNUB_TIMEOUT`].
     pub snub_timeout: Duration,
     /// The piece scheduler's settings, among them the HTTP fallback policy:
     /// [`SchedulerConfig::deadline`] (how late a peer block may be before the piece goes to
@@ -124,6 +136,12 @@ pub struct ClientConfig {
     /// downloaded and verified in full before it replaces the one served. `None` (or zero)
     /// turns polling off. Default [`DEFAULT_UPDATE_INTERVAL`].
     pub update_interval: Option<Duration>,
+    /// The longest a whole [`Client::get`](crate::Client::get) (manifest, metainfo,
+    /// download, verification) or `add_*` call may take before it fails with a `Timeout`
+    /// error. A download cut off this way is never served; it goes on in the background,
+    /// holding no lease (so a later `get` resumes it, and the cache may evict it for room).
+    /// Default [`DEFAULT_GET_TIMEOUT`].
+    pub get_timeout: Duration,
 }
 
 impl Default for ClientConfig {
@@ -133,6 +151,7 @@ impl Default for ClientConfig {
             trusted_keys: Vec::new(),
             listen_addr: DEFAULT_LISTEN_ADDR,
             cache_dir: None,
+            cache_mode: CacheMode::ReadWrite,
             memory_budget: DEFAULT_MEMORY_BUDGET,
             memory_threshold: DEFAULT_MEMORY_THRESHOLD,
             disk_budget: DEFAULT_DISK_BUDGET,
@@ -152,6 +171,7 @@ impl Default for ClientConfig {
             numwant: DEFAULT_NUMWANT,
             metadata_timeout: DEFAULT_METADATA_TIMEOUT,
             update_interval: Some(DEFAULT_UPDATE_INTERVAL),
+            get_timeout: DEFAULT_GET_TIMEOUT,
         }
     }
 }
@@ -163,6 +183,7 @@ impl ClientConfig {
         self.max_peers_per_torrent = self.max_peers_per_torrent.max(1);
         self.max_concurrent_dials = self.max_concurrent_dials.max(1);
         self.snub_timeout = self.snub_timeout.max(Duration::from_millis(10));
+        self.get_timeout = self.get_timeout.max(Duration::from_millis(10));
         self.announce_retry_min = self.announce_retry_min.max(Duration::from_millis(10));
         self.announce_retry_max = self.announce_retry_max.max(self.announce_retry_min);
         self.update_interval = self
@@ -194,9 +215,15 @@ mod tests {
             max_concurrent_dials: 0,
             announce_retry_min: Duration::from_secs(10),
             announce_retry_max: Duration::from_secs(1),
+            get_timeout: Duration::ZERO,
             ..ClientConfig::default()
         }
         .sanitized();
+        assert_eq!(
+            c.get_timeout,
+            Duration::from_millis(10),
+            "a zero timeout would fail every get"
+        );
         assert_eq!((c.max_peers_per_torrent, c.max_concurrent_dials), (1, 1));
         assert_eq!(c.announce_retry_max, Duration::from_secs(10));
     }

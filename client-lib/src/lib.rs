@@ -6,8 +6,10 @@
 //! (checked against a pinned key), the torrent it names (checked against its info-hash),
 //! the pieces from peers and, for pieces no peer has or a peer is late with, from the
 //! publisher's web seed; every piece is SHA-1-checked whatever its source, every file
-//! SHA-256-checked against the manifest. What it has, it seeds to other sites until it
-//! shuts down.
+//! SHA-256-checked against the manifest. What it has, it seeds to other sites until the
+//! release is evicted from its cache (least recently used first, never while a handle
+//! reads it), removed with [`Client::remove`], or the client shuts down. A whole `get` is
+//! bounded by [`ClientConfig::get_timeout`].
 //!
 //! ```no_run
 //! use swarmcdn_client::Client;
@@ -82,7 +84,9 @@ pub mod tracker_client;
 pub mod webseed;
 
 pub use client::{
-    AddError, BuildError, Client, ClientBuilder, GetError, ReadError, Release, TorrentHandle,
+    AddError, BuildError, Client, ClientBuilder, GetError, ReadError, Release, RemoveError,
+    RemoveOptions, TorrentHandle,
 };
 pub use config::ClientConfig;
 pub use session::{DownloadError, PeerInfo, Progress, SessionStats};
+pub use storage::CacheMode;

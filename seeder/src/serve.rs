@@ -12,16 +12,25 @@
 //! a [`swarmcdn_client::Client`] whose cache folder *is* the store: the store's layout
 //! (`S/H/<files>` beside `S/H.torrent`) is the client cache's, so the client's start-up
 //! restore re-verifies and seeds every release already there, announcing to each torrent's
-//! trackers. The client ignores what the store keeps beside it (`S/H.manifest.json`,
-//! `S/H.withdrawn`, `S/.tmp-*`: names that are not an info-hash, or an info-hash with a
-//! suffix it does not know), and the store ignores the client's `S/manifests/` folder. Its
-//! disk budget is unbounded, so the cache never evicts (deletes) a stored release. A task
-//! follows [`Seeder::releases`] and hands every release that appears to
-//! [`Client::add_torrent`](swarmcdn_client::Client::add_torrent), which seeds data already in
-//! the cache folder.
+//! trackers and the configured one. The client ignores what the store keeps beside it
+//! (`S/H.manifest.json`, `S/H.withdrawn`, `S/.tmp-*`: names that are not an info-hash, or
+//! an info-hash with a suffix it does not know), and the store ignores the client's
+//! `S/manifests/` folder.
 //!
-//! The client engine re-verifies the store when it starts and seeds only the releases it
-//! found complete and intact. That check *is* the start-up verify pass: the engine is
+//! The store is the seeder's, not the client's: the client runs in
+//! [`CacheMode::SeedOnly`](swarmcdn_client::CacheMode::SeedOnly), so it verifies what it
+//! seeds without changing a byte or a name, never downloads into the store, never evicts,
+//! and skips a damaged release with a warning (repairing it is `verify`'s and `publish`'s
+//! job, not a peer engine's). A task follows [`Seeder::releases`]: every release that
+//! appears goes to [`Client::add_torrent`](swarmcdn_client::Client::add_torrent), which
+//! seeds the data already in the store, and every release the client seeds that is not in
+//! the catalog (unpublished or withdrawn while the daemon runs, or withdrawn but restored
+//! at start-up) goes to [`Client::remove`](swarmcdn_client::Client::remove), keeping its
+//! files: the session says `stopped` to the trackers and handshakes for it are refused from
+//! then on. `peer_seeding = false` runs a web seed only.
+//!
+//! The engine re-verifies the store when it starts and seeds only the releases it found
+//! complete and intact. That check *is* the start-up verify pass: the engine is
 //! started before the first catalog is built, and the catalog then skips its own re-hashing
 //! and leaves out every release the engine looked at and does not seed
 //! ([`StoreWatcher::checked_elsewhere`]; `verify_on_start` applies only with
@@ -31,12 +40,6 @@
 //! The engine uploads under the same token bucket as the web seed ([`Bandwidth::limiter`]):
 //! one cap for both.
 //!
-//! Two limits of the client as it stands, accepted for now: it has no call to stop seeding
-//! one release, so a release unpublished while the daemon runs stays seeded over the peer
-//! wire until the next restart (the tracker no longer lists it, so new downloaders do not
-//! come for it; a withdrawn release, whose content is kept, is seeded again after a restart
-//! too).
-//!
 //! The shape follows the workspace's convention: [`router`] builds the HTTP service from an
 //! [`AppState`], and [`run`] serves it on a listener the caller bound until a shutdown future
 //! completes, then stops the watcher and waits for it. In-flight responses get
@@ -44,6 +47,7 @@
 //! with a `Range` request, from us or from peers).
 
 use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -215,6 +219,7 @@ pub struct Seeder {
     catalog: watch::Sender<Arc<Catalog>>,
     watcher: StoreWatcher,
     peer: Option<swarmcdn_client::Client>,
+    peer_address: watch::Sender<Option<SocketAddr>>,
 }
 
 impl Seeder {
@@ -297,20 +302,15 @@ impl Seeder {
         if let Some(peer) = &peer {
             state.set_peer_engine(peer.clone());
         }
+        let peer_address = peer.as_ref().map(swarmcdn_client::Client::local_peer_addr);
         Ok(Self {
             config,
             state,
             catalog: sender,
             watcher,
             peer,
+            peer_address: watch::channel(peer_address).0,
         })
-    }
-
-    /// Where the peer engine accepts peer-wire connections (`None` with peer seeding off).
-    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
-        self.peer
-            .as_ref()
-            .map(swarmcdn_client::Client::local_peer_addr)
     }
 
     /// The request handlers' state.
@@ -322,6 +322,13 @@ impl Seeder {
     /// changes: what a peer-wire seeding component subscribes to.
     pub fn releases(&self) -> watch::Receiver<Arc<Catalog>> {
         self.catalog.subscribe()
+    }
+
+    /// The address of the peer-wire listener (known from [`Seeder::new`] on, which starts
+    /// the engine; `None` with `peer_seeding` off), as a channel that lives as long as the
+    /// seeder.
+    pub fn peer_address(&self) -> watch::Receiver<Option<SocketAddr>> {
+        self.peer_address.subscribe()
     }
 
     /// The upload cap, for peer uploads to share.
@@ -341,6 +348,7 @@ impl Seeder {
             catalog,
             watcher,
             peer,
+            peer_address: _keep_address,
         } = self;
         let (stop, stopped) = watch::channel(false);
         let releases = catalog.subscribe();
@@ -405,8 +413,8 @@ pub async fn run(
     Seeder::new(config).await?.run(listener, shutdown).await
 }
 
-/// Starts the client engine over the store, which restores (re-verifies) and seeds every
-/// release already there, uploading under the shared cap.
+/// Starts the client engine over the store, seed-only, which re-verifies and seeds every
+/// intact release already there, uploading under the shared cap.
 async fn start_peer_seeding(
     config: &Config,
     bandwidth: &Bandwidth,
@@ -415,7 +423,8 @@ async fn start_peer_seeding(
         .cache_dir(&config.store)
         .tracker(config.tracker.clone())
         .listen_addr(config.peer_listen)
-        // Nothing of the store may ever be evicted, and nothing goes to memory.
+        // The store is ours, not the engine's: it reads and seeds, never changes it.
+        .cache_mode(swarmcdn_client::CacheMode::SeedOnly)
         .disk_budget(u64::MAX)
         .memory_threshold(0);
     if let Some(limiter) = bandwidth.limiter() {
@@ -433,39 +442,50 @@ async fn stop_peer(peer: Option<&swarmcdn_client::Client>) {
     }
 }
 
-/// Hands every release that appears in the catalog to the client engine, until `stopped`
-/// turns true. Releases already seeded (restored at start-up, or added before) are left
-/// alone; see the module docs for releases that go.
+/// Keeps the client engine seeding exactly the catalog, until `stopped` turns true: every
+/// release that appears is handed to it, and every release it seeds that the catalog does
+/// not list is removed from it (its files stay: they are the store's).
 async fn follow_releases(
     client: swarmcdn_client::Client,
     mut releases: watch::Receiver<Arc<Catalog>>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut seeded = std::collections::BTreeSet::new();
     loop {
         let catalog = Arc::clone(&releases.borrow_and_update());
-        for served in catalog.releases() {
-            let info_hash = served.release.info_hash;
-            if seeded.contains(&info_hash) {
-                continue;
-            }
-            let torrent = served.release.metainfo.to_bytes();
-            let added = tokio::select! {
-                added = client.add_torrent(&torrent) => added,
-                _ = stopped.wait_for(|stop| *stop) => return,
-            };
-            match added {
-                Ok(_) => {
-                    seeded.insert(info_hash);
-                    tracing::debug!(%info_hash, "seeding a release");
-                }
-                // Tried again at the next change of the catalog.
-                Err(error) => tracing::warn!(%info_hash, %error, "cannot seed a release"),
-            }
+        let sync = sync_peer_seeding(&client, &catalog);
+        tokio::select! {
+            () = sync => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
         }
         tokio::select! {
             changed = releases.changed() => if changed.is_err() { return },
             _ = stopped.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// One pass of [`follow_releases`]. Failures are logged and tried again at the next change
+/// of the catalog.
+async fn sync_peer_seeding(client: &swarmcdn_client::Client, catalog: &Catalog) {
+    let seeded: std::collections::BTreeSet<_> = client.info_hashes().await.into_iter().collect();
+    for info_hash in seeded.iter().filter(|ih| catalog.get(ih).is_none()) {
+        let keep = swarmcdn_client::RemoveOptions::keep_data();
+        match client.remove(*info_hash, keep).await {
+            Ok(_) => tracing::info!(%info_hash, "no longer seeding a release over the peer wire"),
+            Err(error) => tracing::warn!(%info_hash, %error, "cannot stop seeding a release"),
+        }
+    }
+    for served in catalog.releases() {
+        let info_hash = served.release.info_hash;
+        if seeded.contains(&info_hash) {
+            continue;
+        }
+        match client
+            .add_torrent(&served.release.metainfo.to_bytes())
+            .await
+        {
+            Ok(_) => tracing::debug!(%info_hash, "seeding a release"),
+            Err(error) => tracing::warn!(%info_hash, %error, "cannot seed a release"),
         }
     }
 }

@@ -8,14 +8,11 @@
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code)]
 
-pub(crate) mod interop;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use swarmcdn_proto::manifest::{ReleaseName, SigningKey, Version};
 use swarmcdn_seeder::catalog::Catalog;
 use swarmcdn_seeder::config::Config as SeederConfig;
@@ -35,11 +32,6 @@ pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
 pub(crate) fn assert_port_free(address: SocketAddr) {
     std::net::TcpListener::bind(address)
         .unwrap_or_else(|e| panic!("{address} is still bound after shutdown: {e}"));
-}
-
-/// Lowercase hex SHA-256.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    data_encoding::HEXLOWER.encode(&Sha256::digest(bytes))
 }
 
 /// Our tracker, served by its library with its registry in a SQLite file.
@@ -244,7 +236,7 @@ impl TestSeeder {
     pub(crate) async fn start(config: SeederConfig, listener: TcpListener) -> Self {
         let seeder = Seeder::new(config).await.unwrap();
         let releases = seeder.releases();
-        let peer_address = seeder.peer_addr();
+        let peer_address = *seeder.peer_address().borrow();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(seeder.run(listener, async {

@@ -90,6 +90,7 @@ fn main() {
                 event: AnnounceEvent::Started,
                 left: if n.is_multiple_of(5) { 0 } else { 1 << 20 },
                 numwant: None,
+                peer_ids: false,
             };
             if let Err(error) = store.announce(&input, Timestamp::from_secs(0), &mut rng, &mut out)
             {

@@ -35,6 +35,7 @@
 //!         event: AnnounceEvent::Started,
 //!         left,
 //!         numwant: None,
+//!         peer_ids: false,
 //!     };
 //!     store.announce(&input, Timestamp::from_secs(0), &mut rng, &mut out)?;
 //! }

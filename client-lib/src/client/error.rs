@@ -159,6 +159,15 @@ pub enum GetError {
     /// The release could not be given a place in the cache (too large, cache full, I/O).
     #[error("cannot store the release: {0}")]
     Storage(#[source] Arc<StorageError>),
+    /// The whole `get` took longer than
+    /// [`ClientConfig::get_timeout`](crate::ClientConfig::get_timeout). Nothing partial
+    /// is served; the download goes on in the background, so trying again later may
+    /// succeed at once.
+    #[error("gave up after {after:?}")]
+    Timeout {
+        /// The timeout in force.
+        after: std::time::Duration,
+    },
     /// The client is shutting down.
     #[error("the client is shut down")]
     Shutdown,
@@ -194,6 +203,31 @@ pub enum AddError {
     },
     /// The release could not be given a place in the cache.
     #[error("cannot store the torrent: {0}")]
+    Storage(#[source] Arc<StorageError>),
+    /// The call took longer than
+    /// [`ClientConfig::get_timeout`](crate::ClientConfig::get_timeout) (looking for a
+    /// magnet's metadata, or making room in the cache).
+    #[error("gave up after {after:?}")]
+    Timeout {
+        /// The timeout in force.
+        after: std::time::Duration,
+    },
+    /// The client is shutting down.
+    #[error("the client is shut down")]
+    Shutdown,
+}
+
+/// Why [`Client::remove`](crate::Client::remove) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoveError {
+    /// A live [`Release`](crate::Release) or [`TorrentHandle`](crate::TorrentHandle) reads
+    /// the release's files, so they were not deleted (nothing was stopped). Drop the handles
+    /// and try again, or remove without deleting the data.
+    #[error("release {0} is in use by a handle; its files were not deleted")]
+    InUse(InfoHash),
+    /// The files could not be deleted (the session is stopped already).
+    #[error("cannot delete the release's files: {0}")]
     Storage(#[source] Arc<StorageError>),
     /// The client is shutting down.
     #[error("the client is shut down")]

@@ -17,10 +17,22 @@
 //!
 //! Sessions are shared: concurrent `get`s of one release, `add_torrent` of its metainfo
 //! and the seeding of a release restored from the cache all use the same session, which
-//! keeps seeding after completion until [`Client::shutdown`].
+//! keeps seeding after completion until the release leaves: [`Client::remove`], eviction,
+//! or [`Client::shutdown`].
+//!
+//! # Eviction and removal
+//! Everything downloaded is seeded until it is evicted. When a new release needs room in
+//! a budget (memory or disk), releases are evicted least recently used first (a `get`, an
+//! `add_*` or [`Client::torrent`] counts as a use): their session is stopped (a `stopped`
+//! announce, connections closed) and their data dropped. A release a reader holds (a live
+//! [`Release`] or [`TorrentHandle`], or a `get` in progress) is never evicted: handles hold
+//! a lease on the store, so their data stays readable; if leased and pinned releases leave
+//! no room, the new release fails with a storage error. [`Client::remove`] does the same
+//! for one release on request, optionally keeping its files.
 
 mod directory;
 mod error;
+mod eviction;
 mod magnet;
 mod manifests;
 mod release;
@@ -43,7 +55,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-pub use error::{AddError, BuildError, GetError, ReadError};
+pub use error::{AddError, BuildError, GetError, ReadError, RemoveError};
+pub use eviction::RemoveOptions;
 pub use manifests::MANIFEST_DIR;
 pub use release::{Release, TorrentHandle};
 pub use shared_folder::{LOCK_FILE, MAX_LOCAL_PEERS, PEERS_DIR};
@@ -52,14 +65,11 @@ use crate::config::ClientConfig;
 use crate::peer::{Listener, PeerRegistry, UploadLimiter};
 use crate::scheduler::{DeadlinePolicy, SchedulerConfig};
 use crate::session::{self, SessionHandle, SessionParams, Shared};
-use crate::storage::{Cache, CacheConfig, Placement, StorageError, Store, StoreKind};
+use crate::storage::{Cache, CacheConfig, CacheMode, StorageError, StoreLease};
 use crate::tracker_client::{TrackerClient, TrackerError};
 use directory::Directory;
 use error::StartError;
 use manifests::{CachedManifest, ManifestCache};
-
-/// How long a rejected release's removal waits for its session's tasks to let go of it.
-const DISCARD_WAIT: Duration = Duration::from_secs(2);
 
 /// Builds a [`Client`]; every setting has a default (see [`ClientConfig`]).
 #[derive(Debug, Clone, Default)]
@@ -91,6 +101,13 @@ impl ClientBuilder {
     /// found there at start-up.
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.config.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Whose the cache folder is (see [`ClientConfig::cache_mode`]): `SeedOnly` for a
+    /// store that belongs to someone else.
+    pub fn cache_mode(mut self, mode: CacheMode) -> Self {
+        self.config.cache_mode = mode;
         self
     }
 
@@ -180,6 +197,13 @@ impl ClientBuilder {
         self
     }
 
+    /// The longest a whole `get` or `add_*` call may take (see
+    /// [`ClientConfig::get_timeout`]).
+    pub fn get_timeout(mut self, timeout: Duration) -> Self {
+        self.config.get_timeout = timeout;
+        self
+    }
+
     /// Timeout of one web-seed request.
     pub fn http_timeout(mut self, timeout: Duration) -> Self {
         self.config.web_seed.request_timeout = timeout;
@@ -229,6 +253,8 @@ struct Inner {
     latest: updates::LatestReleases,
     /// This client's peer entry (and lock) in a shared cache folder, let go at shutdown.
     presence: Mutex<Option<shared_folder::Presence>>,
+    /// The logical clock of releases' last use (least-recently-used eviction).
+    clock: AtomicU64,
     shutdown: CancellationToken,
 }
 
@@ -274,6 +300,7 @@ impl Client {
                     disk_budget: config.disk_budget,
                     memory_budget: config.memory_budget,
                     memory_threshold: config.memory_threshold,
+                    mode: config.cache_mode,
                 };
                 let cache = blocking(move || Cache::open(cache_config))
                     .await
@@ -351,6 +378,7 @@ impl Client {
                 restored_bytes: AtomicU64::new(0),
                 latest: updates::LatestReleases::default(),
                 presence: Mutex::new(presence),
+                clock: AtomicU64::new(0),
                 shutdown,
             }),
         };
@@ -376,7 +404,9 @@ impl Client {
                 continue;
             };
             match self.start_session(Arc::new(metainfo), Vec::new()).await {
-                Ok(_) => tracing::info!(info_hash = %store.info_hash(), "seeding cached release"),
+                Ok(_leased) => {
+                    tracing::info!(info_hash = %store.info_hash(), "seeding cached release")
+                }
                 Err(error) => tracing::warn!(?error, "cannot seed a cached release"),
             }
         }
@@ -419,18 +449,27 @@ impl Client {
 
     /// The latest release of `name`, verified. See the [module docs](self) for the checks.
     /// It always asks the trackers; [`Client::latest`] answers from what the client already
-    /// serves. A release got here becomes the one served as latest if it is newer.
+    /// serves. If `name` is served as latest (or watched), a newer release got here becomes
+    /// the one served.
+    /// Fails with [`GetError::Timeout`] after [`ClientConfig::get_timeout`].
     pub async fn get(&self, name: &str) -> Result<Release, GetError> {
         let name: ReleaseName = name.parse()?;
-        let release = self.fetch(name.clone(), None).await?;
-        self.inner.latest.offer(&name, &release);
+        let after = self.inner.shared.config.get_timeout;
+        let release = bounded(after, self.fetch(name.clone(), None))
+            .await
+            .unwrap_or(Err(GetError::Timeout { after }))?;
+        self.inner.latest.offer_if_tracked(&name, &release);
         Ok(release)
     }
 
-    /// Version `version` of `name`, verified.
+    /// Version `version` of `name`, verified. Fails with [`GetError::Timeout`] after
+    /// [`ClientConfig::get_timeout`].
     pub async fn get_version(&self, name: &str, version: &Version) -> Result<Release, GetError> {
         let name: ReleaseName = name.parse()?;
-        self.fetch(name, Some(version.clone())).await
+        let after = self.inner.shared.config.get_timeout;
+        bounded(after, self.fetch(name, Some(version.clone())))
+            .await
+            .unwrap_or(Err(GetError::Timeout { after }))
     }
 
     async fn fetch(
@@ -476,8 +515,10 @@ impl Client {
 
         // The session (and its metainfo): running, cached, or from the tracker.
         let running = self.running_session(info_hash).await;
-        let session = match running {
-            Some(session) => session,
+        // The lease keeps the release from being evicted while it downloads and while the
+        // caller holds the Release.
+        let (session, lease) = match running {
+            Some(running) => running,
             None => {
                 let metainfo = match &source {
                     ManifestSource::Cache(cached) => Arc::clone(&cached.metainfo),
@@ -500,18 +541,7 @@ impl Client {
                 // Refuse a torrent that does not carry the manifest's files before
                 // downloading anything.
                 files(&metainfo)?;
-                let announce = match &source {
-                    ManifestSource::Tracker(tracker) => vec![tracker.announce_url()],
-                    ManifestSource::Cache(_) => Vec::new(),
-                    // Back in the swarm as soon as a tracker is.
-                    ManifestSource::Peers => self
-                        .inner
-                        .trackers
-                        .iter()
-                        .map(TrackerClient::announce_url)
-                        .collect(),
-                };
-                self.start_session(metainfo, announce).await?
+                self.start_session(metainfo, Vec::new()).await?
             }
         };
         let files = files(&session.metainfo)?;
@@ -532,6 +562,7 @@ impl Client {
                     .map_err(|_| GetError::Shutdown)?;
             if let Err(error) = verdict {
                 tracing::error!(%error, %info_hash, "release does not match its signed manifest");
+                drop(lease);
                 self.discard(session).await;
                 return Err(error);
             }
@@ -555,12 +586,7 @@ impl Client {
             }
         }
         self.inner.directory.publish(&name);
-        Ok(Release::new(
-            signed,
-            Arc::clone(&session.store),
-            files,
-            progress,
-        ))
+        Ok(Release::new(signed, lease, files, progress))
     }
 
     /// The manifest from the first tracker that has it. When none has it: `NotFound` if a
@@ -645,36 +671,44 @@ impl Client {
             .flatten()
     }
 
-    async fn running_session(&self, info_hash: InfoHash) -> Option<SessionHandle> {
+    /// The running session of `info_hash`, leased and marked used.
+    async fn running_session(&self, info_hash: InfoHash) -> Option<(SessionHandle, StoreLease)> {
         let sessions = self.inner.sessions.lock().await;
-        sessions
-            .get(&info_hash)
-            .filter(|s| !s.is_finished())
-            .cloned()
+        let session = sessions.get(&info_hash).filter(|s| !s.is_finished())?;
+        Some(self.use_session(session))
+    }
+
+    /// Leases `session`'s store and marks it used. Called with the session lock held, so
+    /// an eviction never picks a release between finding it and leasing it.
+    fn use_session(&self, session: &SessionHandle) -> (SessionHandle, StoreLease) {
+        let now = self.inner.clock.fetch_add(1, Ordering::Relaxed) + 1;
+        session.last_used.store(now, Ordering::Relaxed);
+        if let Some(cache) = &self.inner.cache {
+            cache.touch(&session.info_hash());
+        }
+        (session.clone(), session.store.lease())
     }
 
     /// The running session of `metainfo`'s torrent, or a new one (with the store the cache
-    /// gives it, which may already hold some or all of it).
+    /// gives it, which may already hold some or all of it). Every session announces to the
+    /// same set of trackers however it started (fetched, added, restored from the cache):
+    /// see [`announce_targets`].
     async fn start_session(
         &self,
         metainfo: Arc<Metainfo>,
         extra_announce: Vec<String>,
-    ) -> Result<SessionHandle, StartError> {
+    ) -> Result<(SessionHandle, StoreLease), StartError> {
         let info_hash = metainfo.info_hash();
         let mut sessions = self.inner.sessions.lock().await;
         if self.inner.shutdown.is_cancelled() {
             return Err(StartError::Shutdown);
         }
         if let Some(session) = sessions.get(&info_hash).filter(|s| !s.is_finished()) {
-            return Ok(session.clone());
+            return Ok(self.use_session(session));
         }
-        let store = self.open_store(&metainfo, &sessions).await?;
-        let mut announce_urls = metainfo.trackers();
-        for url in extra_announce {
-            if !announce_urls.contains(&url) {
-                announce_urls.push(url);
-            }
-        }
+        let store = self.open_store(&metainfo, &mut sessions).await?;
+        let configured = self.inner.trackers.iter().map(TrackerClient::announce_url);
+        let announce_urls = announce_targets(metainfo.trackers(), extra_announce, configured);
         let params = SessionParams {
             metainfo,
             store,
@@ -683,88 +717,44 @@ impl Client {
             stop: self.inner.shutdown.child_token(),
         };
         let session = session::spawn(params).map_err(|_| StartError::Shutdown)?;
-        sessions.insert(info_hash, session.clone());
-        Ok(session)
-    }
-
-    async fn open_store(
-        &self,
-        metainfo: &Arc<Metainfo>,
-        sessions: &HashMap<InfoHash, SessionHandle>,
-    ) -> Result<Arc<Store>, StartError> {
-        match &self.inner.cache {
-            Some(cache) => {
-                let (cache, metainfo) = (Arc::clone(cache), Arc::clone(metainfo));
-                blocking(move || cache.open_or_create(&metainfo, Placement::Auto))
-                    .await
-                    .map_err(StartError::Storage)
-            }
-            None => {
-                let size = metainfo.info().total_length();
-                let used: u64 = sessions
-                    .values()
-                    .filter(|s| !s.is_finished() && s.store.kind() == StoreKind::Memory)
-                    .map(|s| s.store.size())
-                    .sum();
-                let budget = self.inner.shared.config.memory_budget;
-                if used + size > budget {
-                    return Err(StartError::Storage(StorageError::CacheFull {
-                        needed: size,
-                        available: budget.saturating_sub(used),
-                    }));
-                }
-                Ok(Arc::new(Store::memory(metainfo)))
-            }
-        }
-    }
-
-    /// Stops a release's session and removes it from the cache (a release that failed its
-    /// manifest check is not kept). Its tasks let go of the store shortly after the stop;
-    /// if someone else still holds it after [`DISCARD_WAIT`], it stays until evicted (its
-    /// manifest is not saved, so `get` never serves it).
-    async fn discard(&self, session: SessionHandle) {
-        session.stop();
-        let info_hash = session.info_hash();
-        self.inner.sessions.lock().await.remove(&info_hash);
-        let mut progress = session.progress.clone();
-        drop(session);
-        // The session task drops its progress sender (and its store) when it ends.
-        while progress.changed().await.is_ok() {}
-        let Some(cache) = self.inner.cache.clone() else {
-            return;
-        };
-        let deadline = tokio::time::Instant::now() + DISCARD_WAIT;
-        loop {
-            let cache = Arc::clone(&cache);
-            match blocking(move || cache.remove(&info_hash)).await {
-                Err(StorageError::InUse(_)) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, %info_hash, "cannot remove a rejected release");
-                    return;
-                }
-                Ok(_) => return,
-            }
-        }
+        let leased = self.use_session(&session);
+        sessions.insert(info_hash, session);
+        Ok(leased)
     }
 
     /// Downloads (and then seeds) a torrent given as its bytes. Pieces are checked against
-    /// the torrent; there is no manifest to check files against.
+    /// the torrent; there is no manifest to check files against. Returns once the download
+    /// has started (or the torrent is found complete in the cache); fails with
+    /// [`AddError::Timeout`] after [`ClientConfig::get_timeout`].
     pub async fn add_torrent(&self, torrent: &[u8]) -> Result<TorrentHandle, AddError> {
         let metainfo = Metainfo::from_bytes(torrent)?;
-        let session = self.start_session(Arc::new(metainfo), Vec::new()).await?;
-        Ok(TorrentHandle::new(session))
+        let after = self.inner.shared.config.get_timeout;
+        bounded(after, self.add_metainfo(metainfo))
+            .await
+            .unwrap_or(Err(AddError::Timeout { after }))
+    }
+
+    async fn add_metainfo(&self, metainfo: Metainfo) -> Result<TorrentHandle, AddError> {
+        let (session, lease) = self.start_session(Arc::new(metainfo), Vec::new()).await?;
+        Ok(TorrentHandle::new(session, lease))
     }
 
     /// Downloads (and then seeds) the torrent of a magnet link. The torrent comes from the
     /// configured trackers' torrent endpoint when one has it, else from peers (BEP 9) found
-    /// through the magnet's trackers, the configured ones and the bootstrap peers.
+    /// through the magnet's trackers, the configured ones and the bootstrap peers. Fails
+    /// with [`AddError::Timeout`] after [`ClientConfig::get_timeout`].
     pub async fn add_magnet(&self, uri: &str) -> Result<TorrentHandle, AddError> {
         let magnet = Magnet::parse(uri)?;
+        let after = self.inner.shared.config.get_timeout;
+        bounded(after, self.add_from_magnet(magnet))
+            .await
+            .unwrap_or(Err(AddError::Timeout { after }))
+    }
+
+    async fn add_from_magnet(&self, magnet: Magnet) -> Result<TorrentHandle, AddError> {
         let info_hash = magnet.info_hash;
-        if let Some(session) = self.running_session(info_hash).await {
-            return Ok(TorrentHandle::new(session));
+        if let Some((session, lease)) = self.running_session(info_hash).await {
+            return Ok(TorrentHandle::new(session, lease));
         }
         let ours: Vec<String> = self
             .inner
@@ -805,8 +795,10 @@ impl Client {
                 got: metainfo.info_hash(),
             });
         }
-        let session = self.start_session(Arc::new(metainfo), ours).await?;
-        Ok(TorrentHandle::new(session))
+        let (session, lease) = self
+            .start_session(Arc::new(metainfo), magnet.trackers.clone())
+            .await?;
+        Ok(TorrentHandle::new(session, lease))
     }
 
     async fn metainfo_from_trackers(&self, info_hash: InfoHash) -> Result<Metainfo, AddError> {
@@ -835,11 +827,22 @@ impl Client {
         })
     }
 
+    /// The releases the client runs a session for (downloading or seeding), in no
+    /// particular order.
+    pub async fn info_hashes(&self) -> Vec<InfoHash> {
+        let sessions = self.inner.sessions.lock().await;
+        sessions
+            .iter()
+            .filter(|(_, s)| !s.is_finished())
+            .map(|(ih, _)| *ih)
+            .collect()
+    }
+
     /// The handle of a running release, if any.
     pub async fn torrent(&self, info_hash: InfoHash) -> Option<TorrentHandle> {
         self.running_session(info_hash)
             .await
-            .map(TorrentHandle::new)
+            .map(|(session, lease)| TorrentHandle::new(session, lease))
     }
 
     /// Stops every session (sending `stopped` announces, bounded by
@@ -871,6 +874,30 @@ enum ManifestSource {
     Peers,
 }
 
+/// The announce URLs of a release, in order and without duplicates: its metainfo's
+/// trackers (`announce`, `announce-list`), then `extra` ones (a magnet link's), then the
+/// client's configured trackers, which every release is announced to so that the tracker
+/// the client relies on knows every peer it seeds.
+fn announce_targets(
+    metainfo: Vec<String>,
+    extra: Vec<String>,
+    configured: impl IntoIterator<Item = String>,
+) -> Vec<String> {
+    let mut urls: Vec<String> = Vec::new();
+    for url in metainfo.into_iter().chain(extra).chain(configured) {
+        if !urls.contains(&url) {
+            urls.push(url);
+        }
+    }
+    urls
+}
+
+/// `work`, or `None` if it takes longer than `after`. (Dropping a `get` leaves its session
+/// running without a lease: see [`ClientConfig::get_timeout`].)
+async fn bounded<T>(after: Duration, work: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::time::timeout(after, work).await.ok()
+}
+
 /// Runs blocking storage work on tokio's blocking pool.
 async fn blocking<T, F>(work: F) -> Result<T, StorageError>
 where
@@ -880,4 +907,33 @@ where
     tokio::task::spawn_blocking(work)
         .await
         .unwrap_or(Err(StorageError::Cancelled))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announce_targets_are_the_metainfos_then_the_configured_trackers_deduplicated() {
+        let s = |v: &[&str]| v.iter().map(|u| (*u).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            announce_targets(
+                s(&["http://a/announce", "http://b/announce"]),
+                s(&["http://m/announce", "http://a/announce"]),
+                s(&["http://b/announce", "http://c/announce"]),
+            ),
+            s(&[
+                "http://a/announce",
+                "http://b/announce",
+                "http://m/announce",
+                "http://c/announce"
+            ])
+        );
+        // A torrent without trackers (restored from the cache, say) still gets the
+        // configured ones.
+        assert_eq!(
+            announce_targets(Vec::new(), Vec::new(), s(&["http://c/announce"])),
+            s(&["http://c/announce"])
+        );
+    }
 }

@@ -17,19 +17,21 @@ use tokio::sync::watch;
 
 use super::error::{GetError, ReadError};
 use crate::session::{DownloadError, Progress, SessionHandle, SessionStats};
-use crate::storage::Store;
+use crate::storage::{Store, StoreLease};
 
 /// Files are hashed in reads of this size (a large release is never read whole).
 const VERIFY_CHUNK: u64 = 1024 * 1024;
 
 /// A verified release: every file's SHA-256 matched the publisher's signed manifest.
 ///
-/// Holding it keeps the release's content from being evicted from the cache.
+/// Holding it keeps the release's content readable: it holds a lease on the release's store
+/// ([`Store::lease`]), and the cache never evicts a leased release. (An explicit
+/// [`Client::remove`](crate::Client::remove) that deletes data refuses while it lives.)
 #[derive(Debug, Clone)]
 pub struct Release {
     manifest: SignedManifest,
     info_hash: InfoHash,
-    store: Arc<Store>,
+    store: StoreLease,
     /// For each manifest file (same order), its index in the torrent's files.
     files: Arc<[usize]>,
     progress: Progress,
@@ -38,12 +40,12 @@ pub struct Release {
 impl Release {
     pub(crate) fn new(
         manifest: SignedManifest,
-        store: Arc<Store>,
+        store: StoreLease,
         files: Vec<usize>,
         progress: Progress,
     ) -> Self {
         Release {
-            info_hash: store.info_hash(),
+            info_hash: store.store().info_hash(),
             manifest,
             store,
             files: files.into(),
@@ -103,6 +105,7 @@ impl Release {
         };
         let index = self.files[position];
         self.store
+            .store()
             .read_file_async(index)
             .await
             .map_err(|source| ReadError::Storage {
@@ -114,15 +117,22 @@ impl Release {
 
 /// A torrent added with [`Client::add_torrent`](crate::Client::add_torrent) or
 /// [`Client::add_magnet`](crate::Client::add_magnet). Dropping it does not stop the
-/// download: the client keeps it (and then seeds it) until shutdown.
+/// download: the client keeps it (and then seeds it) until it is removed
+/// ([`Client::remove`](crate::Client::remove)), evicted from the cache to make room, or the
+/// client shuts down. Like a [`Release`], a live handle keeps the release from being
+/// evicted.
 #[derive(Debug, Clone)]
 pub struct TorrentHandle {
     session: SessionHandle,
+    _lease: StoreLease,
 }
 
 impl TorrentHandle {
-    pub(crate) fn new(session: SessionHandle) -> Self {
-        TorrentHandle { session }
+    pub(crate) fn new(session: SessionHandle, lease: StoreLease) -> Self {
+        TorrentHandle {
+            session,
+            _lease: lease,
+        }
     }
 
     /// The torrent's info-hash.

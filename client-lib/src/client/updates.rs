@@ -145,9 +145,28 @@ impl LatestReleases {
             .collect()
     }
 
-    /// Offers a release just fetched as "latest" (by [`Client::get`]).
+    /// Offers a release just fetched as "latest", tracking `name` from now on (by
+    /// [`Client::latest`]).
     pub(crate) fn offer(&self, name: &ReleaseName, release: &Release) {
-        if self.track(name).offer(release) {
+        Self::switched(name, release, self.track(name).offer(release));
+    }
+
+    /// Offers a release fetched by [`Client::get`] as "latest" only if `name` is already
+    /// served as latest (or watched). A plain `get` does not make a name "served": the
+    /// pointer holds a lease, so a release got and dropped by code that never serves it
+    /// must stay evictable.
+    pub(crate) fn offer_if_tracked(&self, name: &ReleaseName, release: &Release) {
+        let tracked = {
+            let names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+            names.get(name).cloned()
+        };
+        if let Some(tracked) = tracked {
+            Self::switched(name, release, tracked.offer(release));
+        }
+    }
+
+    fn switched(name: &ReleaseName, release: &Release, switched: bool) {
+        if switched {
             tracing::info!(%name, version = %release.version(), "now serving as latest");
         }
     }
@@ -175,9 +194,10 @@ impl Client {
         if let Some(release) = self.inner.latest.current(&name) {
             return Ok(release);
         }
-        // Only a release actually got starts being tracked (`get` offers it): names asked
-        // for by browsers that do not exist never become polled names.
+        // Only a release actually got starts being tracked: names asked for by browsers
+        // that do not exist never become polled names.
         let release = self.get(name.as_str()).await?;
+        self.inner.latest.offer(&name, &release);
         // The poller may have moved further meanwhile.
         Ok(self.inner.latest.current(&name).unwrap_or(release))
     }

@@ -40,6 +40,40 @@ pub const BOOTSTRAP_REDIAL: Duration = Duration::from_secs(5);
 /// them banned. Oldest forgotten first.
 const MAX_GONE_IDENTITIES: usize = 1024;
 
+/// Where a peer stands with respect to snubbing ([`snub_check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Snub {
+    /// We have no request outstanding at it.
+    Idle,
+    /// Our requests are outstanding, for less than the snub timeout since its last block.
+    Waiting,
+    /// It has left our requests unanswered for the snub timeout: drop it.
+    Snubbing,
+}
+
+/// The client's one snub rule
+/// ([`ClientConfig::snub_timeout`](crate::ClientConfig::snub_timeout)): a peer is
+/// snubbing us once it has had block requests of ours outstanding for `timeout` without
+/// sending a block. `waiting_since` is the peer's clock: set when requests go out to an idle
+/// peer and reset by every block (by the caller), cleared here when nothing is outstanding.
+pub(super) fn snub_check(
+    waiting_since: &mut Option<tokio::time::Instant>,
+    outstanding: usize,
+    now: tokio::time::Instant,
+    timeout: Duration,
+) -> Snub {
+    if outstanding == 0 {
+        *waiting_since = None;
+        return Snub::Idle;
+    }
+    let since = *waiting_since.get_or_insert(now);
+    if now.saturating_duration_since(since) >= timeout {
+        Snub::Snubbing
+    } else {
+        Snub::Waiting
+    }
+}
+
 /// The result of one dial.
 #[derive(Debug)]
 pub(super) struct DialOutcome {
@@ -144,15 +178,11 @@ impl Torrent {
         let mut snubbing = Vec::new();
         let mut waiting = false;
         for (&key, peer) in &mut self.peers {
-            if self.scheduler.outstanding_requests(key) == 0 {
-                peer.waiting_since = None;
-                continue;
-            }
-            let since = *peer.waiting_since.get_or_insert(now);
-            if now.saturating_duration_since(since) >= timeout {
-                snubbing.push(key);
-            } else {
-                waiting = true;
+            let outstanding = self.scheduler.outstanding_requests(key);
+            match snub_check(&mut peer.waiting_since, outstanding, now, timeout) {
+                Snub::Idle => {}
+                Snub::Waiting => waiting = true,
+                Snub::Snubbing => snubbing.push(key),
             }
         }
         for key in snubbing {
@@ -330,5 +360,31 @@ impl Torrent {
         }
         self.dial_queue.retain(|a| *a != addr && Some(*a) != listen);
         self.remove_peer(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_snubs_after_the_timeout_with_requests_outstanding_only() {
+        let t0 = tokio::time::Instant::now();
+        let timeout = Duration::from_secs(5);
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        let mut clock = None;
+        // Nothing asked of it: never snubbing, however long.
+        assert_eq!(snub_check(&mut clock, 0, at(100), timeout), Snub::Idle);
+        assert_eq!(clock, None);
+        // Requests go out at 100 s: the clock starts.
+        assert_eq!(snub_check(&mut clock, 3, at(100), timeout), Snub::Waiting);
+        assert_eq!(snub_check(&mut clock, 3, at(104), timeout), Snub::Waiting);
+        // A block at 104 s restarts it (the caller sets the clock).
+        clock = Some(at(104));
+        assert_eq!(snub_check(&mut clock, 2, at(108), timeout), Snub::Waiting);
+        assert_eq!(snub_check(&mut clock, 2, at(109), timeout), Snub::Snubbing);
+        // Everything answered or cancelled: the clock stops.
+        assert_eq!(snub_check(&mut clock, 0, at(110), timeout), Snub::Idle);
+        assert_eq!(snub_check(&mut clock, 1, at(200), timeout), Snub::Waiting);
     }
 }

@@ -205,8 +205,6 @@ impl Torrent {
     fn execute(&mut self, action: Action) {
         match action {
             Action::Interested { peer, interested } => {
-                let now = Instant::now().into_std();
-                self.choker.am_interested(peer, interested, now);
                 let message = if interested {
                     Message::Interested
                 } else {

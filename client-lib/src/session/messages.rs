@@ -196,7 +196,6 @@ impl Torrent {
             Message::Choke | Message::Unchoke => {
                 let choked = message == Message::Choke;
                 self.scheduler.peer_choked(key, choked, now);
-                self.choker.peer_choking(key, choked, now);
             }
             Message::Interested => self.set_interested(key, true),
             Message::NotInterested => self.set_interested(key, false),

@@ -42,6 +42,7 @@ mod progress;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use rand::SeedableRng;
@@ -167,6 +168,9 @@ pub(crate) struct SessionHandle {
     pub(crate) progress: watch::Receiver<Progress>,
     commands: mpsc::Sender<Command>,
     stop: CancellationToken,
+    /// When the client last used the release (its logical clock), for least-recently-used
+    /// eviction of memory-only clients.
+    pub(crate) last_used: Arc<AtomicU64>,
 }
 
 impl SessionHandle {
@@ -430,6 +434,7 @@ pub(crate) fn spawn(
         progress: progress_rx,
         commands: commands_tx,
         stop,
+        last_used: Arc::new(AtomicU64::new(0)),
     })
 }
 

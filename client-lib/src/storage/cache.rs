@@ -15,16 +15,32 @@
 //!   means handed out by [`Cache::open_or_create`] or [`Cache::get`], or marked with
 //!   [`Cache::touch`] (the router calls it when it serves a release). Releases found on
 //!   disk at start-up and not opened since count as the least recently used of all.
-//! - A release is never evicted while it is **in use** (someone holds the `Arc<Store>` the
-//!   cache handed out: a session downloading or seeding it, a response being read) or
-//!   **pinned** ([`Cache::pin`]: e.g. the current version of a widget). Partial releases
-//!   no one holds (abandoned downloads) are evictable like complete ones.
+//! - The cache itself never deletes a release while it is **in use** (someone holds the
+//!   `Arc<Store>` it handed out: a session downloading or seeding it, a response being
+//!   read) or **pinned** ([`Cache::pin`]: e.g. the current version of a widget). Partial
+//!   releases no one holds (abandoned downloads) are evictable like complete ones.
+//! - Seeding alone does not keep a release: a session that holds a store no reader has
+//!   **leased** ([`Store::lease`]) can be stopped to make room. [`Cache::plan_room`] names
+//!   the releases whose holders must let go (least recently used first, skipping leased and
+//!   pinned ones) for a new release to fit; the client stops their sessions, and the
+//!   retried [`Cache::open_or_create`] evicts them. A release a reader holds a lease on is
+//!   never evicted, so a handle's data stays readable for as long as it lives.
 //! - If in-use and pinned releases leave no room, adding fails with
 //!   [`StorageError::CacheFull`]; a release placed automatically falls back from memory to
 //!   disk first.
 //! - Eviction deletes a disk release's folder and stored torrent. A complete folder is
 //!   first renamed to `.partial`, so a crash half-way through never leaves a folder that
 //!   looks complete.
+//!
+//! # Seed-only caches
+//!
+//! A cache folder may be someone else's store (the seeder's, which publishes into it and
+//! reports damage with its own `verify`). [`CacheMode::SeedOnly`] makes the cache a reader
+//! of it: a release is opened only from its complete folder, verified without changing a
+//! byte or a name on disk, and refused if damaged ([`StorageError::Damaged`], naming the
+//! bad pieces) or absent ([`StorageError::NotInStore`]). Nothing is ever created, renamed,
+//! resized or deleted: no downloads, no eviction (budgets are not enforced), and
+//! [`Cache::remove`] only forgets.
 //!
 //! Every method may block (disk I/O, and [`Cache::open_or_create`] verifies a release found
 //! on disk); call them from `spawn_blocking` or at start-up. The cache's own lock is held
@@ -55,6 +71,18 @@ const TORRENT_SUFFIX: &str = ".torrent";
 /// The suffix of a torrent being written (renamed into place when done).
 const TEMP_SUFFIX: &str = ".tmp";
 
+/// Whose the cache folder is: see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheMode {
+    /// The cache's own folder: releases are downloaded into it, damaged ones repaired,
+    /// evicted ones deleted.
+    #[default]
+    ReadWrite,
+    /// Someone else's store: complete, intact releases are served and seeded from it, and
+    /// nothing in it is ever changed.
+    SeedOnly,
+}
+
 /// How the cache is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheConfig {
@@ -68,6 +96,8 @@ pub struct CacheConfig {
     pub memory_budget: u64,
     /// Releases up to this size go to memory when placed automatically.
     pub memory_threshold: u64,
+    /// Whose the folder is ([`CacheMode::ReadWrite`] by default).
+    pub mode: CacheMode,
 }
 
 impl CacheConfig {
@@ -79,6 +109,7 @@ impl CacheConfig {
             disk_budget: DEFAULT_DISK_BUDGET,
             memory_budget: DEFAULT_MEMORY_BUDGET,
             memory_threshold: DEFAULT_MEMORY_THRESHOLD,
+            mode: CacheMode::ReadWrite,
         }
     }
 }
@@ -140,8 +171,19 @@ impl Entry {
             .is_some_and(|s| Arc::strong_count(s) > 1)
     }
 
+    /// Whether a reader holds a [`StoreLease`](super::StoreLease) on the store.
+    fn leased(&self) -> bool {
+        self.store.as_ref().is_some_and(|s| s.lease_count() > 0)
+    }
+
+    /// Whether the cache may delete it now.
     fn evictable(&self) -> bool {
         !self.pinned && !self.in_use()
+    }
+
+    /// Whether it may go once its holders (a seeding session) let go of it.
+    fn reclaimable(&self) -> bool {
+        !self.pinned && !self.leased()
     }
 }
 
@@ -188,7 +230,9 @@ impl Cache {
             state: Mutex::new(State::default()),
             opening: Mutex::new(()),
         };
-        cache.remove_temporary_files()?;
+        if !cache.seed_only() {
+            cache.remove_temporary_files()?;
+        }
         let found = cache.scan()?;
         let mut entries = HashMap::new();
         for release in found {
@@ -214,6 +258,10 @@ impl Cache {
     /// The configuration in force.
     pub fn config(&self) -> &CacheConfig {
         &self.config
+    }
+
+    fn seed_only(&self) -> bool {
+        self.config.mode == CacheMode::SeedOnly
     }
 
     /// Removes torrents left half-written by a crash.
@@ -334,21 +382,17 @@ impl Cache {
             return Ok(store);
         }
         let size = metainfo.info().total_length();
-        let on_disk = lock(&self.state).entries.contains_key(&info_hash);
-        let memory_fits = size <= self.config.memory_threshold && size <= self.config.memory_budget;
-        let kind = match placement {
-            // Something is on disk already: resume it rather than download again.
-            _ if on_disk => StoreKind::Disk,
-            Placement::Disk => StoreKind::Disk,
-            Placement::Memory => StoreKind::Memory,
-            Placement::Auto if memory_fits => StoreKind::Memory,
-            Placement::Auto => StoreKind::Disk,
-        };
-        let kind = match self.make_room(kind, size, &info_hash) {
-            Ok(()) => kind,
-            Err(_) if kind == StoreKind::Memory && placement == Placement::Auto => {
-                self.make_room(StoreKind::Disk, size, &info_hash)?;
-                StoreKind::Disk
+        if self.seed_only() {
+            let store = Arc::new(Store::open_seed_only(&self.config.dir, metainfo)?);
+            self.register(info_hash, &store, StoreKind::Disk, size);
+            return Ok(store);
+        }
+        let kinds = self.kinds(&info_hash, size, placement);
+        let kind = match self.make_room(kinds[0], size, &info_hash) {
+            Ok(()) => kinds[0],
+            Err(_) if kinds.len() > 1 => {
+                self.make_room(kinds[1], size, &info_hash)?;
+                kinds[1]
             }
             Err(e) => return Err(e),
         };
@@ -361,20 +405,115 @@ impl Cache {
             }
         };
         let store = Arc::new(store);
+        self.register(info_hash, &store, kind, size);
+        Ok(store)
+    }
+
+    /// Records an opened release as just used.
+    fn register(&self, info_hash: InfoHash, store: &Arc<Store>, kind: StoreKind, size: u64) {
         let mut state = lock(&self.state);
         let now = state.tick();
         let pinned = state.entries.get(&info_hash).is_some_and(|e| e.pinned);
         state.entries.insert(
             info_hash,
             Entry {
-                store: Some(Arc::clone(&store)),
+                store: Some(Arc::clone(store)),
                 kind,
                 size,
                 last_used: now,
                 pinned,
             },
         );
-        Ok(store)
+    }
+
+    /// Where a new release of `size` bytes may go, in order of preference.
+    fn kinds(&self, info_hash: &InfoHash, size: u64, placement: Placement) -> Vec<StoreKind> {
+        let on_disk = lock(&self.state).entries.contains_key(info_hash);
+        let memory_fits = size <= self.config.memory_threshold && size <= self.config.memory_budget;
+        match placement {
+            // Something is on disk already: resume it rather than download again.
+            _ if on_disk => vec![StoreKind::Disk],
+            Placement::Disk => vec![StoreKind::Disk],
+            Placement::Memory => vec![StoreKind::Memory],
+            Placement::Auto if memory_fits => vec![StoreKind::Memory, StoreKind::Disk],
+            Placement::Auto => vec![StoreKind::Disk],
+        }
+    }
+
+    /// The releases whose holders must let go of them (stop seeding) for
+    /// [`Cache::open_or_create`] of `metainfo` to find room, least recently used first:
+    /// empty if there is room already (or the release is open). Leased and pinned releases
+    /// are never named; if even every other release would not make room, this fails as
+    /// `open_or_create` would ([`StorageError::CacheFull`], [`StorageError::TooLarge`]).
+    pub fn plan_room(
+        &self,
+        metainfo: &Metainfo,
+        placement: Placement,
+    ) -> Result<Vec<InfoHash>, StorageError> {
+        let info_hash = metainfo.info_hash();
+        let size = metainfo.info().total_length();
+        if lock(&self.state)
+            .entries
+            .get(&info_hash)
+            .is_some_and(|e| e.store.is_some())
+        {
+            return Ok(Vec::new());
+        }
+        let kinds = self.kinds(&info_hash, size, placement);
+        let mut error = None;
+        // Room without stopping anything, in any allowed place, comes first.
+        for reclaim in [false, true] {
+            for &kind in &kinds {
+                match self.victims_for(kind, size, &info_hash, reclaim) {
+                    Ok(victims) => {
+                        let state = lock(&self.state);
+                        return Ok(victims
+                            .into_iter()
+                            .filter(|v| state.entries.get(v).is_some_and(Entry::in_use))
+                            .collect());
+                    }
+                    Err(e) => error = Some(e),
+                }
+            }
+        }
+        Err(error.unwrap_or(StorageError::CacheFull {
+            needed: size,
+            available: 0,
+        }))
+    }
+
+    /// The releases of `kind` that must go for `needed` more bytes to fit (evictable ones
+    /// only, or with `reclaim` also those only a session holds), or why they cannot.
+    fn victims_for(
+        &self,
+        kind: StoreKind,
+        needed: u64,
+        adding: &InfoHash,
+        reclaim: bool,
+    ) -> Result<Vec<InfoHash>, StorageError> {
+        let budget = self.budget(kind);
+        if needed > budget {
+            return Err(StorageError::TooLarge {
+                size: needed,
+                limit: budget,
+            });
+        }
+        let state = lock(&self.state);
+        let used = state.used(kind, Some(adding));
+        let allowed = budget - needed;
+        let filter = if reclaim {
+            Entry::reclaimable
+        } else {
+            Entry::evictable
+        };
+        let (victims, freeable) = choose_victims(&state, kind, used, allowed, Some(adding), filter);
+        if used.saturating_sub(freeable) > allowed {
+            return Err(StorageError::CacheFull {
+                needed,
+                available: budget.saturating_sub(used) + freeable,
+            });
+        }
+        Ok(victims)
     }
 
     /// Opens every release in the cache folder whose torrent is stored next to it,
@@ -385,6 +524,9 @@ impl Cache {
     pub fn restore(&self) -> Result<Vec<Arc<Store>>, StorageError> {
         let mut stores = Vec::new();
         for release in self.scan()? {
+            if self.seed_only() && !release.complete {
+                continue;
+            }
             let metainfo = match self.load_metainfo(&release.info_hash) {
                 Ok(Some(metainfo)) => metainfo,
                 Ok(None) => continue,
@@ -395,6 +537,13 @@ impl Cache {
             };
             match self.open_or_create(&metainfo, Placement::Disk) {
                 Ok(store) => stores.push(store),
+                Err(StorageError::Damaged { bad_pieces, .. }) => {
+                    tracing::warn!(
+                        info_hash = %release.info_hash,
+                        ?bad_pieces,
+                        "damaged release in a seed-only cache: not seeded, its files left untouched"
+                    );
+                }
                 // One unreadable or oversized release must not keep the others from
                 // being seeded; it stays registered until evicted or removed.
                 Err(e) => {
@@ -430,7 +579,12 @@ impl Cache {
     /// Removes a release: forgets it and deletes its files and stored torrent. Fails with
     /// [`StorageError::InUse`] while someone holds its store (pinning does not protect from
     /// an explicit removal). Returns whether there was anything to remove. Blocking.
+    ///
+    /// A seed-only cache deletes nothing: it only forgets the release.
     pub fn remove(&self, info_hash: &InfoHash) -> Result<bool, StorageError> {
+        if self.seed_only() {
+            return Ok(self.forget(info_hash));
+        }
         let _opening = lock(&self.opening);
         let known = {
             let mut state = lock(&self.state);
@@ -443,10 +597,21 @@ impl Cache {
         Ok(known || on_disk)
     }
 
+    /// Forgets a release without touching its files: it no longer counts against a budget
+    /// and is never evicted (deleted) by this cache. For a folder that belongs to someone
+    /// else once it is no longer seeded. Returns whether the cache knew it.
+    pub fn forget(&self, info_hash: &InfoHash) -> bool {
+        let _opening = lock(&self.opening);
+        lock(&self.state).entries.remove(info_hash).is_some()
+    }
+
     /// Evicts releases, least recently used first, until each budget is kept (releases in
     /// use or pinned stay even if that is not enough). Returns the evicted releases.
     /// Blocking.
     pub fn evict_to_budget(&self) -> Result<Vec<InfoHash>, StorageError> {
+        if self.seed_only() {
+            return Ok(Vec::new());
+        }
         let _opening = lock(&self.opening);
         let mut evicted = Vec::new();
         for kind in [StoreKind::Disk, StoreKind::Memory] {
@@ -454,7 +619,8 @@ impl Cache {
                 let mut state = lock(&self.state);
                 let budget = self.budget(kind);
                 let used = state.used(kind, None);
-                let (victims, _) = choose_victims(&state, kind, used, budget, None);
+                let (victims, _) =
+                    choose_victims(&state, kind, used, budget, None, Entry::evictable);
                 forget(&mut state, &victims);
                 victims
             };
@@ -481,27 +647,8 @@ impl Cache {
         needed: u64,
         adding: &InfoHash,
     ) -> Result<(), StorageError> {
-        let budget = self.budget(kind);
-        if needed > budget {
-            return Err(StorageError::TooLarge {
-                size: needed,
-                limit: budget,
-            });
-        }
-        let victims = {
-            let mut state = lock(&self.state);
-            let used = state.used(kind, Some(adding));
-            let allowed = budget - needed;
-            let (victims, freeable) = choose_victims(&state, kind, used, allowed, Some(adding));
-            if used.saturating_sub(freeable) > allowed {
-                return Err(StorageError::CacheFull {
-                    needed,
-                    available: budget.saturating_sub(used) + freeable,
-                });
-            }
-            forget(&mut state, &victims);
-            victims
-        };
+        let victims = self.victims_for(kind, needed, adding, false)?;
+        forget(&mut lock(&self.state), &victims);
         for victim in &victims {
             self.delete_evicted(kind, victim)?;
         }
@@ -567,20 +714,21 @@ impl Cache {
     }
 }
 
-/// The evictable releases of `kind`, least recently used first, that must go for `used`
-/// bytes to fall to `allowed`, and how much they free. If that is not enough, every
-/// evictable release is listed.
+/// The releases of `kind` that `eligible` accepts, least recently used first, that must go
+/// for `used` bytes to fall to `allowed`, and how much they free. If that is not enough,
+/// every eligible release is listed.
 fn choose_victims(
     state: &State,
     kind: StoreKind,
     used: u64,
     allowed: u64,
     except: Option<&InfoHash>,
+    eligible: fn(&Entry) -> bool,
 ) -> (Vec<InfoHash>, u64) {
     let mut candidates: Vec<(&InfoHash, &Entry)> = state
         .entries
         .iter()
-        .filter(|(ih, e)| e.kind == kind && Some(*ih) != except && e.evictable())
+        .filter(|(ih, e)| e.kind == kind && Some(*ih) != except && eligible(e))
         .collect();
     candidates.sort_by_key(|(ih, e)| (e.last_used, **ih));
     let mut victims = Vec::new();

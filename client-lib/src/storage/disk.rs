@@ -152,6 +152,32 @@ impl DiskPieces {
         Ok(Some((store, have)))
     }
 
+    /// Opens the complete folder of a release without changing anything on disk (no
+    /// rename, no resize, no leftover removed), re-hashing every piece: `None` if there is
+    /// no complete folder, else the store and the pieces that hash right. For a folder that
+    /// belongs to someone else; a damaged one is the caller's to refuse.
+    pub(super) fn open_read_only(
+        cache_dir: &Path,
+        info_hash: InfoHash,
+        info: &Info,
+        threads: usize,
+    ) -> Result<Option<(Self, Bitfield)>, StorageError> {
+        let root = complete_dir(cache_dir, &info_hash);
+        if !is_dir(&root)? {
+            return Ok(None);
+        }
+        let have = verify(&root, info, threads)?;
+        let store = DiskPieces {
+            cache_dir: cache_dir.to_path_buf(),
+            info_hash,
+            location: RwLock::new(Location {
+                root,
+                complete: true,
+            }),
+        };
+        Ok(Some((store, have)))
+    }
+
     /// The release's folder now.
     pub(super) fn root(&self) -> PathBuf {
         read_lock(&self.location).root.clone()

@@ -135,9 +135,37 @@ pub enum StorageError {
         /// What is wrong.
         detail: String,
     },
+    /// A seed-only cache ([`CacheMode::SeedOnly`](super::CacheMode::SeedOnly)) has no
+    /// complete folder for this release, and may not download one.
+    #[error("release {0} is not complete in the seed-only cache")]
+    NotInStore(InfoHash),
+    /// A seed-only cache's folder for this release has pieces that do not hash right; the
+    /// folder was left untouched and the release is not seeded.
+    #[error("release {info_hash} is damaged: {} bad piece(s), {}", bad_pieces.len(), piece_list(bad_pieces))]
+    Damaged {
+        /// The release.
+        info_hash: InfoHash,
+        /// The pieces that are missing or do not hash right.
+        bad_pieces: Vec<u32>,
+    },
     /// A blocking task was cancelled because the runtime is shutting down.
     #[error("storage task cancelled (runtime shutting down)")]
     Cancelled,
+}
+
+/// The first few of `pieces`, for a message.
+fn piece_list(pieces: &[u32]) -> String {
+    const SHOWN: usize = 16;
+    let mut out = pieces
+        .iter()
+        .take(SHOWN)
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if pieces.len() > SHOWN {
+        out.push_str(", …");
+    }
+    format!("pieces {out}")
 }
 
 impl StorageError {

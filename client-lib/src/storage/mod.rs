@@ -71,6 +71,7 @@ mod test_support;
 mod tests;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
@@ -81,8 +82,8 @@ use swarmcdn_proto::{InfoHash, RelativePath};
 
 pub use assembler::{BLOCK_SIZE, DEFAULT_MAX_PARTIAL_PIECES, PieceAssembler};
 pub use cache::{
-    Cache, CacheConfig, CacheUsage, CachedRelease, DEFAULT_DISK_BUDGET, DEFAULT_MEMORY_BUDGET,
-    DEFAULT_MEMORY_THRESHOLD, Placement,
+    Cache, CacheConfig, CacheMode, CacheUsage, CachedRelease, DEFAULT_DISK_BUDGET,
+    DEFAULT_MEMORY_BUDGET, DEFAULT_MEMORY_THRESHOLD, Placement,
 };
 pub use disk::PARTIAL_SUFFIX;
 pub use error::StorageError;
@@ -125,6 +126,8 @@ pub struct Store {
     /// once.
     commit: Mutex<()>,
     backend: Backend,
+    /// Live [`StoreLease`]s: readers the cache must not evict the release from under.
+    leases: AtomicUsize,
 }
 
 impl Store {
@@ -185,6 +188,34 @@ impl Store {
         }))
     }
 
+    /// Opens the complete folder of a release in `cache_dir` for seeding only, changing
+    /// nothing on disk: every piece is re-hashed, and a folder that is missing
+    /// ([`StorageError::NotInStore`]) or has bad pieces ([`StorageError::Damaged`], which
+    /// names them) is refused. Blocking, and it reads the whole release.
+    pub fn open_seed_only(cache_dir: &Path, metainfo: &Metainfo) -> Result<Store, StorageError> {
+        let info = Arc::new(metainfo.info().clone());
+        let info_hash = metainfo.info_hash();
+        let threads = disk::verify_threads(&info);
+        let Some((pieces, have)) =
+            DiskPieces::open_read_only(cache_dir, info_hash, &info, threads)?
+        else {
+            return Err(StorageError::NotInStore(info_hash));
+        };
+        if !have.is_complete() {
+            let bad_pieces = (0..info.piece_count()).filter(|&p| !have.has(p)).collect();
+            return Err(StorageError::Damaged {
+                info_hash,
+                bad_pieces,
+            });
+        }
+        Ok(Self::with_backend(
+            info_hash,
+            info,
+            Backend::Disk(pieces),
+            Some(have),
+        ))
+    }
+
     fn with_backend(
         info_hash: InfoHash,
         info: Arc<Info>,
@@ -198,7 +229,23 @@ impl Store {
             have: RwLock::new(have),
             commit: Mutex::new(()),
             backend,
+            leases: AtomicUsize::new(0),
         }
+    }
+
+    /// A reader's hold on this store: while any lease is alive, the [`Cache`] never evicts
+    /// the release (a session that merely seeds it does not protect it; see the cache's
+    /// eviction policy).
+    pub fn lease(self: &Arc<Self>) -> StoreLease {
+        self.leases.fetch_add(1, Ordering::AcqRel);
+        StoreLease {
+            store: Arc::clone(self),
+        }
+    }
+
+    /// How many [`StoreLease`]s are alive.
+    pub fn lease_count(&self) -> usize {
+        self.leases.load(Ordering::Acquire)
     }
 
     /// The release's info-hash.
@@ -468,6 +515,32 @@ impl Store {
         }
         let store = Arc::clone(self);
         blocking(move || store.read_file(index)).await
+    }
+}
+
+/// A reader's hold on a [`Store`] ([`Store::lease`]): the release is not evicted while
+/// it lives. Clones are leases of their own.
+#[derive(Debug)]
+pub struct StoreLease {
+    store: Arc<Store>,
+}
+
+impl StoreLease {
+    /// The leased store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+}
+
+impl Clone for StoreLease {
+    fn clone(&self) -> Self {
+        self.store.lease()
+    }
+}
+
+impl Drop for StoreLease {
+    fn drop(&mut self) {
+        self.store.leases.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -465,6 +465,64 @@ fn a_flipped_byte_in_a_complete_folder_makes_that_piece_missing() {
 }
 
 #[test]
+fn seed_only_opening_refuses_a_damaged_folder_and_changes_nothing() {
+    let release = spanning();
+    let dir = TempDir::new().unwrap();
+    // Nothing there, or only a partial download: not in the store.
+    assert!(matches!(
+        Store::open_seed_only(dir.path(), &release.metainfo),
+        Err(StorageError::NotInStore(_))
+    ));
+    {
+        let store = Store::disk(dir.path(), &release.metainfo).unwrap();
+        store.commit_piece(0, release.piece(0)).unwrap();
+    }
+    assert!(matches!(
+        Store::open_seed_only(dir.path(), &release.metainfo),
+        Err(StorageError::NotInStore(_))
+    ));
+    {
+        let store = Store::disk(dir.path(), &release.metainfo).unwrap();
+        commit_all(&store, &release);
+    }
+    // Intact: opened complete and readable.
+    let store = Store::open_seed_only(dir.path(), &release.metainfo).unwrap();
+    assert!(store.is_complete());
+    assert_eq!(store.read_file(2).unwrap(), release.file(2));
+    drop(store);
+
+    // Piece 1 damaged: refused, named, and the folder left exactly as it was.
+    let file = complete_path(dir.path(), &release).join("site/c/big.bin");
+    let mut bytes = fs::read(&file).unwrap();
+    bytes[20_000] ^= 0x01;
+    bytes.extend_from_slice(b"trailing bytes a repair would trim");
+    fs::write(&file, &bytes).unwrap();
+    let err = Store::open_seed_only(dir.path(), &release.metainfo).unwrap_err();
+    assert!(
+        matches!(&err, StorageError::Damaged { bad_pieces, .. } if bad_pieces == &[1]),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("1 bad piece(s), pieces 1"),
+        "{err}"
+    );
+    assert_eq!(fs::read(&file).unwrap(), bytes);
+    assert!(!partial_path(dir.path(), &release).exists());
+}
+
+#[test]
+fn a_damaged_error_lists_a_bounded_number_of_pieces() {
+    let err = StorageError::Damaged {
+        info_hash: spanning().metainfo.info_hash(),
+        bad_pieces: (0..1000).collect(),
+    };
+    let text = err.to_string();
+    assert!(text.contains("1000 bad piece(s), pieces 0, 1, 2"), "{text}");
+    assert!(text.ends_with(", …"), "{text}");
+    assert!(text.len() < 200, "{text}");
+}
+
+#[test]
 fn a_truncated_file_in_a_complete_folder_makes_its_pieces_missing() {
     let release = spanning();
     let dir = TempDir::new().unwrap();
@@ -816,6 +874,78 @@ fn eviction_skips_releases_in_use_or_pinned() {
     assert!(cache.get(&a.metainfo.info_hash()).is_some());
     drop(held);
     assert!(cache.usage().memory <= budget);
+}
+
+#[test]
+fn plan_room_names_held_releases_but_never_leased_or_pinned_ones() {
+    let dir = TempDir::new().unwrap();
+    let budget = 5 * PIECE as u64;
+    let cache = Cache::open(config(dir.path(), 0, budget)).unwrap();
+    let (a, b, c) = (sized(2, 1), sized(2, 2), sized(2, 3));
+    // Both held (as by seeding sessions); `a` used first.
+    let held_a = cache
+        .open_or_create(&a.metainfo, Placement::Memory)
+        .unwrap();
+    let held_b = cache
+        .open_or_create(&b.metainfo, Placement::Memory)
+        .unwrap();
+    assert!(
+        cache
+            .open_or_create(&c.metainfo, Placement::Memory)
+            .is_err()
+    );
+    // The least recently used held release must let go for `c` to fit.
+    assert_eq!(
+        cache.plan_room(&c.metainfo, Placement::Memory).unwrap(),
+        vec![a.metainfo.info_hash()]
+    );
+    // A reader's lease protects `a`; then `b` is named instead.
+    let lease = held_a.lease();
+    assert_eq!(held_a.lease_count(), 1);
+    assert_eq!(
+        cache.plan_room(&c.metainfo, Placement::Memory).unwrap(),
+        vec![b.metainfo.info_hash()]
+    );
+    // With `b` pinned too, nothing can make room.
+    assert!(cache.pin(&b.metainfo.info_hash()));
+    assert!(matches!(
+        cache.plan_room(&c.metainfo, Placement::Memory),
+        Err(StorageError::CacheFull { .. })
+    ));
+    assert!(cache.unpin(&b.metainfo.info_hash()));
+    // Once the holder of `b` lets go, the retried open evicts it; `a` stays.
+    drop(held_b);
+    assert_eq!(
+        cache.plan_room(&c.metainfo, Placement::Memory).unwrap(),
+        Vec::new(),
+        "room without stopping anyone"
+    );
+    cache
+        .open_or_create(&c.metainfo, Placement::Memory)
+        .unwrap();
+    assert!(cache.get(&b.metainfo.info_hash()).is_none());
+    assert!(cache.get(&a.metainfo.info_hash()).is_some());
+    // Clones are leases of their own.
+    let second = lease.clone();
+    drop(lease);
+    assert_eq!(held_a.lease_count(), 1);
+    drop(second);
+    assert_eq!(held_a.lease_count(), 0);
+}
+
+#[test]
+fn forget_leaves_the_files_and_frees_the_budget() {
+    let dir = TempDir::new().unwrap();
+    let cache = Cache::open(CacheConfig::new(dir.path())).unwrap();
+    let a = sized(2, 1);
+    let store = cache.open_or_create(&a.metainfo, Placement::Disk).unwrap();
+    commit_all(&store, &a);
+    drop(store);
+    let ih = a.metainfo.info_hash();
+    assert!(cache.forget(&ih));
+    assert!(!cache.forget(&ih));
+    assert_eq!(cache.usage().releases, 0);
+    assert!(dir.path().join(ih.to_hex()).is_dir());
 }
 
 #[test]

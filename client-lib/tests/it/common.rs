@@ -154,6 +154,12 @@ impl TestTracker {
         self.state.store().stats().unwrap().peers
     }
 
+    /// Peers (seeders and leechers) in the swarm of `info_hash`.
+    pub(crate) fn swarm_size(&self, info_hash: InfoHash) -> u32 {
+        let stats = self.state.store().scrape(&[info_hash]).unwrap();
+        stats[0].complete + stats[0].incomplete
+    }
+
     /// Stops the tracker (graceful, like a process exit) and checks its port is free.
     pub(crate) async fn kill(&mut self) {
         self.stop.cancel();
@@ -343,6 +349,26 @@ pub(crate) fn test_client() -> ClientBuilder {
     config.snub_timeout = Duration::from_secs(1);
     builder = builder.config(config);
     builder
+}
+
+/// Whether the peer at `addr` answers a handshake for `info_hash` with its own (a peer
+/// that does not serve the torrent closes the connection instead).
+pub(crate) async fn handshake_accepted(addr: SocketAddr, info_hash: InfoHash) -> bool {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut out = BytesMut::new();
+    Handshake {
+        reserved: Reserved::NONE,
+        info_hash,
+        peer_id: PeerId::with_random_suffix([3; 12]),
+    }
+    .encode(&mut out);
+    stream.write_all(&out).await.unwrap();
+    let mut reply = [0u8; Handshake::LEN];
+    match tokio::time::timeout(WAIT, stream.read_exact(&mut reply)).await {
+        Ok(Ok(_)) => Handshake::decode(&reply).is_ok_and(|h| h.is_some()),
+        Ok(Err(_)) => false,
+        Err(_) => panic!("the peer neither answered nor closed"),
+    }
 }
 
 /// Shuts `client` down and checks nothing it started is left: no task, no bound port.

@@ -5,14 +5,17 @@
 mod common;
 
 mod bootstrap;
+mod eviction;
 mod fallback;
 mod integrity;
 mod magnet;
 mod real_clients;
 mod restart;
 mod router;
+mod seed_only;
 mod shutdown;
 mod swarm;
+mod timeout;
 mod tracker_down;
 mod trust;
 mod updates;

@@ -95,3 +95,44 @@ async fn a_restarted_client_seeds_its_cache_again_without_downloading() {
     shutdown_clean(second).await;
     web.stop().await;
 }
+
+/// A release restored from the cache announces to the client's configured tracker too,
+/// like a freshly fetched one, even when its torrent names no tracker: the tracker sees
+/// the restarted client in the swarm, and another client finds it there.
+#[tokio::test]
+async fn a_restored_release_announces_to_the_configured_tracker() {
+    let tracker = TestTracker::start(300).await;
+    // No `announce` in the torrent, no web seed: only the configured tracker can bring
+    // peers to it.
+    let release = release_of_size("restored-announce", 300 * 1024, 64 * 1024, None, Vec::new());
+    tracker.publish(&release).await;
+    let cache = tempfile::tempdir().unwrap();
+    seed_cache(cache.path(), &release);
+    assert_eq!(tracker.swarm_size(release.info_hash()), 0);
+
+    let restored = test_client()
+        .tracker(tracker.url())
+        .cache_dir(cache.path())
+        .build()
+        .await
+        .unwrap();
+    wait_until("the restored release's announce", || {
+        tracker.swarm_size(release.info_hash()) == 1
+    })
+    .await;
+
+    let other = test_client().tracker(tracker.url()).build().await.unwrap();
+    let fetched = tokio::time::timeout(WAIT, other.get("restored-announce"))
+        .await
+        .unwrap()
+        .unwrap();
+    release.assert_served_by(&fetched).await;
+    assert_eq!(fetched.progress().bytes_from_peers, release.size());
+
+    shutdown_clean(other).await;
+    shutdown_clean(restored).await;
+    wait_until("the stopped announces", || {
+        tracker.swarm_size(release.info_hash()) == 0
+    })
+    .await;
+}

@@ -3,10 +3,9 @@
 
 use reqwest::StatusCode;
 use swarmcdn_seeder::config::Config;
-use swarmcdn_seeder::publish::Published;
 use swarmcdn_seeder::store::Store;
 
-use crate::support::{RunningSeeder, TrackerDouble, Workspace};
+use crate::support::{RunningSeeder, TrackerDouble, Workspace, handshake_accepted, wait_handshake};
 
 #[tokio::test]
 async fn a_release_published_while_serving_is_served_without_restart() {
@@ -88,8 +87,8 @@ async fn a_restarted_seeder_serves_the_same_store() {
     tracker.stop().await;
 }
 
-/// Two releases in a store, `good` and `bad`, and a byte of `bad` flipped after publishing.
-async fn one_good_one_damaged() -> (TrackerDouble, Workspace, Published, Published) {
+#[tokio::test]
+async fn a_release_damaged_at_start_is_not_served() {
     let tracker = TrackerDouble::start().await;
     let ws = Workspace::new();
     ws.write("a.js", b"intact");
@@ -100,26 +99,35 @@ async fn one_good_one_damaged() -> (TrackerDouble, Workspace, Published, Publish
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[0] ^= 0x20;
     std::fs::write(&file, bytes).unwrap();
-    (tracker, ws, good, bad)
-}
 
-#[tokio::test]
-async fn a_release_damaged_at_start_is_not_served() {
-    let (tracker, ws, good, bad) = one_good_one_damaged().await;
-
-    // Peer seeding is off in this test: the peer engine verifies on its own and moves a
-    // damaged release aside, which is not what is tested here.
-    let seeder = RunningSeeder::start(Config {
-        peer_seeding: false,
-        ..ws.config()
-    })
-    .await;
+    // Peer seeding is on: the peer engine seeds the intact release only, and leaves the
+    // damaged one as it is (no `.partial`, no repair): the store is the seeder's.
+    let before = ws.store_snapshot();
+    let bad_bytes = std::fs::read(&file).unwrap();
+    let mut seeder = RunningSeeder::start(ws.config()).await;
     {
         let catalog = seeder.releases.borrow();
         assert!(catalog.get(&good.info_hash).is_some());
         assert!(catalog.get(&bad.info_hash).is_none());
     }
+    let peer = seeder.peer_addr().await;
+    wait_handshake(peer, good.info_hash, true).await;
+    assert!(!handshake_accepted(peer, bad.info_hash).await);
     seeder.stop().await;
+    let mut after = ws.store_snapshot();
+    // The peer engine's own entries (verified manifests, its lock and peer entries) are all
+    // it may add.
+    after.retain(|(path, _)| {
+        ![
+            swarmcdn_client::client::MANIFEST_DIR,
+            swarmcdn_client::client::LOCK_FILE,
+            swarmcdn_client::client::PEERS_DIR,
+        ]
+        .iter()
+        .any(|name| path == name || path.starts_with(&format!("{name}/")))
+    });
+    assert_eq!(after, before, "peer seeding changed the store");
+    assert_eq!(std::fs::read(&file).unwrap(), bad_bytes);
 
     // Without the verify pass it is served as it is (clients check every piece anyway).
     let seeder = RunningSeeder::start(Config {
@@ -133,31 +141,72 @@ async fn a_release_damaged_at_start_is_not_served() {
     tracker.stop().await;
 }
 
+/// Unpublished or withdrawn while `serve` runs: the release is no longer seeded over the
+/// peer wire (handshakes for it are refused), and a withdrawn release's files stay.
+#[tokio::test]
+async fn a_release_unpublished_while_serving_is_no_longer_seeded_to_peers() {
+    let tracker = TrackerDouble::start().await;
+    let ws = Workspace::new();
+    ws.write("app.js", b"console.log('one');");
+    let one = ws.publish(&tracker.url, "one", Some("1.0.0")).await;
+    ws.write("app.js", b"console.log('two');");
+    let two = ws.publish(&tracker.url, "two", Some("1.0.0")).await;
+    let mut seeder = RunningSeeder::start(ws.config()).await;
+    let peer = seeder.peer_addr().await;
+    wait_handshake(peer, one.info_hash, true).await;
+    wait_handshake(peer, two.info_hash, true).await;
+
+    Store::open(&ws.store)
+        .unwrap()
+        .remove(&one.info_hash)
+        .unwrap();
+    seeder.wait_for(|c| c.get(&one.info_hash).is_none()).await;
+    wait_handshake(peer, one.info_hash, false).await;
+    assert!(handshake_accepted(peer, two.info_hash).await);
+
+    Store::open(&ws.store)
+        .unwrap()
+        .withdraw(&two.info_hash)
+        .unwrap();
+    seeder.wait_for(|c| c.is_empty()).await;
+    wait_handshake(peer, two.info_hash, false).await;
+    assert!(
+        ws.store.join(two.info_hash.to_hex()).is_dir(),
+        "withdrawn content was deleted"
+    );
+    seeder.stop().await;
+
+    // Restarted: the withdrawn release, intact in the store, is not seeded either.
+    let mut seeder = RunningSeeder::start(ws.config()).await;
+    let peer = seeder.peer_addr().await;
+    wait_handshake(peer, two.info_hash, false).await;
+    seeder.stop().await;
+    tracker.stop().await;
+}
+
 #[tokio::test]
 async fn with_peer_seeding_the_engines_check_is_the_only_verify_pass() {
-    let (tracker, ws, good, bad) = one_good_one_damaged().await;
-
+    let tracker = TrackerDouble::start().await;
+    let ws = Workspace::new();
+    ws.widget();
+    let published = ws
+        .publish(&tracker.url, "share-button", Some("1.0.0"))
+        .await;
     // Peer seeding on, verify_on_start on (the defaults): the engine re-hashes the store
-    // once, and what it does not seed is not served over HTTP either.
+    // once, and the store's own pass is skipped.
     let seeder = RunningSeeder::start(ws.config()).await;
-    {
-        let catalog = seeder.releases.borrow();
-        assert!(catalog.get(&good.info_hash).is_some());
-        assert!(catalog.get(&bad.info_hash).is_none());
-    }
+    assert!(seeder.releases.borrow().get(&published.info_hash).is_some());
     let metrics = seeder.metrics().await;
+    let size = published.metainfo.info().total_length();
     assert!(
-        metrics.contains("swarmcdn_seeder_startup_verified_bytes_total{by=\"peer_engine\"}"),
+        metrics.contains(&format!(
+            "swarmcdn_seeder_startup_verified_bytes_total{{by=\"peer_engine\"}} {size}"
+        )),
         "{metrics}"
     );
     assert!(
         !metrics.contains("swarmcdn_seeder_startup_verified_bytes_total{by=\"store\"}"),
         "the store was hashed a second time: {metrics}"
-    );
-    let url = format!("{}/webseed/{}/bad-1.0.0/a.js", seeder.url, bad.info_hash);
-    assert_eq!(
-        reqwest::get(&url).await.unwrap().status(),
-        StatusCode::NOT_FOUND
     );
     seeder.stop().await;
     tracker.stop().await;

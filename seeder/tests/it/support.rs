@@ -15,6 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use swarmcdn_proto::manifest::{ReleaseName, SignedManifest, Version};
 use swarmcdn_proto::metainfo::Metainfo;
+use swarmcdn_proto::peer::{Handshake, Reserved};
+use swarmcdn_proto::{InfoHash, PeerId};
 use swarmcdn_seeder::config::Config;
 use swarmcdn_seeder::publish::{PublishOptions, Published, publish};
 use swarmcdn_seeder::serve::Seeder;
@@ -419,6 +421,7 @@ pub(crate) struct RunningSeeder {
     pub(crate) url: String,
     pub(crate) address: SocketAddr,
     pub(crate) releases: tokio::sync::watch::Receiver<Arc<swarmcdn_seeder::catalog::Catalog>>,
+    peer: tokio::sync::watch::Receiver<Option<SocketAddr>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), swarmcdn_seeder::serve::ServeError>>>,
 }
@@ -431,6 +434,7 @@ impl RunningSeeder {
         }
         let seeder = Seeder::new(config).await.unwrap();
         let releases = seeder.releases();
+        let peer = seeder.peer_address();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -441,6 +445,7 @@ impl RunningSeeder {
             url: format!("http://{address}"),
             address,
             releases,
+            peer,
             stop: Some(stop),
             task: Some(task),
         }
@@ -467,6 +472,16 @@ impl RunningSeeder {
             .unwrap()
     }
 
+    /// The peer-wire listener's address, once peer seeding has started (up to 10 s).
+    pub(crate) async fn peer_addr(&mut self) -> SocketAddr {
+        let address =
+            tokio::time::timeout(Duration::from_secs(10), self.peer.wait_for(Option::is_some))
+                .await
+                .expect("peer seeding did not start in time")
+                .unwrap();
+        address.expect("checked above")
+    }
+
     /// Stops the seeder, checks it stopped without error and let go of its port.
     pub(crate) async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
@@ -479,6 +494,40 @@ impl RunningSeeder {
 }
 
 /// The seeder binary.
+/// Whether the peer at `address` answers a BitTorrent handshake for `info_hash` with its
+/// own; a peer that does not seed the torrent closes the connection instead.
+pub(crate) async fn handshake_accepted(address: SocketAddr, info_hash: InfoHash) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut out = Vec::new();
+    Handshake {
+        reserved: Reserved::NONE,
+        info_hash,
+        peer_id: PeerId::with_random_suffix([5; 12]),
+    }
+    .encode(&mut out);
+    stream.write_all(&out).await.unwrap();
+    let mut reply = [0u8; Handshake::LEN];
+    match tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut reply)).await {
+        Ok(Ok(_)) => Handshake::decode(&reply).is_ok_and(|h| h.is_some()),
+        Ok(Err(_)) => false,
+        Err(_) => panic!("the peer neither answered nor closed"),
+    }
+}
+
+/// Polls until `address` answers handshakes for `info_hash` as `accepted` says (up to 10 s).
+pub(crate) async fn wait_handshake(address: SocketAddr, info_hash: InfoHash, accepted: bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while handshake_accepted(address, info_hash).await != accepted {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "handshakes for {info_hash} still {}",
+            if accepted { "refused" } else { "accepted" }
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub(crate) fn seeder_bin() -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_swarmcdn-seeder"));
     command.env_remove("SWARMCDN_TOKEN").env("RUST_LOG", "warn");

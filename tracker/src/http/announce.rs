@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use swarmcdn_proto::PeerId;
 use swarmcdn_proto::tracker::{
     self as wire, AnnounceHead, AnnounceRequest, write_compact_response, write_dict_response,
 };
@@ -95,6 +96,7 @@ pub(crate) fn respond(
         },
         left: request.left,
         numwant: request.numwant,
+        peer_ids: !request.compact && !request.no_peer_id,
     };
     let now = state.epoch().now();
     let config = state.config();
@@ -115,10 +117,14 @@ pub(crate) fn respond(
             let v6 = out.peers_v6.iter().copied();
             write_compact_response(body, &head, v4, v6);
         } else {
-            // The store keeps no peer ids (they would double its memory), so dictionary
-            // peers carry address and port only, as a `no_peer_id` answer does.
-            let v4 = out.peers_v4.iter().map(|a| (SocketAddr::V4(*a), None));
-            let v6 = out.peers_v6.iter().map(|a| (SocketAddr::V6(*a), None));
+            // BEP 3 dictionary peers. The store keeps every peer's id anyway (to recognise it
+            // on its next announce), so the ids cost a copy only for these rare answers; with
+            // `no_peer_id` the id lists are empty and every peer goes without one.
+            let ids = |list: &[PeerId], i: usize| list.get(i).copied();
+            let v4 = (out.peers_v4.iter().enumerate())
+                .map(|(i, a)| (SocketAddr::V4(*a), ids(&out.peer_ids_v4, i)));
+            let v6 = (out.peers_v6.iter().enumerate())
+                .map(|(i, a)| (SocketAddr::V6(*a), ids(&out.peer_ids_v6, i)));
             write_dict_response(body, &head, v4.chain(v6));
         }
         Ok(Bytes::copy_from_slice(body))

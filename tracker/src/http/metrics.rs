@@ -285,13 +285,20 @@ impl Metrics {
             },
         };
         if let Some(reason) = reason {
-            self.errors
-                .get_or_create(&ErrorLabels {
-                    endpoint: endpoint.as_str(),
-                    reason,
-                })
-                .inc();
+            self.error(endpoint, reason);
         }
+    }
+
+    /// Counts one error under `reason` for `endpoint`. The layer counts every error response
+    /// itself; handlers call this only for a fault in a request they still answer (a scrape
+    /// that also named unregistered torrents).
+    pub(crate) fn error(&self, endpoint: Endpoint, reason: &'static str) {
+        self.errors
+            .get_or_create(&ErrorLabels {
+                endpoint: endpoint.as_str(),
+                reason,
+            })
+            .inc();
     }
 
     /// The OpenMetrics text of every series, with the state gauges refreshed from `state`.

@@ -19,8 +19,8 @@
 //!
 //! Selection rules, applied by every implementation: a `stopped` peer is removed and gets no
 //! peers; `completed` counts a download once per leecher-to-seeder transition; a peer with
-//! nothing left is a seeder; seeders are sent leechers only (a seeder has nothing to gain from
-//! another seeder); leechers get a random mix that favours seeders; the announcing peer never
+//! nothing left is a seeder; seeders are sent leechers first, and other seeders only in the
+//! slots leechers leave; leechers get a random mix that favours seeders; the announcing peer never
 //! appears in its own list (some clients stall when handed themselves); IPv4 peers go to the
 //! IPv4 list and IPv6 peers to the IPv6 list; and picking is O(numwant), never O(swarm size).
 
@@ -126,6 +126,10 @@ pub struct AnnounceInput {
     /// How many peers it asks for; `None` means the configured default. Capped by the
     /// configured maximum either way.
     pub numwant: Option<u32>,
+    /// Whether the answer must carry the selected peers' ids ([`AnnounceOutput::peer_ids_v4`]
+    /// and `_v6`): a dictionary-model answer without `no_peer_id`. Compact answers have no
+    /// place for ids, so they leave this off and skip copying them.
+    pub peer_ids: bool,
 }
 
 /// A swarm's counters, as announce and scrape responses report them.
@@ -149,6 +153,11 @@ pub struct AnnounceOutput {
     pub peers_v4: Vec<SocketAddrV4>,
     /// Selected IPv6 peers (BEP 7 `peers6`).
     pub peers_v6: Vec<SocketAddrV6>,
+    /// The ids of [`Self::peers_v4`], in the same order, when [`AnnounceInput::peer_ids`]
+    /// asked for them; empty otherwise.
+    pub peer_ids_v4: Vec<PeerId>,
+    /// The ids of [`Self::peers_v6`], likewise.
+    pub peer_ids_v6: Vec<PeerId>,
 }
 
 impl AnnounceOutput {
@@ -157,6 +166,8 @@ impl AnnounceOutput {
         self.stats = SwarmStats::default();
         self.peers_v4.clear();
         self.peers_v6.clear();
+        self.peer_ids_v4.clear();
+        self.peer_ids_v6.clear();
     }
 
     /// Number of peers selected, both families together.

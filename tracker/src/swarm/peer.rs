@@ -1,10 +1,11 @@
 //! The stored form of one peer, per address family.
 //!
 //! A tracker's memory is its peer entries, so each entry holds only what an announce answer and
-//! the expiry sweep need: the peer id (to recognise the peer when it announces again), its
-//! address, and when it expires. Seeder or leecher is not a field: it is which map the entry is
-//! in (see `torrent`). IPv4 and IPv6 peers live in separate maps of separate types, so an IPv4
-//! peer takes 32 bytes instead of paying for a 16-byte address it does not have.
+//! the expiry sweep need: the peer id (to recognise the peer when it announces again, and for
+//! dictionary-model answers), its address, and when it expires. Seeder or leecher is not a
+//! field: it is which map the entry is in (see `torrent`). IPv4 and IPv6 peers live in separate
+//! maps of separate types, so an IPv4 peer takes 32 bytes instead of paying for a 16-byte
+//! address it does not have.
 //!
 //! A peer is identified by its peer id *and* IP address. Peer ids are not secret (every peer
 //! that connects learns them), so keying on the id alone would let anyone who learned one move

@@ -17,6 +17,7 @@ use std::hash::BuildHasher;
 use std::net::SocketAddr;
 
 use rand::{Rng, RngExt};
+use swarmcdn_proto::PeerId;
 
 use super::normalize_addr;
 use super::peer::{PeerEntry, V4Peer, V6Peer};
@@ -53,10 +54,11 @@ struct Upsert {
     stored: bool,
 }
 
-/// The announcing peer, to keep it out of its own answer.
+/// The announcing peer, to keep it out of its own answer, and whether its answer carries ids.
 struct Announcer {
     peer_id: [u8; 20],
     addr: SocketAddr,
+    with_ids: bool,
 }
 
 impl Announcer {
@@ -158,14 +160,30 @@ impl Swarm {
             .numwant
             .unwrap_or(config.numwant_default)
             .min(config.numwant_max) as usize;
-        let me = Announcer { peer_id, addr };
+        let me = Announcer {
+            peer_id,
+            addr,
+            with_ids: input.peer_ids,
+        };
         let now = now.secs();
         if seeder {
-            // A seeder has nothing to gain from other seeders.
-            pick(
+            // Leechers first: they are who a seeder is there to serve. Slots they leave go to
+            // other seeders: `left=0` is the peer's own claim, and a partial seed (BEP 21) or a
+            // client re-checking its data still needs pieces, which seeders have. In a busy
+            // swarm leechers fill the answer and the second walk does nothing.
+            let got = pick(
                 &self.leechers_v4,
                 &self.leechers_v6,
                 want,
+                &me,
+                now,
+                rng,
+                out,
+            );
+            pick(
+                &self.seeders_v4,
+                &self.seeders_v6,
+                want - got,
                 &me,
                 now,
                 rng,
@@ -321,6 +339,9 @@ fn pick<R: Rng + ?Sized>(
                 let addr = p.addr();
                 if p.expires() > now && !me.is(p.peer_id(), SocketAddr::V4(addr)) {
                     out.peers_v4.push(addr);
+                    if me.with_ids {
+                        out.peer_ids_v4.push(PeerId(*p.peer_id()));
+                    }
                     got += 1;
                 }
             }
@@ -328,6 +349,9 @@ fn pick<R: Rng + ?Sized>(
             let addr = p.addr();
             if p.expires() > now && !me.is(p.peer_id(), SocketAddr::V6(addr)) {
                 out.peers_v6.push(addr);
+                if me.with_ids {
+                    out.peer_ids_v6.push(PeerId(*p.peer_id()));
+                }
                 got += 1;
             }
         }
@@ -350,7 +374,7 @@ mod tests {
 
     use rand::SeedableRng;
     use rand::rngs::StdRng;
-    use swarmcdn_proto::{InfoHash, PeerId};
+    use swarmcdn_proto::InfoHash;
 
     use super::*;
 
@@ -396,6 +420,7 @@ mod tests {
             event,
             left,
             numwant: None,
+            peer_ids: false,
         }
     }
 
@@ -510,12 +535,63 @@ mod tests {
     }
 
     #[test]
-    fn seeders_get_only_leechers() {
+    fn a_seeder_gets_every_leecher_then_other_seeders() {
         let mut h = Harness::new();
         h.populate(30, 10);
+        // Seeder 1000 (already stored) asks for the default 50: all 10 leechers and the 29
+        // other seeders, never itself.
+        let me = input(1000, v4(1000), 0, AnnounceEvent::None);
+        let out = h.announce(&me).clone();
+        assert_eq!(out.peers_v4.len(), 39);
+        assert!(!out.peers_v4.iter().any(|a| SocketAddr::V4(*a) == v4(1000)));
+        let leechers: HashSet<_> = out.peers_v4[..10].iter().collect();
+        assert_eq!(leechers.len(), 10);
+        assert!(
+            leechers.iter().all(|a| !is_seeder_addr(a)),
+            "leechers come first"
+        );
+        assert!(out.peers_v4[10..].iter().all(is_seeder_addr));
+
+        // Asking for 15: the 10 leechers, then 5 seeders fill the rest.
+        let mut me = me;
+        me.numwant = Some(15);
+        for _ in 0..20 {
+            let out = h.announce(&me);
+            assert_eq!(out.peers_v4.len(), 15);
+            assert_eq!(
+                out.peers_v4.iter().filter(|a| !is_seeder_addr(a)).count(),
+                10
+            );
+            assert!(!out.peers_v4.iter().any(|a| SocketAddr::V4(*a) == v4(1000)));
+        }
+    }
+
+    #[test]
+    fn a_seeder_in_a_busy_swarm_gets_only_leechers() {
+        let mut h = Harness::new();
+        h.populate(30, 100);
         let out = h.announce(&input(1, v4(1), 0, AnnounceEvent::Started));
-        assert_eq!(out.peers_v4.len(), 10);
+        assert_eq!(out.peers_v4.len(), 50);
         assert!(out.peers_v4.iter().all(|a| !is_seeder_addr(a)));
+    }
+
+    #[test]
+    fn a_seeder_gets_both_families_and_never_its_own_entries() {
+        let mut h = Harness::new();
+        // Two IPv4 leechers, two IPv6 leechers, two IPv6 seeders, and the announcer seeding
+        // over both families under one id.
+        for n in 0..2 {
+            h.announce(&input(10 + n, v4(10 + n), 5, AnnounceEvent::Started));
+            h.announce(&input(20 + n, v6(20 + n), 5, AnnounceEvent::Started));
+            h.announce(&input(30 + n, v6(30 + n), 0, AnnounceEvent::Started));
+        }
+        h.announce(&input(1, v6(1), 0, AnnounceEvent::Started));
+        let out = h.announce(&input(1, v4(1), 0, AnnounceEvent::Started));
+        assert_eq!(out.peers_v4.len(), 2);
+        assert_eq!(out.peers_v6.len(), 4);
+        let mut v6s: Vec<u16> = out.peers_v6.iter().map(|a| a.ip().segments()[7]).collect();
+        v6s.sort_unstable();
+        assert_eq!(v6s, [20, 21, 30, 31]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::net::{SocketAddrV4, SocketAddrV6};
 
+use swarmcdn_proto::PeerId;
 use swarmcdn_proto::tracker::{AnnounceEvent, ScrapeRequest, ScrapeResponse};
 
 use crate::common::*;
@@ -66,12 +67,24 @@ async fn compact_zero_gets_dictionary_peers() {
     let mut leecher = announce_request(ih, 2, 6882, 10, AnnounceEvent::Started);
     leecher.compact = false;
     let reply = h.announce(&leecher, addr("192.0.2.2:1")).await;
-    let text = reply.text();
-    assert!(
-        text.contains("5:peersld2:ip9:192.0.2.14:porti6881ee"),
-        "{text}"
+    // The exact BEP 3 shape: a list of dictionaries with `ip` (text), `peer id` (the 20 bytes
+    // the peer announced with) and `port`, keys sorted; IPv4 peers first, then IPv6 ones.
+    let config = h.state.config();
+    let head = format!(
+        "d8:completei2e10:incompletei1e8:intervali{}e12:min intervali{}e5:peersl",
+        config.announce_interval_secs, config.min_announce_interval_secs
     );
-    assert!(text.contains("d2:ip11:2001:db8::34:porti7000ee"), "{text}");
+    let dict = |ip: &str, id: u8, port: u16| {
+        let mut entry = format!("d2:ip{}:{ip}7:peer id20:", ip.len()).into_bytes();
+        entry.extend_from_slice(&[id; 20]);
+        entry.extend_from_slice(format!("4:porti{port}ee").as_bytes());
+        entry
+    };
+    let mut expected = head.clone().into_bytes();
+    expected.extend(dict("192.0.2.1", 1, 6881));
+    expected.extend(dict("2001:db8::3", 3, 7000));
+    expected.extend_from_slice(b"ee");
+    assert_eq!(reply.body, expected, "{}", reply.text());
     let answer = reply.success();
     assert_eq!(
         answer.peers,
@@ -86,6 +99,17 @@ async fn compact_zero_gets_dictionary_peers() {
             0
         )]
     );
+    assert_eq!(
+        answer.peer_ids,
+        vec![PeerId::new([1; 20]), PeerId::new([3; 20])]
+    );
+
+    // `no_peer_id` leaves the ids out and nothing else.
+    leecher.no_peer_id = true;
+    let reply = h.announce(&leecher, addr("192.0.2.2:1")).await;
+    let expected = format!("{head}d2:ip9:192.0.2.14:porti6881eed2:ip11:2001:db8::34:porti7000eeee");
+    assert_eq!(reply.text(), expected);
+    assert!(reply.success().peer_ids.is_empty());
 }
 
 #[tokio::test]

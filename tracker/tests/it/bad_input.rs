@@ -208,19 +208,36 @@ async fn malformed_announces_are_refused_counted_and_change_nothing() {
 
 #[tokio::test]
 async fn a_huge_numwant_within_range_is_capped_not_refused() {
-    let (h, release) = setup(test_config()).await;
+    let mut config = test_config();
+    config.numwant_default = 4;
+    config.numwant_max = 8;
+    let (h, release) = setup(config).await;
+    // 20 seeders besides the one `setup` added: far more than the cap.
+    for n in 100..120u8 {
+        h.announce(
+            &announce_request(release.info_hash, n, 6881, 0, AnnounceEvent::Started),
+            addr(&format!("192.0.2.{n}:1")),
+        )
+        .await
+        .success();
+    }
+    let before = snapshot(&h);
     let query = with(&release.info_hash, "numwant", "4000000000");
     let reply = h
         .get_from(&format!("/announce?{query}"), addr("192.0.2.42:1"))
         .await;
-    assert_eq!(reply.success().peers.len(), 1);
+    let answer = reply.success();
+    assert_eq!(answer.peers.len(), 8, "numwant is capped at numwant_max");
+    assert_eq!((answer.complete, answer.incomplete), (21, 1));
+    // Only the new leecher was added.
+    assert_eq!(h.peer_count(), (before.peers.0 + 1, before.peers.1));
 }
 
 #[tokio::test]
 async fn malformed_scrapes_are_refused_counted_and_change_nothing() {
     let mut config = test_config();
     config.max_scrape_hashes = 4;
-    let (h, release) = setup(config).await;
+    let (h, _release) = setup(config).await;
     let hash = |n: u8| format!("info_hash={}", "%aa".repeat(19) + &format!("%{n:02x}"));
     let five: Vec<String> = (0..5).map(hash).collect();
     let sixty_five: Vec<String> = (0..65).map(hash).collect();
@@ -259,7 +276,32 @@ async fn malformed_scrapes_are_refused_counted_and_change_nothing() {
     for (query, words, reason) in cases {
         expect_refusal(&h, "scrape", &query, words, reason).await;
     }
-    // Unknown torrents are left out of a scrape instead of being reported as empty swarms.
+    // A scrape of unknown torrents only: a failure reason, counted, nothing changed (checked
+    // by `expect_refusal`), with or without a duplicate.
+    let unknown = format!("info_hash={}", "%bb".repeat(20));
+    expect_refusal(
+        &h,
+        "scrape",
+        &unknown,
+        "unregistered torrent",
+        "unregistered_torrent",
+    )
+    .await;
+    expect_refusal(
+        &h,
+        "scrape",
+        &format!("{unknown}&info_hash={}", "%cc".repeat(20)),
+        "unregistered torrent",
+        "unregistered_torrent",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_scrape_naming_unknown_torrents_answers_the_known_ones_and_counts_the_fault() {
+    let (h, release) = setup(test_config()).await;
+    let before = snapshot(&h);
+    let counted_before = errors(&h.metrics().await, "scrape", "unregistered_torrent");
     let query = format!(
         "info_hash={}&{}",
         "%bb".repeat(20),
@@ -271,10 +313,19 @@ async fn malformed_scrapes_are_refused_counted_and_change_nothing() {
     let reply = h.get(&format!("/scrape?{query}")).await;
     match swarmcdn_proto::tracker::ScrapeResponse::from_bytes(&reply.body).unwrap() {
         swarmcdn_proto::tracker::ScrapeResponse::Files(files) => {
+            // The unknown torrent is left out, not reported as an empty swarm.
             assert_eq!(files.keys().collect::<Vec<_>>(), vec![&release.info_hash]);
+            assert_eq!(files[&release.info_hash].complete, 1);
         }
         other => panic!("{other:?}"),
     }
+    let metrics = h.metrics().await;
+    assert_eq!(
+        errors(&metrics, "scrape", "unregistered_torrent"),
+        counted_before + 1.0
+    );
+    assert_eq!(metric(&metrics, "tracker_scrapes_total"), 1.0);
+    assert_eq!(snapshot(&h), before, "a scrape changed state");
 }
 
 /// Posts `body` with `token`, expects `status` and a JSON error containing `words`, counted

@@ -102,7 +102,13 @@ impl Harness {
     }
 
     pub(crate) fn with_config(config: Config) -> Self {
-        let registry = Arc::new(Registry::open_in_memory().unwrap());
+        Self::with_registry(config, Registry::open_in_memory().unwrap())
+    }
+
+    /// A harness over `registry` (say, one in a file a test can damage), to which publisher
+    /// [`PUBLISHER`] is added.
+    pub(crate) fn with_registry(config: Config, registry: Registry) -> Self {
+        let registry = Arc::new(registry);
         let key = signing_key_from_seed(KEY_SEED);
         let token = registry
             .add_publisher(PUBLISHER, key.verifying_key().as_bytes())

@@ -159,6 +159,39 @@ async fn probes_answer() {
 }
 
 #[tokio::test]
+async fn readyz_is_503_while_the_registry_cannot_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.sqlite3");
+    let h = Harness::with_registry(
+        test_config(),
+        swarmcdn_tracker::registry::Registry::open(&path).unwrap(),
+    );
+    assert_eq!(h.get("/readyz").await.status, StatusCode::OK);
+
+    // Damage the database behind the tracker's back (a bad restore, a stray script): the
+    // table the readiness query reads is gone.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("DROP TABLE publishers").unwrap();
+    drop(other);
+
+    let counted_before = errors(&h.metrics().await, "health", "not_ready");
+    let ready = h.get("/readyz").await;
+    assert_eq!(
+        ready.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        ready.text()
+    );
+    assert_eq!(ready.error(), "the registry is unreachable");
+    assert_eq!(
+        errors(&h.metrics().await, "health", "not_ready"),
+        counted_before + 1.0
+    );
+    // Liveness is a different question: the process still answers.
+    assert_eq!(h.get("/healthz").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn metrics_can_be_switched_off() {
     let mut config = test_config();
     config.metrics_enabled = false;

@@ -1,0 +1,86 @@
+//! `CacheMode::SeedOnly`: a cache folder that is someone else's store is seeded from but
+//! never changed; a damaged release in it is skipped, not renamed to `.partial` or
+//! repaired.
+
+use swarmcdn_client::storage::StorageError;
+use swarmcdn_client::{AddError, CacheMode, GetError, RemoveOptions};
+
+use crate::common::*;
+
+#[tokio::test]
+async fn a_seed_only_cache_skips_a_damaged_release_and_leaves_its_files_untouched() {
+    let tracker = TestTracker::start(300).await;
+    let good = release_of_size("store-good", 200 * 1024, 64 * 1024, None, Vec::new());
+    let damaged = release_of_size("store-damaged", 200 * 1024, 64 * 1024, None, Vec::new());
+    tracker.publish(&good).await;
+    tracker.publish(&damaged).await;
+    let store = tempfile::tempdir().unwrap();
+    seed_cache(store.path(), &good);
+    seed_cache(store.path(), &damaged);
+    // One byte of piece 2 flipped, as a disk error or a stray edit would.
+    let folder = store.path().join(damaged.info_hash().to_hex());
+    let file = folder.join("store-damaged-1.0.0").join("payload.bin");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[2 * 64 * 1024 + 10] ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+
+    let client = test_client()
+        .tracker(tracker.url())
+        .cache_dir(store.path())
+        .cache_mode(CacheMode::SeedOnly)
+        .build()
+        .await
+        .unwrap();
+
+    // The intact release is seeded, the damaged one is not.
+    let seeding = client
+        .torrent(good.info_hash())
+        .await
+        .expect("good is seeded");
+    assert!(seeding.progress().complete);
+    assert!(client.torrent(damaged.info_hash()).await.is_none());
+    assert!(handshake_accepted(client.local_peer_addr(), good.info_hash()).await);
+    assert!(
+        !handshake_accepted(client.local_peer_addr(), damaged.info_hash()).await,
+        "the damaged release is offered to peers"
+    );
+
+    // Asking for it names the bad piece and repairs nothing.
+    let added = client.add_torrent(&damaged.torrent).await;
+    assert!(
+        matches!(&added, Err(AddError::Storage(e))
+            if matches!(&**e, StorageError::Damaged { bad_pieces, .. } if bad_pieces == &[2])),
+        "{added:?}"
+    );
+    let got = client.get("store-damaged").await;
+    assert!(matches!(got, Err(GetError::Storage(_))), "{got:?}");
+    assert!(folder.is_dir(), "the damaged folder was moved");
+    assert!(
+        !store
+            .path()
+            .join(format!("{}.partial", damaged.info_hash().to_hex()))
+            .exists()
+    );
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        bytes,
+        "the damaged file changed"
+    );
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().modified().unwrap(),
+        modified
+    );
+
+    // Removing a release from a seed-only cache stops seeding and never deletes.
+    assert!(
+        client
+            .remove(good.info_hash(), RemoveOptions::default())
+            .await
+            .unwrap()
+    );
+    assert!(client.torrent(good.info_hash()).await.is_none());
+    assert!(store.path().join(good.info_hash().to_hex()).is_dir());
+    drop(seeding);
+    shutdown_clean(client).await;
+}

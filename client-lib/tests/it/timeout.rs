@@ -1,0 +1,87 @@
+//! `ClientConfig::get_timeout` bounds a whole `get` or `add_*`: the caller gets a typed
+//! `Timeout`, nothing partial is served, and the download goes on in the background so a
+//! later `get` succeeds.
+
+use std::time::Duration;
+
+use swarmcdn_client::{AddError, GetError};
+use swarmcdn_proto::magnet::Magnet;
+
+use crate::common::*;
+
+/// The only source (a web seed) answers `503` at first: the `get` gives up after the
+/// timeout, the session keeps going without a lease, and once the web seed serves again
+/// the release completes and the next `get` returns it.
+#[tokio::test]
+async fn a_get_that_takes_too_long_times_out_and_the_download_goes_on() {
+    let tracker = TestTracker::start(300).await;
+    let web = TestWebSeed::start().await;
+    let release = release_of_size(
+        "slow-release",
+        200 * 1024,
+        64 * 1024,
+        Some(tracker.announce_url()),
+        vec![web.url()],
+    );
+    tracker.publish(&release).await;
+    web.serve(&release);
+    web.set_mode(SeedMode::Busy);
+    let client = test_client()
+        .tracker(tracker.url())
+        .get_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+
+    let result = tokio::time::timeout(WAIT, client.get("slow-release"))
+        .await
+        .expect("the get timeout did not fire");
+    assert!(
+        matches!(result, Err(GetError::Timeout { after }) if after == Duration::from_millis(300)),
+        "{result:?}"
+    );
+    // The download was not dropped: it completes in the background once the seed serves.
+    let running = client
+        .torrent(release.info_hash())
+        .await
+        .expect("the session goes on after the timeout");
+    assert!(!running.progress().complete);
+    web.set_mode(SeedMode::Good);
+    wait_progress(&running.watch(), "background completion", |p| p.complete).await;
+    let got = tokio::time::timeout(WAIT, client.get("slow-release"))
+        .await
+        .unwrap()
+        .unwrap();
+    release.assert_served_by(&got).await;
+    drop((got, running));
+    shutdown_clean(client).await;
+    web.stop().await;
+}
+
+/// A magnet whose only peer accepts the connection and never answers: `add_magnet` gives
+/// up after `get_timeout`, long before the metadata timeout.
+#[tokio::test]
+async fn add_magnet_times_out_on_a_silent_peer() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let release = release_of_size("silent-magnet", 10 * 1024, 16 * 1024, None, Vec::new());
+    let mut builder = test_client()
+        .bootstrap_peer(silent.local_addr().unwrap())
+        .get_timeout(Duration::from_millis(300));
+    let mut config = builder.current_config().clone();
+    config.metadata_timeout = Duration::from_secs(600);
+    builder = builder.config(config);
+    let client = builder.build().await.unwrap();
+    let result = tokio::time::timeout(
+        WAIT,
+        client.add_magnet(&Magnet::new(release.info_hash()).to_uri()),
+    )
+    .await
+    .expect("the get timeout did not fire");
+    assert!(
+        matches!(result, Err(AddError::Timeout { .. })),
+        "{result:?}"
+    );
+    assert!(client.torrent(release.info_hash()).await.is_none());
+    shutdown_clean(client).await;
+    drop(silent);
+}
