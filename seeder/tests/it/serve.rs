@@ -3,6 +3,7 @@
 
 use reqwest::StatusCode;
 use swarmcdn_seeder::config::Config;
+use swarmcdn_seeder::publish::Published;
 use swarmcdn_seeder::store::Store;
 
 use crate::support::{RunningSeeder, TrackerDouble, Workspace, handshake_accepted, wait_handshake};
@@ -65,14 +66,20 @@ async fn a_release_published_while_serving_is_served_without_restart() {
     tracker.stop().await;
 }
 
-#[tokio::test]
-async fn a_restarted_seeder_serves_the_same_store() {
+/// A store with the widget published as `share-button` 1.0.0.
+async fn one_widget() -> (TrackerDouble, Workspace, Published) {
     let tracker = TrackerDouble::start().await;
     let ws = Workspace::new();
     ws.widget();
     let published = ws
         .publish(&tracker.url, "share-button", Some("1.0.0"))
         .await;
+    (tracker, ws, published)
+}
+
+#[tokio::test]
+async fn a_restarted_seeder_serves_the_same_store() {
+    let (tracker, ws, published) = one_widget().await;
     for _ in 0..2 {
         let seeder = RunningSeeder::start(ws.config()).await;
         assert!(seeder.releases.borrow().get(&published.info_hash).is_some());
@@ -186,12 +193,7 @@ async fn a_release_unpublished_while_serving_is_no_longer_seeded_to_peers() {
 
 #[tokio::test]
 async fn with_peer_seeding_the_engines_check_is_the_only_verify_pass() {
-    let tracker = TrackerDouble::start().await;
-    let ws = Workspace::new();
-    ws.widget();
-    let published = ws
-        .publish(&tracker.url, "share-button", Some("1.0.0"))
-        .await;
+    let (tracker, ws, published) = one_widget().await;
     // Peer seeding on, verify_on_start on (the defaults): the engine re-hashes the store
     // once, and the store's own pass is skipped.
     let seeder = RunningSeeder::start(ws.config()).await;
@@ -214,12 +216,7 @@ async fn with_peer_seeding_the_engines_check_is_the_only_verify_pass() {
 
 #[tokio::test]
 async fn a_second_serve_on_a_store_another_engine_holds_still_serves_the_web_seed() {
-    let tracker = TrackerDouble::start().await;
-    let ws = Workspace::new();
-    ws.widget();
-    let published = ws
-        .publish(&tracker.url, "share-button", Some("1.0.0"))
-        .await;
+    let (tracker, ws, published) = one_widget().await;
     let first = RunningSeeder::start(ws.config()).await;
     // The first one's engine holds the store; the second falls back to its own verify pass
     // and serves every intact release over HTTP.
