@@ -87,8 +87,10 @@ pub struct ClientConfig {
     /// connection. `None` (the default): no cap.
     pub upload_rate_kib: Option<u32>,
     /// Peer-wire timeouts and bounds, and the client-wide connection limit
-    /// (`max_connections`). The upload limiter inside is set from
-    /// [`ClientConfig::upload_rate_kib`].
+    /// (`max_connections`). The upload limiter inside is made from
+    /// [`ClientConfig::upload_rate_kib`] when that is set; otherwise the one given here (a
+    /// budget shared with the embedding program, see
+    /// [`ClientBuilder::upload_limiter`](crate::ClientBuilder::upload_limiter)) is used.
     pub connection: ConnectionOptions,
     /// The most peers one torrent keeps connected.
     pub max_peers_per_torrent: usize,

@@ -143,11 +143,23 @@ pub struct StoreWatcher {
     /// Re-hash releases before serving them (set for the first look only, see
     /// [`Config::verify_on_start`](crate::config::Config)).
     verify: bool,
+    /// Releases someone else (the peer engine) checked before the first look: those that
+    /// were checked and are not intact are damaged. Used by the first look only.
+    checked_elsewhere: Option<CheckedElsewhere>,
     /// Releases that failed to load: tried again at every look, logged only the first time.
     failed: BTreeSet<InfoHash>,
     /// Releases found damaged: never served by this process (`verify` tells what is wrong;
     /// unpublishing and publishing again, or a restart after repair, brings them back).
     damaged: BTreeSet<InfoHash>,
+}
+
+/// The outcome of a verify pass made by someone else (the peer engine's start-up check).
+#[derive(Debug, Clone, Default)]
+pub struct CheckedElsewhere {
+    /// The releases the check looked at (the store's listing taken before it began).
+    pub checked: BTreeSet<InfoHash>,
+    /// Those it found intact.
+    pub intact: BTreeSet<InfoHash>,
 }
 
 /// Why a release is not served.
@@ -168,9 +180,18 @@ impl StoreWatcher {
             store,
             metrics,
             verify: verify_first,
+            checked_elsewhere: None,
             failed: BTreeSet::new(),
             damaged: BTreeSet::new(),
         }
+    }
+
+    /// Takes `outcome` as the first look's verify pass instead of re-hashing: a release it
+    /// checked and did not find intact is left out as damaged; one it did not check (stored
+    /// after it began) is served as `publish` hashed it.
+    pub fn checked_elsewhere(&mut self, outcome: CheckedElsewhere) {
+        self.verify = false;
+        self.checked_elsewhere = Some(outcome);
     }
 
     /// Looks at the store once. Returns the new catalog and what changed, or `None` if
@@ -178,6 +199,18 @@ impl StoreWatcher {
     /// and left out.
     pub fn refresh(&mut self, current: &Catalog) -> Result<Option<(Catalog, Changes)>, StoreError> {
         let verify = std::mem::replace(&mut self.verify, false);
+        if let Some(outcome) = self.checked_elsewhere.take() {
+            for info_hash in outcome.checked.difference(&outcome.intact) {
+                if !self.damaged.contains(info_hash) {
+                    tracing::error!(
+                        %info_hash,
+                        "stored release failed the peer engine's check; not serving it (see \
+                         `swarmcdn-seeder verify`)"
+                    );
+                    self.damaged.insert(*info_hash);
+                }
+            }
+        }
         let on_disk = self.store.info_hashes()?;
         self.failed.retain(|info_hash| on_disk.contains(info_hash));
         self.damaged.retain(|info_hash| on_disk.contains(info_hash));
@@ -240,6 +273,8 @@ impl StoreWatcher {
             }
         };
         if verify {
+            self.metrics
+                .startup_verified("store", release.metainfo.info().total_length());
             match self.store.verify(info_hash) {
                 Ok(Some(report)) if report.is_intact() => {}
                 Ok(Some(report)) => {
@@ -349,5 +384,30 @@ mod tests {
         // Later looks do not re-verify, and do not let it in either.
         assert!(watcher.refresh(&Catalog::default()).unwrap().is_none());
         assert!(watcher.damaged.contains(&a.info_hash));
+    }
+
+    #[test]
+    fn a_check_made_elsewhere_replaces_the_verify_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let good = add(&store, "a", Version::new(1, 0, 0), &[("x", b"1".to_vec())]);
+        let bad = add(&store, "b", Version::new(1, 0, 0), &[("x", b"2".to_vec())]);
+        let later = add(&store, "c", Version::new(1, 0, 0), &[("x", b"3".to_vec())]);
+        let mut watcher = StoreWatcher::new(store.clone(), Arc::clone(&metrics), true);
+        watcher.checked_elsewhere(CheckedElsewhere {
+            checked: [good.info_hash, bad.info_hash].into(),
+            intact: [good.info_hash].into(),
+        });
+        let (catalog, _) = watcher.refresh(&Catalog::default()).unwrap().unwrap();
+        assert!(catalog.get(&good.info_hash).is_some());
+        assert!(catalog.get(&bad.info_hash).is_none(), "failed the check");
+        assert!(
+            catalog.get(&later.info_hash).is_some(),
+            "not checked: served"
+        );
+        // Nothing was re-hashed here, and the damaged release stays out.
+        assert!(!metrics.encode().contains("by=\"store\""));
+        assert!(watcher.refresh(&catalog).unwrap().is_none());
     }
 }

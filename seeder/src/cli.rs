@@ -189,7 +189,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "MS", env = "SWARMCDN_POLL_INTERVAL_MS")]
     pub(crate) poll_interval_ms: Option<u64>,
 
-    /// Do not re-hash the stored releases at start (`verify_on_start = false`).
+    /// Do not re-hash the stored releases at start (`verify_on_start = false`). With peer
+    /// seeding on, the peer engine checks them anyway, and that is the one verify pass.
     #[arg(long)]
     pub(crate) no_verify: bool,
 

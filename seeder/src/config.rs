@@ -92,8 +92,8 @@ pub struct Config {
 
     /// Whether `serve` seeds over the peer wire at all (`false`: a web seed only). Default
     /// `true`. Note that the peer engine re-verifies the store when it starts and moves a
-    /// damaged release aside (`S/H.partial`) to download it again, whatever
-    /// `verify_on_start` says.
+    /// damaged release aside (`S/H.partial`), whatever `verify_on_start` says; that check is
+    /// then the start-up verify pass.
     pub peer_seeding: bool,
 
     /// Milliseconds between two looks at the store by `serve`: a release published while it
@@ -102,26 +102,30 @@ pub struct Config {
 
     /// Whether `serve` re-hashes every stored release when it starts (one verify pass) and
     /// leaves out damaged ones. Releases that appear later were hashed by `publish` and are
-    /// served as they are. Default `true`.
+    /// served as they are. With `peer_seeding` on, the peer engine's start-up check is that
+    /// pass (it always runs), so this setting only matters for a web seed alone. Default
+    /// `true`.
     pub verify_on_start: bool,
 
     /// The most web-seed responses `serve` sends at once; further requests wait their turn.
     pub max_concurrent_requests: usize,
 
     /// The upload cap shared by web-seed responses and (when peer seeding runs) peer uploads,
-    /// in bytes per second. `0` means no cap: nothing is paced and the web seed never answers
-    /// `503`.
+    /// in bytes per second: one budget that both draw from. `0` means no cap: nothing is
+    /// paced and the web seed never answers `503`.
     pub upload_limit_bytes_per_sec: u64,
 
     /// The web seed's share of the upload cap, in percent (1 to 100). The web seed may use the
     /// whole cap while peers are idle; but when the bytes it has already promised to send
     /// (the rest of the responses in flight) would take longer than
-    /// `webseed_backlog_secs` at its share, new requests get `503 Service Unavailable` with
+    /// `webseed_backlog_secs` at the rate it can count on (its share, plus what the peers
+    /// leave unused of the rest), new requests get `503 Service Unavailable` with
     /// `Retry-After`, and clients turn to peers. Default 50.
     pub webseed_share_percent: u8,
 
-    /// How many seconds of web-seed traffic (at its share of the cap) may be promised before
-    /// new requests are turned away. Default 2.
+    /// How many seconds of web-seed traffic (at the rate it can count on, see
+    /// `webseed_share_percent`) may be promised before new requests are turned away.
+    /// Default 2.
     pub webseed_backlog_secs: u32,
 
     /// The longest `Retry-After` the web seed sends, in seconds. Default 60.

@@ -24,8 +24,8 @@
 //! | [`metrics`] | the Prometheus metrics |
 //! | [`serve`] | the daemon: [`serve::router`], [`serve::run`]: web seed and peer-wire seeding over the store |
 //!
-//! Seeding over the peer wire (with the client library's engine) is not part of `serve` yet;
-//! [`serve`]'s docs say where it plugs in.
+//! `serve` also seeds every stored release over the peer wire with the client library's
+//! engine, under the same upload cap as the web seed; [`serve`]'s docs say how.
 //!
 //! Serving a store, here until a shutdown future completes at once:
 //!

@@ -10,10 +10,11 @@
 //! | metric | labels | what |
 //! |---|---|---|
 //! | `swarmcdn_seeder_webseed_bytes_total` | `info_hash`, `name`, `version` | body bytes sent by the web seed |
-//! | `swarmcdn_seeder_peer_bytes_total` | `info_hash`, `name`, `version` | bytes uploaded to peers (filled once peer seeding runs) |
+//! | `swarmcdn_seeder_peer_bytes_total` | `info_hash`, `name`, `version` | bytes uploaded to peers (the peer engine's count, brought up to date when `/metrics` is read) |
 //! | `swarmcdn_seeder_webseed_requests_total` | `status` | web-seed responses by status code |
 //! | `swarmcdn_seeder_webseed_throttled_total` | | requests turned away with `503` (over the web seed's share) |
 //! | `swarmcdn_seeder_releases` | | releases being served |
+//! | `swarmcdn_seeder_startup_verified_bytes_total` | `by` (`store`, `peer_engine`) | bytes re-hashed when `serve` started, by the store's verify pass or the peer engine's restore: what a restart costs |
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -36,6 +37,12 @@ struct StatusLabels {
     status: u16,
 }
 
+/// The label of the start-up hashing series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerifierLabels {
+    by: String,
+}
+
 /// The seeder's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -45,6 +52,7 @@ pub struct Metrics {
     requests: Family<StatusLabels, Counter>,
     throttled: Counter,
     releases: Gauge,
+    startup_verified: Family<VerifierLabels, Counter>,
 }
 
 /// The byte counters of one release, cheap to clone into each response.
@@ -71,6 +79,7 @@ impl Metrics {
         let requests = Family::<StatusLabels, Counter>::default();
         let throttled = Counter::default();
         let releases = Gauge::default();
+        let startup_verified = Family::<VerifierLabels, Counter>::default();
         registry.register(
             "webseed_bytes",
             "Body bytes sent by the web seed, per release",
@@ -93,6 +102,11 @@ impl Metrics {
             throttled.clone(),
         );
         registry.register("releases", "Releases being served", releases.clone());
+        registry.register(
+            "startup_verified_bytes",
+            "Bytes re-hashed when serve started, by the store's verify pass or the peer engine",
+            startup_verified.clone(),
+        );
         Self {
             registry,
             webseed_bytes,
@@ -100,6 +114,7 @@ impl Metrics {
             requests,
             throttled,
             releases,
+            startup_verified,
         }
     }
 
@@ -137,6 +152,13 @@ impl Metrics {
         self.throttled.inc();
     }
 
+    /// Counts `bytes` re-hashed at start-up by `by` (`store` or `peer_engine`).
+    pub fn startup_verified(&self, by: &str, bytes: u64) {
+        self.startup_verified
+            .get_or_create(&VerifierLabels { by: by.to_owned() })
+            .inc_by(bytes);
+    }
+
     /// Sets the number of releases served.
     pub fn set_releases(&self, count: usize) {
         self.releases.set(i64::try_from(count).unwrap_or(i64::MAX));
@@ -165,6 +187,7 @@ mod tests {
         metrics.response(200);
         metrics.throttled();
         metrics.set_releases(1);
+        metrics.startup_verified("store", 7);
         let text = metrics.encode();
         let expected = format!(
             "swarmcdn_seeder_webseed_bytes_total{{info_hash=\"{}\",name=\"a\",version=\"1.0.0\"}} 42",
@@ -180,6 +203,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("swarmcdn_seeder_releases 1"), "{text}");
+        assert!(
+            text.contains("swarmcdn_seeder_startup_verified_bytes_total{by=\"store\"} 7"),
+            "{text}"
+        );
         metrics.forget_release(&ih, "a", "1.0.0");
         assert!(!metrics.encode().contains("name=\"a\""));
     }

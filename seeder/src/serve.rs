@@ -8,7 +8,7 @@
 //! - the **web seed** ([`crate::webseed`]) with `/metrics` and `/healthz`, one axum router;
 //! - the **upload cap** ([`crate::bandwidth`]) shared by everything that uploads.
 //!
-//! **Seeding over the peer wire** is the other consumer of the catalog. [`Seeder::run`] starts
+//! **Seeding over the peer wire** is the other consumer of the catalog. [`Seeder::new`] starts
 //! a [`swarmcdn_client::Client`] whose cache folder *is* the store: the store's layout
 //! (`S/H/<files>` beside `S/H.torrent`) is the client cache's, so the client's start-up
 //! restore re-verifies and seeds every release already there, announcing to each torrent's
@@ -29,9 +29,16 @@
 //! files: the session says `stopped` to the trackers and handshakes for it are refused from
 //! then on. `peer_seeding = false` runs a web seed only.
 //!
-//! One limit of the client as it stands, accepted for now: its upload limiter is its own,
-//! so the peer wire is capped by `upload_limit_bytes_per_sec` on its own rather than
-//! sharing one budget with the web seed (both together may send up to twice the cap).
+//! The engine re-verifies the store when it starts and seeds only the releases it found
+//! complete and intact. That check *is* the start-up verify pass: the engine is
+//! started before the first catalog is built, and the catalog then skips its own re-hashing
+//! and leaves out every release the engine looked at and does not seed
+//! ([`StoreWatcher::checked_elsewhere`]; `verify_on_start` applies only with
+//! `peer_seeding = false`, which runs a web seed only). So a restart hashes the store
+//! once, not twice; `/metrics` shows how much (`swarmcdn_seeder_startup_verified_bytes`).
+//!
+//! The engine uploads under the same token bucket as the web seed ([`Bandwidth::limiter`]):
+//! one cap for both.
 //!
 //! The shape follows the workspace's convention: [`router`] builds the HTTP service from an
 //! [`AppState`], and [`run`] serves it on a listener the caller bound until a shutdown future
@@ -54,7 +61,7 @@ use tokio::sync::{Semaphore, watch};
 use tracing::Instrument;
 
 use crate::bandwidth::Bandwidth;
-use crate::catalog::{Catalog, StoreWatcher};
+use crate::catalog::{Catalog, CheckedElsewhere, StoreWatcher};
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
@@ -98,6 +105,10 @@ struct Shared {
     bandwidth: Arc<Bandwidth>,
     metrics: Arc<Metrics>,
     response_slots: Arc<Semaphore>,
+    /// The peer engine, whose upload counters `/metrics` reads.
+    peer: std::sync::OnceLock<swarmcdn_client::Client>,
+    /// One `/metrics` at a time copies the engine's counters.
+    peer_sync: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -116,7 +127,33 @@ impl AppState {
             response_slots: Arc::new(Semaphore::new(
                 max_concurrent_responses.clamp(1, Semaphore::MAX_PERMITS),
             )),
+            peer: std::sync::OnceLock::new(),
+            peer_sync: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// Makes `/metrics` report what `peer` uploaded per release (the first engine set
+    /// stays).
+    pub fn set_peer_engine(&self, peer: swarmcdn_client::Client) {
+        let _ = self.0.peer.set(peer);
+    }
+
+    /// Brings each served release's peer-wire byte counter up to what the engine's session
+    /// of it has uploaded.
+    async fn sync_peer_counters(&self) {
+        let Some(peer) = self.0.peer.get() else {
+            return;
+        };
+        let _one_at_a_time = self.0.peer_sync.lock().await;
+        for served in self.catalog().releases() {
+            if let Some(handle) = peer.torrent(served.release.info_hash).await {
+                let uploaded = handle.progress().uploaded_bytes;
+                let counted = served.counters.peer.get();
+                if uploaded > counted {
+                    served.counters.peer.inc_by(uploaded - counted);
+                }
+            }
+        }
     }
 
     /// The current catalog snapshot.
@@ -149,6 +186,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    state.sync_peer_counters().await;
     (
         [(
             header::CONTENT_TYPE,
@@ -169,55 +207,109 @@ async fn healthz(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// A seeder ready to serve: the store has been looked at once (and verified if asked).
+/// A seeder ready to serve: the store has been looked at once (and verified if asked), and
+/// the peer engine, if any, is seeding.
+///
+/// Drop it only through [`Seeder::run`] (whose shutdown stops the peer engine), or the
+/// engine's tasks run on until the runtime stops.
 #[derive(Debug)]
 pub struct Seeder {
     config: Config,
     state: AppState,
     catalog: watch::Sender<Arc<Catalog>>,
     watcher: StoreWatcher,
+    peer: Option<swarmcdn_client::Client>,
     peer_address: watch::Sender<Option<SocketAddr>>,
 }
 
 impl Seeder {
-    /// Opens the store, clears stale temporaries, and builds the first catalog (re-hashing
-    /// every release if `verify_on_start` is set).
+    /// Opens the store, clears stale temporaries, starts the peer engine (when
+    /// `peer_seeding` is on; it verifies the store), and builds the first catalog (re-hashing
+    /// every release if `verify_on_start` is set and the engine did not).
     pub async fn new(config: Config) -> Result<Self, ServeError> {
         config.validate()?;
         let store = Store::open(&config.store)?;
         let metrics = Arc::new(Metrics::new());
-        let mut watcher =
-            StoreWatcher::new(store.clone(), Arc::clone(&metrics), config.verify_on_start);
-        let (watcher, first) = tokio::task::spawn_blocking(move || {
-            match store.remove_stale_temporaries(STALE_TEMP_AGE) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "removed leftovers of interrupted writes"),
-                Err(error) => tracing::warn!(%error, "cannot clear old temporary store entries"),
+        let bandwidth = Arc::new(Bandwidth::from_config(&config));
+        let listed = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || {
+                match store.remove_stale_temporaries(STALE_TEMP_AGE) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "removed leftovers of interrupted writes"),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot clear old temporary store entries")
+                    }
+                }
+                store.info_hashes()
+            })
+            .await
+            .map_err(|e| ServeError::Internal(e.to_string()))??
+        };
+        let mut watcher = StoreWatcher::new(store, Arc::clone(&metrics), config.verify_on_start);
+        let peer = if config.peer_seeding {
+            let peer = start_peer_seeding(&config, &bandwidth).await?;
+            if peer.owns_cache() {
+                metrics.startup_verified("peer_engine", peer.restored_bytes());
+                // The engine seeds exactly the releases it found complete and intact.
+                let mut intact = std::collections::BTreeSet::new();
+                for info_hash in &listed {
+                    if peer.torrent(*info_hash).await.is_some() {
+                        intact.insert(*info_hash);
+                    }
+                }
+                watcher.checked_elsewhere(CheckedElsewhere {
+                    checked: listed,
+                    intact,
+                });
+            } else {
+                // Another process's engine holds the store: this one cannot seed from it,
+                // and the store's own verify pass (if asked) checks it for the web seed.
+                tracing::warn!(
+                    store = %config.store.display(),
+                    "another process seeds this store over the peer wire; this one serves the web seed only"
+                );
             }
+            Some(peer)
+        } else {
+            None
+        };
+        let first = tokio::task::spawn_blocking(move || {
             let first = watcher.refresh(&Catalog::default());
             (watcher, first)
         })
         .await
-        .map_err(|e| ServeError::Internal(e.to_string()))?;
-        let catalog = first?.map(|(catalog, _)| catalog).unwrap_or_default();
+        .map_err(|e| ServeError::Internal(e.to_string()));
+        let (watcher, first) = match first {
+            Ok((watcher, Ok(first))) => (watcher, first),
+            Ok((_, Err(error))) => {
+                stop_peer(peer.as_ref()).await;
+                return Err(error.into());
+            }
+            Err(error) => {
+                stop_peer(peer.as_ref()).await;
+                return Err(error);
+            }
+        };
+        let catalog = first.map(|(catalog, _)| catalog).unwrap_or_default();
         tracing::info!(
             store = %config.store.display(),
             releases = catalog.len(),
             "store loaded"
         );
         let (sender, receiver) = watch::channel(Arc::new(catalog));
-        let state = AppState::new(
-            receiver,
-            Arc::new(Bandwidth::from_config(&config)),
-            metrics,
-            config.max_concurrent_requests,
-        );
+        let state = AppState::new(receiver, bandwidth, metrics, config.max_concurrent_requests);
+        if let Some(peer) = &peer {
+            state.set_peer_engine(peer.clone());
+        }
+        let peer_address = peer.as_ref().map(swarmcdn_client::Client::local_peer_addr);
         Ok(Self {
             config,
             state,
             catalog: sender,
             watcher,
-            peer_address: watch::channel(None).0,
+            peer,
+            peer_address: watch::channel(peer_address).0,
         })
     }
 
@@ -232,8 +324,9 @@ impl Seeder {
         self.catalog.subscribe()
     }
 
-    /// The address of the peer-wire listener, once [`Seeder::run`] has started seeding over
-    /// the peer wire (`None` before, or with `peer_seeding` off).
+    /// The address of the peer-wire listener (known from [`Seeder::new`] on, which starts
+    /// the engine; `None` with `peer_seeding` off), as a channel that lives as long as the
+    /// seeder.
     pub fn peer_address(&self) -> watch::Receiver<Option<SocketAddr>> {
         self.peer_address.subscribe()
     }
@@ -254,7 +347,8 @@ impl Seeder {
             state,
             catalog,
             watcher,
-            peer_address,
+            peer,
+            peer_address: _keep_address,
         } = self;
         let (stop, stopped) = watch::channel(false);
         let releases = catalog.subscribe();
@@ -263,21 +357,6 @@ impl Seeder {
             follow_store(watcher, catalog, interval, stopped)
                 .instrument(tracing::info_span!("store_watcher")),
         );
-        let peer = if config.peer_seeding {
-            match start_peer_seeding(&config).await {
-                Ok(peer) => {
-                    peer_address.send_replace(Some(peer.local_peer_addr()));
-                    Some(peer)
-                }
-                Err(error) => {
-                    let _ = stop.send(true);
-                    let _ = watch_task.await;
-                    return Err(error);
-                }
-            }
-        } else {
-            None
-        };
         let peer_task = peer.clone().map(|peer| {
             tokio::spawn(
                 follow_releases(peer, releases, stop.subscribe())
@@ -316,9 +395,7 @@ impl Seeder {
             Some(task) => task.await,
             None => Ok(()),
         };
-        if let Some(peer) = &peer {
-            peer.shutdown().await;
-        }
+        stop_peer(peer.as_ref()).await;
         watch_task
             .await
             .map_err(|e| ServeError::Internal(format!("the store watcher failed: {e}")))?;
@@ -336,15 +413,12 @@ pub async fn run(
     Seeder::new(config).await?.run(listener, shutdown).await
 }
 
-/// The upload cap of the peer wire in KiB per second, from the configured bytes per second
-/// (`None`: no cap; a cap below 1 KiB/s is rounded up to 1 KiB/s).
-fn peer_upload_kib(bytes_per_sec: u64) -> Option<u32> {
-    (bytes_per_sec > 0).then(|| u32::try_from(bytes_per_sec.div_ceil(1024)).unwrap_or(u32::MAX))
-}
-
 /// Starts the client engine over the store, seed-only, which re-verifies and seeds every
-/// intact release already there.
-async fn start_peer_seeding(config: &Config) -> Result<swarmcdn_client::Client, ServeError> {
+/// intact release already there, uploading under the shared cap.
+async fn start_peer_seeding(
+    config: &Config,
+    bandwidth: &Bandwidth,
+) -> Result<swarmcdn_client::Client, ServeError> {
     let mut builder = swarmcdn_client::Client::builder()
         .cache_dir(&config.store)
         .tracker(config.tracker.clone())
@@ -353,12 +427,19 @@ async fn start_peer_seeding(config: &Config) -> Result<swarmcdn_client::Client, 
         .cache_mode(swarmcdn_client::CacheMode::SeedOnly)
         .disk_budget(u64::MAX)
         .memory_threshold(0);
-    if let Some(kib) = peer_upload_kib(config.upload_limit_bytes_per_sec) {
-        builder = builder.upload_rate_limit(kib);
+    if let Some(limiter) = bandwidth.limiter() {
+        builder = builder.upload_limiter(limiter);
     }
     let client = builder.build().await.map_err(ServeError::Peer)?;
     tracing::info!(address = %client.local_peer_addr(), "seeding over the peer wire");
     Ok(client)
+}
+
+/// Stops the peer engine, if there is one.
+async fn stop_peer(peer: Option<&swarmcdn_client::Client>) {
+    if let Some(peer) = peer {
+        peer.shutdown().await;
+    }
 }
 
 /// Keeps the client engine seeding exactly the catalog, until `stopped` turns true: every

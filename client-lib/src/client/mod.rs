@@ -133,6 +133,16 @@ impl ClientBuilder {
     /// Caps uploads to peers at `kib_per_second` KiB/s, client-wide.
     pub fn upload_rate_limit(mut self, kib_per_second: u32) -> Self {
         self.config.upload_rate_kib = Some(kib_per_second);
+        self.config.connection.upload_limiter = None;
+        self
+    }
+
+    /// Paces uploads to peers with `limiter`, a budget the embedding program may share with
+    /// its own uploads (clones of one [`UploadLimiter`] draw from one budget). Replaces
+    /// [`ClientBuilder::upload_rate_limit`].
+    pub fn upload_limiter(mut self, limiter: UploadLimiter) -> Self {
+        self.config.upload_rate_kib = None;
+        self.config.connection.upload_limiter = Some(limiter);
         self
     }
 
@@ -237,6 +247,8 @@ struct Inner {
     sessions: tokio::sync::Mutex<HashMap<InfoHash, SessionHandle>>,
     /// (release, manifest signature) pairs whose files were verified in this process.
     verified: Mutex<HashSet<(InfoHash, [u8; 64])>>,
+    /// Bytes of release content re-hashed when the cache folder was restored.
+    restored_bytes: AtomicU64,
     /// The release served as "latest" for each name (see [`updates`]).
     latest: updates::LatestReleases,
     /// This client's peer entry (and lock) in a shared cache folder, let go at shutdown.
@@ -255,10 +267,9 @@ impl Client {
     async fn start(config: ClientConfig) -> Result<Client, BuildError> {
         let config = config.sanitized();
         let mut conn_opts = config.connection.clone();
-        conn_opts.upload_limiter = config
-            .upload_rate_kib
-            .and_then(NonZeroU32::new)
-            .map(UploadLimiter::new);
+        if let Some(kib) = config.upload_rate_kib {
+            conn_opts.upload_limiter = NonZeroU32::new(kib).map(UploadLimiter::new);
+        }
         let listener = Listener::bind(config.listen_addr, conn_opts.clone())
             .await
             .map_err(|source| BuildError::Listen {
@@ -373,6 +384,7 @@ impl Client {
                 directory,
                 sessions: tokio::sync::Mutex::new(HashMap::new()),
                 verified: Mutex::new(HashSet::new()),
+                restored_bytes: AtomicU64::new(0),
                 latest: updates::LatestReleases::default(),
                 presence: Mutex::new(presence),
                 clock: AtomicU64::new(0),
@@ -394,6 +406,8 @@ impl Client {
         let stores = blocking(move || cache.restore())
             .await
             .map_err(BuildError::Cache)?;
+        let hashed = stores.iter().map(|s| s.size()).sum();
+        self.inner.restored_bytes.store(hashed, Ordering::Relaxed);
         for store in stores.into_iter().filter(|s| s.is_complete()) {
             let Some(metainfo) = self.cached_metainfo(store.info_hash()).await else {
                 continue;
@@ -412,6 +426,18 @@ impl Client {
     /// default `0.0.0.0` the port is what matters).
     pub fn local_peer_addr(&self) -> SocketAddr {
         self.inner.shared.listen_addr
+    }
+
+    /// Bytes of release content re-hashed at start-up, when the releases in the cache folder
+    /// were verified (0 without a cache folder): what a restart costs in hashing.
+    pub fn restored_bytes(&self) -> u64 {
+        self.inner.restored_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether this client keeps release content in its cache folder: false without one, or
+    /// when another live client owns the folder (see [`LOCK_FILE`]).
+    pub fn owns_cache(&self) -> bool {
+        self.inner.cache.is_some()
     }
 
     /// This client's peer id.

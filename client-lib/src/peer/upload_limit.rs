@@ -20,10 +20,14 @@
 //!   of the peer layer.
 //!
 //! One limiter is shared by all connections of a client (it is an `Arc` inside), which makes
-//! the cap client-wide rather than per peer.
+//! the cap client-wide rather than per peer. An embedding program can share it further: a
+//! seeder hands the same limiter to the client and to its HTTP server, so peer uploads and
+//! HTTP responses draw from one budget, and reads [`UploadLimiter::charged_bytes`] to see how
+//! much of it each side takes.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use governor::clock::Clock;
@@ -65,6 +69,8 @@ struct Inner {
     clock: TokioClock,
     kib_per_second: NonZeroU32,
     burst: NonZeroU32,
+    /// Cells taken so far, by every holder of the limiter.
+    charged: AtomicU64,
 }
 
 impl std::fmt::Debug for UploadLimiter {
@@ -92,6 +98,7 @@ impl UploadLimiter {
                 clock,
                 kib_per_second,
                 burst,
+                charged: AtomicU64::new(0),
             }),
         }
     }
@@ -99,6 +106,28 @@ impl UploadLimiter {
     /// The configured rate in KiB per second.
     pub fn kib_per_second(&self) -> NonZeroU32 {
         self.inner.kib_per_second
+    }
+
+    /// The largest burst after an idle spell, in bytes: sends up to this size go at once.
+    pub fn burst_bytes(&self) -> usize {
+        usize::try_from(self.inner.burst.get())
+            .unwrap_or(usize::MAX)
+            .saturating_mul(CELL_BYTES)
+    }
+
+    /// The bytes charged so far by everyone sharing this limiter (whole cells, so each send
+    /// is rounded up to a KiB): a monotonic counter, to see how much of the budget is used.
+    pub fn charged_bytes(&self) -> u64 {
+        self.inner
+            .charged
+            .load(Ordering::Relaxed)
+            .saturating_mul(CELL_BYTES as u64)
+    }
+
+    fn charge(&self, cells: NonZeroU32) {
+        self.inner
+            .charged
+            .fetch_add(u64::from(cells.get()), Ordering::Relaxed);
     }
 
     /// The number of cells (KiB, rounded up) that `bytes` of payload cost; at least one, so
@@ -118,7 +147,11 @@ impl UploadLimiter {
         let Some(n) = NonZeroU32::new(cells) else {
             return true;
         };
-        matches!(self.inner.gcra.check_n(n), Ok(Ok(())))
+        let taken = matches!(self.inner.gcra.check_n(n), Ok(Ok(())));
+        if taken {
+            self.charge(n);
+        }
+        taken
     }
 
     /// Waits until the budget for `bytes` of payload is available and takes it.
@@ -134,7 +167,10 @@ impl UploadLimiter {
             };
             loop {
                 match self.inner.gcra.check_n(n) {
-                    Ok(Ok(())) => break,
+                    Ok(Ok(())) => {
+                        self.charge(n);
+                        break;
+                    }
                     Ok(Err(not_until)) => {
                         let wait = not_until.wait_time_from(self.inner.clock.now());
                         // Never spin: a zero wait still yields to the timer.
@@ -219,5 +255,18 @@ mod tests {
         assert!(a.try_acquire(16 * 1024));
         assert!(!b.try_acquire(1024));
         assert_eq!(b.kib_per_second().get(), 16);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn charged_bytes_count_every_holder_in_whole_cells() {
+        let a = UploadLimiter::new(kib(64));
+        let b = a.clone();
+        assert_eq!(a.burst_bytes(), 64 * 1024);
+        a.acquire(16 * 1024).await;
+        assert!(b.try_acquire(100)); // one cell
+        assert!(!b.try_acquire(64 * 1024)); // refused: not charged
+        b.acquire(20 * 1024 + 1).await; // 21 cells
+        assert_eq!(a.charged_bytes(), (16 + 1 + 21) * 1024);
+        assert_eq!(b.charged_bytes(), a.charged_bytes());
     }
 }

@@ -3,6 +3,7 @@
 
 use reqwest::StatusCode;
 use swarmcdn_seeder::config::Config;
+use swarmcdn_seeder::publish::Published;
 use swarmcdn_seeder::store::Store;
 
 use crate::support::{
@@ -53,11 +54,17 @@ async fn a_release_published_while_serving_is_served_without_restart() {
     tracker.stop().await;
 }
 
-#[tokio::test]
-async fn a_restarted_seeder_serves_the_same_store() {
+/// A store with the widget published as `share-button` 1.0.0.
+async fn one_widget() -> (TrackerDouble, Workspace, Published) {
     let tracker = TrackerDouble::start().await;
     let ws = Workspace::new();
     let published = ws.publish_widget(&tracker.url, "1.0.0").await;
+    (tracker, ws, published)
+}
+
+#[tokio::test]
+async fn a_restarted_seeder_serves_the_same_store() {
+    let (tracker, ws, published) = one_widget().await;
     for _ in 0..2 {
         let seeder = RunningSeeder::start(ws.config()).await;
         assert!(seeder.releases.borrow().get(&published.info_hash).is_some());
@@ -100,8 +107,17 @@ async fn a_release_damaged_at_start_is_not_served() {
     assert!(!handshake_accepted(peer, bad.info_hash).await);
     seeder.stop().await;
     let mut after = ws.store_snapshot();
-    // The peer engine's own folder of verified manifests is all it may add.
-    after.retain(|(path, _)| !path.starts_with("manifests"));
+    // The peer engine's own entries (verified manifests, its lock and peer entries) are all
+    // it may add.
+    after.retain(|(path, _)| {
+        ![
+            swarmcdn_client::client::MANIFEST_DIR,
+            swarmcdn_client::client::LOCK_FILE,
+            swarmcdn_client::client::PEERS_DIR,
+        ]
+        .iter()
+        .any(|name| path == name || path.starts_with(&format!("{name}/")))
+    });
     assert_eq!(after, before, "peer seeding changed the store");
     assert_eq!(std::fs::read(&file).unwrap(), bad_bytes);
 
@@ -157,5 +173,49 @@ async fn a_release_unpublished_while_serving_is_no_longer_seeded_to_peers() {
     let peer = seeder.peer_addr().await;
     wait_handshake(peer, two.info_hash, false).await;
     seeder.stop().await;
+    tracker.stop().await;
+}
+
+#[tokio::test]
+async fn with_peer_seeding_the_engines_check_is_the_only_verify_pass() {
+    let (tracker, ws, published) = one_widget().await;
+    // Peer seeding on, verify_on_start on (the defaults): the engine re-hashes the store
+    // once, and the store's own pass is skipped.
+    let seeder = RunningSeeder::start(ws.config()).await;
+    assert!(seeder.releases.borrow().get(&published.info_hash).is_some());
+    let metrics = seeder.metrics().await;
+    let size = published.metainfo.info().total_length();
+    assert!(
+        metrics.contains(&format!(
+            "swarmcdn_seeder_startup_verified_bytes_total{{by=\"peer_engine\"}} {size}"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("swarmcdn_seeder_startup_verified_bytes_total{by=\"store\"}"),
+        "the store was hashed a second time: {metrics}"
+    );
+    seeder.stop().await;
+    tracker.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_serve_on_a_store_another_engine_holds_still_serves_the_web_seed() {
+    let (tracker, ws, published) = one_widget().await;
+    let first = RunningSeeder::start(ws.config()).await;
+    // The first one's engine holds the store; the second falls back to its own verify pass
+    // and serves every intact release over HTTP.
+    let second = RunningSeeder::start(ws.config()).await;
+    for seeder in [&first, &second] {
+        assert!(seeder.releases.borrow().get(&published.info_hash).is_some());
+    }
+    assert!(
+        second
+            .metrics()
+            .await
+            .contains("swarmcdn_seeder_startup_verified_bytes_total{by=\"store\"}")
+    );
+    second.stop().await;
+    first.stop().await;
     tracker.stop().await;
 }

@@ -493,6 +493,16 @@ impl RunningSeeder {
             .unwrap();
     }
 
+    /// The `/metrics` text.
+    pub(crate) async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// The peer-wire listener's address, once peer seeding has started (up to 10 s).
     pub(crate) async fn peer_addr(&mut self) -> SocketAddr {
         let address =

@@ -8,7 +8,7 @@ use swarmcdn_seeder::config::Config;
 use swarmcdn_seeder::publish::Published;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{RunningSeeder, TrackerDouble, Workspace, get_text};
+use crate::support::{RunningSeeder, TrackerDouble, Workspace};
 
 /// A published widget, served.
 async fn served(
@@ -341,8 +341,8 @@ async fn pipelined_requests_without_user_agent_or_port_in_host() {
 
 #[tokio::test]
 async fn over_its_share_the_web_seed_answers_503_with_retry_after() {
-    // 64 KiB/s, half for the web seed, 1 s of backlog (32 KiB): one 300 000-byte response
-    // keeps the web seed over its share for seconds.
+    // 64 KiB/s, half for the web seed, 1 s of backlog (64 KiB while the peers are idle):
+    // one 300 000-byte response keeps the web seed over its share for seconds.
     let (tracker, _ws, published, seeder) = served(|c| Config {
         upload_limit_bytes_per_sec: 64 * 1024,
         webseed_share_percent: 50,
@@ -371,7 +371,7 @@ async fn over_its_share_the_web_seed_answers_503_with_retry_after() {
         StatusCode::OK
     );
 
-    let metrics = get_text(&client, format!("{}/metrics", seeder.url)).await;
+    let metrics = seeder.metrics().await;
     assert!(
         metrics.contains("swarmcdn_seeder_webseed_throttled_total 1"),
         "{metrics}"
@@ -425,7 +425,7 @@ async fn metrics_count_bytes_per_release_and_health_answers() {
         .bytes()
         .await
         .unwrap();
-    let metrics = get_text(&client, format!("{}/metrics", seeder.url)).await;
+    let metrics = seeder.metrics().await;
     let line = format!(
         "swarmcdn_seeder_webseed_bytes_total{{info_hash=\"{}\",name=\"share-button\",version=\"1.0.0\"}} {}",
         published.info_hash,
