@@ -201,15 +201,20 @@ impl Client {
         // A seed-only cache deletes nothing, so there is nothing to refuse.
         let delete_data =
             options.delete_data && self.inner.shared.config.cache_mode == CacheMode::ReadWrite;
+        // Held until the data is gone, so that no `get` starts the release again meanwhile.
         let mut sessions = self.inner.sessions.lock().await;
         let running = sessions.get(&info_hash).map(|s| Arc::clone(&s.store));
-        if let Some(store) = &running
-            && delete_data
-            && store.kind() == StoreKind::Disk
-            && store.lease_count() > 0
-        {
+        // A reader may hold the store of a release that no session runs any more (a
+        // `remove` that kept the data): the cache still knows it.
+        let leased = self.inner.cache.as_ref().and_then(|c| c.leased(&info_hash));
+        let read_on_disk = running
+            .iter()
+            .chain(&leased)
+            .any(|s| s.kind() == StoreKind::Disk && s.lease_count() > 0);
+        if delete_data && read_on_disk {
             return Err(RemoveError::InUse(info_hash));
         }
+        drop(leased);
         let known = running.is_some();
         let memory = running
             .as_ref()
@@ -217,7 +222,6 @@ impl Client {
         drop(running);
         self.stop_sessions(&[info_hash], &mut sessions, "removing a release")
             .await;
-        drop(sessions);
         let removed = self
             .drop_data(info_hash, delete_data && !memory)
             .await
@@ -225,6 +229,7 @@ impl Client {
                 StorageError::InUse(ih) => RemoveError::InUse(ih),
                 other => RemoveError::Storage(Arc::new(other)),
             })?;
+        drop(sessions);
         Ok(removed || known)
     }
 

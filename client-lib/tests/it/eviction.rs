@@ -212,3 +212,70 @@ async fn remove_stops_seeding_and_deletes_or_keeps_the_files() {
     shutdown_clean(client).await;
     web.stop().await;
 }
+
+/// A release whose data `remove` kept while a handle reads it is still the handle's: a
+/// later `remove` that deletes refuses, a new `get` shares the same store (so eviction
+/// cannot delete the folder the handle reads either), and once the handle is gone the
+/// files can be deleted.
+#[tokio::test]
+async fn files_a_handle_reads_survive_remove_after_keep_data() {
+    let tracker = TestTracker::start(300).await;
+    let web = TestWebSeed::start().await;
+    let (a, _b) = two_releases(&tracker, &web).await;
+    let cache = tempfile::tempdir().unwrap();
+    let client = test_client()
+        .tracker(tracker.url())
+        .cache_dir(cache.path())
+        .memory_threshold(0)
+        .disk_budget(1024 * 1024)
+        .build()
+        .await
+        .unwrap();
+    let held = tokio::time::timeout(WAIT, client.get("evict-a"))
+        .await
+        .unwrap()
+        .unwrap();
+    let folder_a = cache.path().join(a.info_hash().to_hex());
+    assert!(
+        client
+            .remove(a.info_hash(), RemoveOptions::keep_data())
+            .await
+            .unwrap()
+    );
+    assert!(client.torrent(a.info_hash()).await.is_none());
+    let refused = client.remove(a.info_hash(), RemoveOptions::default()).await;
+    assert!(
+        matches!(refused, Err(RemoveError::InUse(ih)) if ih == a.info_hash()),
+        "{refused:?}"
+    );
+    assert!(folder_a.is_dir());
+    a.assert_served_by(&held).await;
+
+    // Asked for again: the same files, still protected by the first handle's lease, so
+    // `b` finds no room.
+    let again = tokio::time::timeout(WAIT, client.get("evict-a"))
+        .await
+        .unwrap()
+        .unwrap();
+    drop(again);
+    let refused = tokio::time::timeout(WAIT, client.get("evict-b"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&refused, Err(GetError::Storage(e)) if matches!(**e, StorageError::CacheFull { .. })),
+        "{refused:?}"
+    );
+    assert!(folder_a.is_dir());
+    a.assert_served_by(&held).await;
+
+    drop(held);
+    assert!(
+        client
+            .remove(a.info_hash(), RemoveOptions::default())
+            .await
+            .unwrap()
+    );
+    assert!(!folder_a.exists());
+    shutdown_clean(client).await;
+    web.stop().await;
+}
