@@ -73,7 +73,9 @@ pub struct ClientConfig {
     /// downloaded into, repaired and evicted from. [`CacheMode::SeedOnly`]: someone else's
     /// store (the seeder's), from which complete, intact releases are seeded and nothing is
     /// ever changed; a damaged release is skipped with a warning naming its bad pieces, and
-    /// a release not complete in it cannot be fetched.
+    /// a release not complete in it cannot be fetched. A seed-only client adds nothing to
+    /// the folder (no lock, no peer entry, verified manifests kept in memory) and reads it
+    /// whoever else holds its lock.
     pub cache_mode: CacheMode,
     /// The most bytes of release content kept in memory. Default [`DEFAULT_MEMORY_BUDGET`].
     pub memory_budget: u64,

@@ -281,8 +281,18 @@ impl Client {
 
         // The release content of a folder another live client owns stays in memory; the
         // manifests are shared and the clients on it are dialled (see `shared_folder`).
-        let owned = shared_folder::join(&mut config, listen_addr).await?;
-        let cache = match config.cache_dir.as_ref().filter(|_| owned.is_some()) {
+        // A seed-only folder is someone else's store: no lock, no peer entry, no manifest
+        // folder in it, and it is read whoever else uses it.
+        let seed_only = config.cache_mode == CacheMode::SeedOnly;
+        let owned = match seed_only {
+            true => None,
+            false => shared_folder::join(&mut config, listen_addr).await?,
+        };
+        let cache = match config
+            .cache_dir
+            .as_ref()
+            .filter(|_| seed_only || owned.is_some())
+        {
             Some(dir) => {
                 let cache_config = CacheConfig {
                     dir: dir.clone(),
@@ -299,7 +309,7 @@ impl Client {
             None => None,
         };
         let manifests = {
-            let dir = config.cache_dir.clone();
+            let dir = config.cache_dir.clone().filter(|_| !seed_only);
             let opened = tokio::task::spawn_blocking(move || ManifestCache::open(dir.as_deref()))
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(e)));
@@ -332,6 +342,7 @@ impl Client {
         let presence = config
             .cache_dir
             .as_deref()
+            .filter(|_| !seed_only)
             .map(|dir| shared_folder::Presence::announce(dir, peer_id, listen_addr, owned));
         tracing::info!(%listen_addr, %peer_id, "swarmcdn client started");
         let shared = Arc::new(Shared {
