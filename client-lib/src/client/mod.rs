@@ -65,7 +65,7 @@ use crate::config::ClientConfig;
 use crate::peer::{Listener, PeerRegistry, UploadLimiter};
 use crate::scheduler::{DeadlinePolicy, SchedulerConfig};
 use crate::session::{self, SessionHandle, SessionParams, Shared};
-use crate::storage::{Cache, CacheConfig, CacheMode, StorageError, StoreLease};
+use crate::storage::{Cache, CacheConfig, CacheMode, Placement, StorageError, StoreLease};
 use crate::tracker_client::{TrackerClient, TrackerError};
 use directory::Directory;
 use error::StartError;
@@ -684,6 +684,20 @@ impl Client {
         extra_announce: Vec<String>,
     ) -> Result<(SessionHandle, StoreLease), StartError> {
         let info_hash = metainfo.info_hash();
+        // A seed-only store is verified (the whole release read) as it opens: done before
+        // the session lock is taken, so other releases' calls are not held up meanwhile.
+        // (Nothing is evicted from a seed-only cache, so no room needs planning under it.)
+        let _opened = match &self.inner.cache {
+            Some(cache) if cache.config().mode == CacheMode::SeedOnly => {
+                let (cache, metainfo) = (Arc::clone(cache), Arc::clone(&metainfo));
+                Some(
+                    blocking(move || cache.open_or_create(&metainfo, Placement::Disk))
+                        .await
+                        .map_err(StartError::Storage)?,
+                )
+            }
+            _ => None,
+        };
         let mut sessions = self.inner.sessions.lock().await;
         if self.inner.shutdown.is_cancelled() {
             return Err(StartError::Shutdown);

@@ -134,6 +134,38 @@ async fn a_release_damaged_at_start_is_not_served() {
     tracker.stop().await;
 }
 
+/// A release the peer engine refuses (damaged, with the catalog's verify pass off) is
+/// tried again on a timer, not only when the catalog changes: once its file is put right it
+/// is seeded, though the catalog never changed.
+#[tokio::test]
+async fn a_release_the_peer_engine_refused_is_tried_again() {
+    let tracker = TrackerDouble::start().await;
+    let ws = Workspace::new();
+    ws.write("a.js", b"put right later");
+    let release = ws.publish(&tracker.url, "later", Some("1.0.0")).await;
+    let file = ws
+        .store
+        .join(release.info_hash.to_hex())
+        .join("later-1.0.0/a.js");
+    let intact = std::fs::read(&file).unwrap();
+    let mut damaged = intact.clone();
+    damaged[0] ^= 0x20;
+    std::fs::write(&file, &damaged).unwrap();
+
+    let mut seeder = RunningSeeder::start(Config {
+        verify_on_start: false,
+        ..ws.config()
+    })
+    .await;
+    assert!(seeder.releases.borrow().get(&release.info_hash).is_some());
+    let peer = seeder.peer_addr().await;
+    assert!(!handshake_accepted(peer, release.info_hash).await);
+    std::fs::write(&file, &intact).unwrap();
+    wait_handshake(peer, release.info_hash, true).await;
+    seeder.stop().await;
+    tracker.stop().await;
+}
+
 /// Unpublished or withdrawn while `serve` runs: the release is no longer seeded over the
 /// peer wire (handshakes for it are refused), and a withdrawn release's files stay.
 #[tokio::test]
