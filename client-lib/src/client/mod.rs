@@ -474,8 +474,9 @@ impl Client {
             Err(e @ (GetError::TrackerUnreachable { .. } | GetError::NoTracker(_)))
                 if !self.inner.shared.config.bootstrap_peers.is_empty() =>
             {
-                let signed = self.manifest_from_peers(&name, version.as_ref(), e).await?;
-                (signed, ManifestSource::Peers)
+                let offered = self.manifest_from_peers(&name, version.as_ref(), e).await?;
+                let (signed, metainfo) = self.usable_offer(&name, offered).await?;
+                (signed, ManifestSource::Peers(metainfo))
             }
             found => found?,
         };
@@ -512,10 +513,7 @@ impl Client {
                         Some(metainfo) => Arc::new(metainfo),
                         None => Arc::new(self.metainfo_from(&name, tracker, info_hash).await?),
                     },
-                    ManifestSource::Peers => match self.cached_metainfo(info_hash).await {
-                        Some(metainfo) => Arc::new(metainfo),
-                        None => Arc::new(self.metainfo_from_peers(info_hash).await?),
-                    },
+                    ManifestSource::Peers(metainfo) => Arc::clone(metainfo),
                 };
                 if metainfo.info_hash() != info_hash {
                     return Err(GetError::InfoHashMismatch {
@@ -869,8 +867,9 @@ impl Client {
 enum ManifestSource {
     Tracker(TrackerClient),
     Cache(CachedManifest),
-    /// The bootstrap peers (no tracker answered, nothing cached).
-    Peers,
+    /// The bootstrap peers (no tracker answered, nothing cached), with the release's
+    /// metainfo (got with it: see `Client::usable_offer`).
+    Peers(Arc<Metainfo>),
 }
 
 /// The announce URLs of a release, in order and without duplicates: its metainfo's
