@@ -128,8 +128,10 @@ pub struct ClientConfig {
     pub announce_retry_max: Duration,
     /// Peers asked for in each announce.
     pub numwant: u32,
-    /// How long [`Client::add_magnet`](crate::Client::add_magnet) looks for a peer that
-    /// gives the torrent's metadata (BEP 9), when no tracker has the torrent.
+    /// How long [`Client::add_magnet`](crate::Client::add_magnet) (or a `get` during a
+    /// tracker outage) looks for a peer that gives the torrent's metadata (BEP 9), when no
+    /// tracker has the torrent. It also bounds asking the bootstrap peers for a manifest,
+    /// up to 10 s.
     pub metadata_timeout: Duration,
     /// How often the trackers are asked for a newer version of every release the client
     /// serves as "latest" (see [`Client::latest`](crate::Client::latest)); a newer one is
@@ -140,7 +142,11 @@ pub struct ClientConfig {
     /// download, verification) or `add_*` call may take before it fails with a `Timeout`
     /// error. A download cut off this way is never served; it goes on in the background,
     /// holding no lease (so a later `get` resumes it, and the cache may evict it for room).
-    /// Default [`DEFAULT_GET_TIMEOUT`].
+    /// Default [`DEFAULT_GET_TIMEOUT`], which leaves room for the slowest path that ends
+    /// with its own error (a tracker outage: one [`ClientConfig::tracker_timeout`] per
+    /// tracker, the bootstrap peers asked for the manifest for up to 10 s, then one
+    /// [`ClientConfig::metadata_timeout`] for its metainfo); raise it with either of those,
+    /// or with several trackers.
     pub get_timeout: Duration,
 }
 

@@ -19,7 +19,10 @@
 //!   (later requests are rejected unread) and lives at most [`SERVE_TIMEOUT`]; the
 //!   listener's connection limit bounds how many there are.
 //! - **Asking.** When no tracker answers and nothing is cached for the name, `get` asks every
-//!   bootstrap peer at once ([`ClientConfig::metadata_timeout`] bounds the whole exchange),
+//!   bootstrap peer at once ([`ASK_TIMEOUT`], or [`ClientConfig::metadata_timeout`] if
+//!   shorter, bounds the whole exchange: a peer that has the manifest answers in one round
+//!   trip, and the default `get_timeout` must leave room for a tracker attempt before and a
+//!   BEP 9 fetch after),
 //!   then [`Offers`] judges the answers: a peer is never trusted, so each manifest must
 //!   verify against *our* pinned keys and be for the name (and version) asked; a peer that
 //!   offers anything else is logged and ignored. The highest valid version whose metainfo
@@ -61,6 +64,9 @@ use crate::tracker_client::TrackerError;
 /// The extended message id we ask peers to send `swarmcdn_manifest` messages under. Not
 /// [`crate::metadata::OUR_UT_METADATA_ID`], so the two could share a connection one day.
 pub(crate) const OUR_MANIFEST_ID: u8 = 2;
+
+/// The longest the bootstrap peers are asked for a manifest (see the module docs).
+pub(crate) const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a peer may keep a directory connection to us open.
 pub(crate) const SERVE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -329,7 +335,7 @@ async fn ask_peer(
         handle.close();
         result
     };
-    let timeout = shared.config.metadata_timeout;
+    let timeout = shared.config.metadata_timeout.min(ASK_TIMEOUT);
     match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok(signed)) => Answer::Manifest(signed),
         Ok(Err(reason)) => Answer::Nothing(reason),
@@ -708,6 +714,18 @@ mod tests {
             }
             other => panic!("expected NoManifestSource, got {other:?}"),
         }
+    }
+
+    /// With the default settings an outage `get` (a tracker attempt, the manifest from the
+    /// peers, the metainfo over BEP 9) ends with its own error, not the `get` timeout.
+    #[test]
+    fn the_default_get_timeout_covers_the_outage_path() {
+        use crate::config::{
+            DEFAULT_GET_TIMEOUT, DEFAULT_METADATA_TIMEOUT, DEFAULT_TRACKER_TIMEOUT,
+        };
+        let ask = DEFAULT_METADATA_TIMEOUT.min(ASK_TIMEOUT);
+        let outage = DEFAULT_TRACKER_TIMEOUT + ask + DEFAULT_METADATA_TIMEOUT;
+        assert!(outage < DEFAULT_GET_TIMEOUT, "{outage:?}");
     }
 
     #[test]
