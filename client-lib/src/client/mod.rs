@@ -546,7 +546,15 @@ impl Client {
             if let Err(error) = verdict {
                 tracing::error!(%error, %info_hash, "release does not match its signed manifest");
                 drop(lease);
-                self.discard(session).await;
+                // A task of its own: a `get` timeout dropping this call must not leave the
+                // rejected release half discarded (stopped, its files kept and seeded again
+                // at the next start).
+                let client = self.clone();
+                let discarding = self.inner.shared.tasks.spawn(
+                    async move { client.discard(session).await }
+                        .instrument(tracing::info_span!("discard", %info_hash)),
+                );
+                let _ = discarding.await;
                 return Err(error);
             }
             self.inner
