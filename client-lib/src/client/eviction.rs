@@ -127,13 +127,15 @@ impl Client {
     }
 
     /// Stops the sessions of `victims` (a `stopped` announce, connections closed), forgets
-    /// them and waits until their tasks have ended.
+    /// them and waits until their tasks have ended: all at once, so the wait (the caller
+    /// holds the session lock) is that of the slowest, at most [`DISCARD_WAIT`].
     async fn stop_sessions(
         &self,
         victims: &[InfoHash],
         sessions: &mut HashMap<InfoHash, SessionHandle>,
         why: &'static str,
     ) {
+        let mut ending = Vec::new();
         for info_hash in victims {
             self.inner
                 .verified
@@ -147,12 +149,16 @@ impl Client {
             session.stop();
             let mut progress = session.progress.clone();
             drop(session);
-            // The session task drops its progress sender (and its store) when it ends.
-            let ended = async { while progress.changed().await.is_ok() {} };
-            if tokio::time::timeout(DISCARD_WAIT, ended).await.is_err() {
-                tracing::warn!(%info_hash, "a stopped session is slow to end");
-            }
+            let info_hash = *info_hash;
+            ending.push(async move {
+                // The session task drops its progress sender (and its store) when it ends.
+                let ended = async { while progress.changed().await.is_ok() {} };
+                if tokio::time::timeout(DISCARD_WAIT, ended).await.is_err() {
+                    tracing::warn!(%info_hash, "a stopped session is slow to end");
+                }
+            });
         }
+        futures::future::join_all(ending).await;
     }
 
     /// Deletes (or, without `delete_data`, forgets) a release whose session is stopped,
