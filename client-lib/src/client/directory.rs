@@ -176,7 +176,8 @@ pub(crate) async fn serve(
     }
 }
 
-/// Answers one directory connection; see the module docs.
+/// Answers one directory connection; see the module docs. Everything, sends included, is
+/// bounded by [`SERVE_TIMEOUT`] and `stop`.
 async fn answer_peer(
     conn: PeerConnection,
     name: ReleaseName,
@@ -185,26 +186,37 @@ async fn answer_peer(
     stop: CancellationToken,
 ) {
     let (handle, mut events) = start(conn, &shared, &stop);
+    let conversation = answer_requests(&handle, &mut events, &name, &manifests, &shared);
+    tokio::select! {
+        () = stop.cancelled() => {}
+        _ = tokio::time::timeout(SERVE_TIMEOUT, conversation) => {}
+    }
+    handle.close();
+}
+
+/// Our extended handshake, then an answer to each manifest request, until the peer closes
+/// or misbehaves.
+async fn answer_requests(
+    handle: &PeerHandle,
+    events: &mut mpsc::Receiver<(PeerKey, PeerEvent)>,
+    name: &ReleaseName,
+    manifests: &Arc<ManifestCache>,
+    shared: &Arc<Shared>,
+) {
     if handle
-        .send(our_handshake(&shared).to_message())
+        .send(our_handshake(shared).to_message())
         .await
         .is_err()
     {
         return;
     }
-    let deadline = tokio::time::sleep(SERVE_TIMEOUT);
-    tokio::pin!(deadline);
     let mut their_id = None;
     let mut answered = 0;
     loop {
-        let message = tokio::select! {
-            () = stop.cancelled() => break,
-            () = &mut deadline => break,
-            event = events.recv() => match event {
-                Some((_, PeerEvent::Message(Message::Extended { id, payload }))) => (id, payload),
-                Some((_, PeerEvent::Message(_))) => continue,
-                Some((_, PeerEvent::Closed(_))) | None => break,
-            },
+        let message = match events.recv().await {
+            Some((_, PeerEvent::Message(Message::Extended { id, payload }))) => (id, payload),
+            Some((_, PeerEvent::Message(_))) => continue,
+            Some((_, PeerEvent::Closed(_))) | None => return,
         };
         match message {
             (EXTENDED_HANDSHAKE_ID, payload) => {
@@ -213,7 +225,7 @@ async fn answer_peer(
                     .and_then(|hs| hs.extension_id(SWARMCDN_MANIFEST));
                 if their_id.is_none() {
                     tracing::debug!("peer does not speak swarmcdn_manifest");
-                    break;
+                    return;
                 }
             }
             (OUR_MANIFEST_ID, payload) => {
@@ -221,22 +233,21 @@ async fn answer_peer(
                     (their_id, ManifestMessage::decode(&payload))
                 else {
                     tracing::debug!("not a manifest request");
-                    break;
+                    return;
                 };
                 let reply = if answered < MAX_REQUESTS_PER_CONNECTION {
                     answered += 1;
-                    newest_manifest(&manifests, &shared, &name, version).await
+                    newest_manifest(manifests, shared, name, version).await
                 } else {
                     ManifestMessage::Reject
                 };
                 if handle.send(reply.to_message(id)).await.is_err() {
-                    break;
+                    return;
                 }
             }
             _ => {}
         }
     }
-    handle.close();
 }
 
 /// The answer to a request for `name` (at `version`): our best verified manifest of a
@@ -516,6 +527,7 @@ impl Client {
             "no tracker answered and nothing is cached; asking the bootstrap peers");
         let stop = self.inner.shutdown.child_token();
         let _stop_on_exit = stop.clone().drop_guard();
+        // Awaited to the last below; dropped (aborting the rest) if the `get` is.
         let mut asking = tokio::task::JoinSet::new();
         for &addr in &shared.config.bootstrap_peers {
             let (shared, name, version, stop) = (
@@ -524,7 +536,11 @@ impl Client {
                 version.cloned(),
                 stop.clone(),
             );
-            asking.spawn(async move { (addr, ask_peer(shared, addr, name, version, stop).await) });
+            let span = tracing::debug_span!("ask_bootstrap_peer", %addr, %name);
+            asking.spawn(
+                async move { (addr, ask_peer(shared, addr, name, version, stop).await) }
+                    .instrument(span),
+            );
         }
         let mut offers = Offers::new(name, version, &shared.config.trusted_keys);
         while let Some(joined) = asking.join_next().await {
