@@ -3,12 +3,21 @@
 //! never evicted from under it.
 
 use swarmcdn_client::storage::StorageError;
-use swarmcdn_client::{GetError, RemoveError, RemoveOptions};
+use swarmcdn_client::{Client, GetError, Release, RemoveError, RemoveOptions};
+use swarmcdn_proto::InfoHash;
 
 use crate::common::*;
 
-/// Two one-file releases of 600 KiB published on `tracker` and served by `web`.
-async fn two_releases(tracker: &TestTracker, web: &TestWebSeed) -> (TestRelease, TestRelease) {
+/// A tracker, a web seed, and two one-file releases of 600 KiB published on the one and
+/// served by the other.
+async fn two_releases() -> (TestTracker, TestWebSeed, TestRelease, TestRelease) {
+    let tracker = TestTracker::start(300).await;
+    let web = TestWebSeed::start().await;
+    let (a, b) = published_pair(&tracker, &web).await;
+    (tracker, web, a, b)
+}
+
+async fn published_pair(tracker: &TestTracker, web: &TestWebSeed) -> (TestRelease, TestRelease) {
     let build = |name: &str, seed: u64| {
         TestRelease::build(
             name,
@@ -28,14 +37,47 @@ async fn two_releases(tracker: &TestTracker, web: &TestWebSeed) -> (TestRelease,
     (a, b)
 }
 
+/// A client keeping releases on disk in `dir`, whose budget holds one of the releases of
+/// [`two_releases`], not both.
+async fn one_release_on_disk(tracker: &TestTracker, dir: &std::path::Path) -> Client {
+    test_client()
+        .tracker(tracker.url())
+        .cache_dir(dir)
+        .memory_threshold(0)
+        .disk_budget(1024 * 1024)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// `client.get(name)`, which must succeed (and not hang).
+async fn get_ok(client: &Client, name: &str) -> Release {
+    tokio::time::timeout(WAIT, client.get(name))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// `client.remove(info_hash, options)`, which must not fail: whether it had the release.
+async fn removed(client: &Client, info_hash: InfoHash, options: RemoveOptions) -> bool {
+    client.remove(info_hash, options).await.unwrap()
+}
+
+/// Deleting `info_hash` is refused: a handle reads its files.
+async fn assert_in_use(client: &Client, info_hash: InfoHash) {
+    let refused = client.remove(info_hash, RemoveOptions::default()).await;
+    assert!(
+        matches!(refused, Err(RemoveError::InUse(ih)) if ih == info_hash),
+        "{refused:?}"
+    );
+}
+
 /// A memory-only client whose budget holds one of the releases, not both: the second `get`
 /// evicts the first, whose session announces `stopped`; while a `Release` of the first is
 /// held, the second is refused instead and the held one stays readable.
 #[tokio::test]
 async fn eviction_stops_the_seeding_session_but_never_a_held_release() {
-    let tracker = TestTracker::start(300).await;
-    let web = TestWebSeed::start().await;
-    let (a, b) = two_releases(&tracker, &web).await;
+    let (tracker, web, a, b) = two_releases().await;
     let client = test_client()
         .tracker(tracker.url())
         .memory_budget(1024 * 1024)
@@ -43,10 +85,7 @@ async fn eviction_stops_the_seeding_session_but_never_a_held_release() {
         .await
         .unwrap();
 
-    let held = tokio::time::timeout(WAIT, client.get("evict-a"))
-        .await
-        .unwrap()
-        .unwrap();
+    let held = get_ok(&client, "evict-a").await;
     wait_until("a's announce", || tracker.swarm_size(a.info_hash()) == 1).await;
 
     // A handle reads `a`: it is not evicted, so `b` finds no room.
@@ -62,10 +101,7 @@ async fn eviction_stops_the_seeding_session_but_never_a_held_release() {
 
     // Handle dropped: `a` is only seeded, and goes to make room for `b`.
     drop(held);
-    let got_b = tokio::time::timeout(WAIT, client.get("evict-b"))
-        .await
-        .unwrap()
-        .unwrap();
+    let got_b = get_ok(&client, "evict-b").await;
     b.assert_served_by(&got_b).await;
     assert!(
         client.torrent(a.info_hash()).await.is_none(),
@@ -79,10 +115,7 @@ async fn eviction_stops_the_seeding_session_but_never_a_held_release() {
 
     // Asked for again, `a` is downloaded again (evicting `b`, now that no handle holds it).
     drop(got_b);
-    let again = tokio::time::timeout(WAIT, client.get("evict-a"))
-        .await
-        .unwrap()
-        .unwrap();
+    let again = get_ok(&client, "evict-a").await;
     a.assert_served_by(&again).await;
     assert!(client.torrent(b.info_hash()).await.is_none());
     drop(again);
@@ -93,30 +126,15 @@ async fn eviction_stops_the_seeding_session_but_never_a_held_release() {
 /// With a cache folder, eviction deletes the evicted release's folder and torrent.
 #[tokio::test]
 async fn disk_eviction_deletes_the_seeded_release_folder() {
-    let tracker = TestTracker::start(300).await;
-    let web = TestWebSeed::start().await;
-    let (a, b) = two_releases(&tracker, &web).await;
+    let (tracker, web, a, b) = two_releases().await;
     let cache = tempfile::tempdir().unwrap();
-    let client = test_client()
-        .tracker(tracker.url())
-        .cache_dir(cache.path())
-        .memory_threshold(0)
-        .disk_budget(1024 * 1024)
-        .build()
-        .await
-        .unwrap();
-    let got_a = tokio::time::timeout(WAIT, client.get("evict-a"))
-        .await
-        .unwrap()
-        .unwrap();
+    let client = one_release_on_disk(&tracker, cache.path()).await;
+    let got_a = get_ok(&client, "evict-a").await;
     drop(got_a);
     let folder_a = cache.path().join(a.info_hash().to_hex());
     assert!(folder_a.is_dir());
 
-    let got_b = tokio::time::timeout(WAIT, client.get("evict-b"))
-        .await
-        .unwrap()
-        .unwrap();
+    let got_b = get_ok(&client, "evict-b").await;
     b.assert_served_by(&got_b).await;
     assert!(!folder_a.exists(), "a's folder is still there");
     assert!(
@@ -139,9 +157,7 @@ async fn disk_eviction_deletes_the_seeded_release_folder() {
 /// keep them, and refuses to delete files a live handle reads.
 #[tokio::test]
 async fn remove_stops_seeding_and_deletes_or_keeps_the_files() {
-    let tracker = TestTracker::start(300).await;
-    let web = TestWebSeed::start().await;
-    let (a, b) = two_releases(&tracker, &web).await;
+    let (tracker, web, a, b) = two_releases().await;
     let cache = tempfile::tempdir().unwrap();
     let client = test_client()
         .tracker(tracker.url())
@@ -150,14 +166,8 @@ async fn remove_stops_seeding_and_deletes_or_keeps_the_files() {
         .build()
         .await
         .unwrap();
-    let got_a = tokio::time::timeout(WAIT, client.get("evict-a"))
-        .await
-        .unwrap()
-        .unwrap();
-    let got_b = tokio::time::timeout(WAIT, client.get("evict-b"))
-        .await
-        .unwrap()
-        .unwrap();
+    let got_a = get_ok(&client, "evict-a").await;
+    let got_b = get_ok(&client, "evict-b").await;
     drop(got_b);
     wait_until("both announced", || {
         tracker.swarm_size(a.info_hash()) == 1 && tracker.swarm_size(b.info_hash()) == 1
@@ -165,22 +175,13 @@ async fn remove_stops_seeding_and_deletes_or_keeps_the_files() {
     .await;
 
     // A handle reads `a`: its files are not deleted and it keeps seeding.
-    let refused = client.remove(a.info_hash(), RemoveOptions::default()).await;
-    assert!(
-        matches!(refused, Err(RemoveError::InUse(ih)) if ih == a.info_hash()),
-        "{refused:?}"
-    );
+    assert_in_use(&client, a.info_hash()).await;
     assert!(client.torrent(a.info_hash()).await.is_some());
     a.assert_served_by(&got_a).await;
     drop(got_a);
 
     let folder_a = cache.path().join(a.info_hash().to_hex());
-    assert!(
-        client
-            .remove(a.info_hash(), RemoveOptions::default())
-            .await
-            .unwrap()
-    );
+    assert!(removed(&client, a.info_hash(), RemoveOptions::default()).await);
     assert!(!folder_a.exists());
     assert!(client.torrent(a.info_hash()).await.is_none());
     wait_until("a's stopped announce", || {
@@ -190,12 +191,7 @@ async fn remove_stops_seeding_and_deletes_or_keeps_the_files() {
 
     // Keeping the data: seeding stops, the files stay.
     let folder_b = cache.path().join(b.info_hash().to_hex());
-    assert!(
-        client
-            .remove(b.info_hash(), RemoveOptions::keep_data())
-            .await
-            .unwrap()
-    );
+    assert!(removed(&client, b.info_hash(), RemoveOptions::keep_data()).await);
     assert!(client.torrent(b.info_hash()).await.is_none());
     assert!(folder_b.is_dir());
     wait_until("b's stopped announce", || {
@@ -203,12 +199,7 @@ async fn remove_stops_seeding_and_deletes_or_keeps_the_files() {
     })
     .await;
     // Removing what is gone says so.
-    assert!(
-        !client
-            .remove(a.info_hash(), RemoveOptions::default())
-            .await
-            .unwrap()
-    );
+    assert!(!removed(&client, a.info_hash(), RemoveOptions::default()).await);
     shutdown_clean(client).await;
     web.stop().await;
 }
@@ -219,44 +210,20 @@ async fn remove_stops_seeding_and_deletes_or_keeps_the_files() {
 /// files can be deleted.
 #[tokio::test]
 async fn files_a_handle_reads_survive_remove_after_keep_data() {
-    let tracker = TestTracker::start(300).await;
-    let web = TestWebSeed::start().await;
-    let (a, _b) = two_releases(&tracker, &web).await;
+    let (tracker, web, a, _b) = two_releases().await;
     let cache = tempfile::tempdir().unwrap();
-    let client = test_client()
-        .tracker(tracker.url())
-        .cache_dir(cache.path())
-        .memory_threshold(0)
-        .disk_budget(1024 * 1024)
-        .build()
-        .await
-        .unwrap();
-    let held = tokio::time::timeout(WAIT, client.get("evict-a"))
-        .await
-        .unwrap()
-        .unwrap();
+    let client = one_release_on_disk(&tracker, cache.path()).await;
+    let held = get_ok(&client, "evict-a").await;
     let folder_a = cache.path().join(a.info_hash().to_hex());
-    assert!(
-        client
-            .remove(a.info_hash(), RemoveOptions::keep_data())
-            .await
-            .unwrap()
-    );
+    assert!(removed(&client, a.info_hash(), RemoveOptions::keep_data()).await);
     assert!(client.torrent(a.info_hash()).await.is_none());
-    let refused = client.remove(a.info_hash(), RemoveOptions::default()).await;
-    assert!(
-        matches!(refused, Err(RemoveError::InUse(ih)) if ih == a.info_hash()),
-        "{refused:?}"
-    );
+    assert_in_use(&client, a.info_hash()).await;
     assert!(folder_a.is_dir());
     a.assert_served_by(&held).await;
 
     // Asked for again: the same files, still protected by the first handle's lease, so
     // `b` finds no room.
-    let again = tokio::time::timeout(WAIT, client.get("evict-a"))
-        .await
-        .unwrap()
-        .unwrap();
+    let again = get_ok(&client, "evict-a").await;
     drop(again);
     let refused = tokio::time::timeout(WAIT, client.get("evict-b"))
         .await
@@ -269,12 +236,7 @@ async fn files_a_handle_reads_survive_remove_after_keep_data() {
     a.assert_served_by(&held).await;
 
     drop(held);
-    assert!(
-        client
-            .remove(a.info_hash(), RemoveOptions::default())
-            .await
-            .unwrap()
-    );
+    assert!(removed(&client, a.info_hash(), RemoveOptions::default()).await);
     assert!(!folder_a.exists());
     shutdown_clean(client).await;
     web.stop().await;

@@ -6,9 +6,30 @@ use std::path::Path;
 
 use swarmcdn_client::client::LOCK_FILE;
 use swarmcdn_client::storage::StorageError;
-use swarmcdn_client::{AddError, CacheMode, GetError, RemoveOptions};
+use swarmcdn_client::{AddError, CacheMode, Client, GetError, RemoveOptions, TorrentHandle};
 
 use crate::common::*;
+
+/// A client seeding from the store `dir`, seed-only.
+async fn seed_only_client(tracker: &TestTracker, dir: &Path) -> Client {
+    test_client()
+        .tracker(tracker.url())
+        .cache_dir(dir)
+        .cache_mode(CacheMode::SeedOnly)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// The handle of `release`, which `client` must be seeding complete.
+async fn seeding(client: &Client, release: &TestRelease) -> TorrentHandle {
+    let seeding = client
+        .torrent(release.info_hash())
+        .await
+        .expect("the release in the store is seeded");
+    assert!(seeding.progress().complete);
+    seeding
+}
 
 #[tokio::test]
 async fn a_seed_only_cache_skips_a_damaged_release_and_leaves_its_files_untouched() {
@@ -28,20 +49,10 @@ async fn a_seed_only_cache_skips_a_damaged_release_and_leaves_its_files_untouche
     std::fs::write(&file, &bytes).unwrap();
     let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
 
-    let client = test_client()
-        .tracker(tracker.url())
-        .cache_dir(store.path())
-        .cache_mode(CacheMode::SeedOnly)
-        .build()
-        .await
-        .unwrap();
+    let client = seed_only_client(&tracker, store.path()).await;
 
     // The intact release is seeded, the damaged one is not.
-    let seeding = client
-        .torrent(good.info_hash())
-        .await
-        .expect("good is seeded");
-    assert!(seeding.progress().complete);
+    let seeding = seeding(&client, &good).await;
     assert!(client.torrent(damaged.info_hash()).await.is_none());
     assert!(handshake_accepted(client.local_peer_addr(), good.info_hash()).await);
     assert!(
@@ -123,18 +134,8 @@ async fn a_seed_only_client_adds_nothing_to_the_store_and_ignores_its_lock() {
     lock.lock().unwrap();
     let before = listing(store.path());
 
-    let client = test_client()
-        .tracker(tracker.url())
-        .cache_dir(store.path())
-        .cache_mode(CacheMode::SeedOnly)
-        .build()
-        .await
-        .unwrap();
-    let seeding = client
-        .torrent(good.info_hash())
-        .await
-        .expect("the release in the store is seeded");
-    assert!(seeding.progress().complete);
+    let client = seed_only_client(&tracker, store.path()).await;
+    let seeding = seeding(&client, &good).await;
     let got = tokio::time::timeout(WAIT, client.get("store-locked"))
         .await
         .unwrap()
