@@ -28,8 +28,10 @@
 //!   offers anything else is logged and ignored. The highest valid version whose metainfo
 //!   can be had wins: the metainfo comes from the same peers over BEP 9 (and must have the
 //!   manifest's info-hash), and a version no peer can give it for falls back to the next
-//!   lower one offered. From there `get` goes on as with a tracker's manifest: pieces are
-//!   SHA-1-checked, files SHA-256-checked, and only then is the manifest cached.
+//!   lower one offered (each such try may take a whole
+//!   [`ClientConfig::metadata_timeout`], within the `get` timeout). From there `get` goes
+//!   on as with a tracker's manifest: pieces are SHA-1-checked, files SHA-256-checked, and
+//!   only then is the manifest cached.
 //!
 //! A peer can still withhold a newer release (it can only offer what a trusted key signed,
 //! but it may offer an old one): the answer is the best of what the peers asked hold, and the

@@ -192,10 +192,11 @@ impl Client {
     /// the client had the release (running, or in the cache).
     ///
     /// A [`CacheMode::SeedOnly`] cache never deletes: the release is only forgotten.
-    /// Deleting the files of a disk release that a live [`Release`] or [`TorrentHandle`]
-    /// reads from is refused ([`RemoveError::InUse`]) before anything is stopped; memory
-    /// content stays readable by such handles until they drop. A later `get` of the
-    /// release downloads it again.
+    /// Deleting the files of a disk release that a live [`Release`](super::Release) or [`TorrentHandle`](super::TorrentHandle)
+    /// reads from is refused ([`RemoveError::InUse`]) before anything is stopped, also
+    /// after an earlier `remove` kept the files (the cache still knows who reads them);
+    /// memory content stays readable by such handles until they drop. A later `get` of the
+    /// release downloads it again, or shares the store a live handle still reads.
     pub async fn remove(
         &self,
         info_hash: InfoHash,
