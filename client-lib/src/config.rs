@@ -73,7 +73,9 @@ pub struct ClientConfig {
     /// downloaded into, repaired and evicted from. [`CacheMode::SeedOnly`]: someone else's
     /// store (the seeder's), from which complete, intact releases are seeded and nothing is
     /// ever changed; a damaged release is skipped with a warning naming its bad pieces, and
-    /// a release not complete in it cannot be fetched.
+    /// a release not complete in it cannot be fetched. A seed-only client adds nothing to
+    /// the folder (no lock, no peer entry, verified manifests kept in memory) and reads it
+    /// whoever else holds its lock.
     pub cache_mode: CacheMode,
     /// The most bytes of release content kept in memory. Default [`DEFAULT_MEMORY_BUDGET`].
     pub memory_budget: u64,
@@ -129,8 +131,10 @@ pub struct ClientConfig {
     pub announce_retry_max: Duration,
     /// Peers asked for in each announce.
     pub numwant: u32,
-    /// How long [`Client::add_magnet`](crate::Client::add_magnet) looks for a peer that
-    /// gives the torrent's metadata (BEP 9), when no tracker has the torrent.
+    /// How long [`Client::add_magnet`](crate::Client::add_magnet) (or a `get` during a
+    /// tracker outage) looks for a peer that gives the torrent's metadata (BEP 9), when no
+    /// tracker has the torrent. It also bounds asking the bootstrap peers for a manifest,
+    /// up to 10 s.
     pub metadata_timeout: Duration,
     /// How often the trackers are asked for a newer version of every release the client
     /// serves as "latest" (see [`Client::latest`](crate::Client::latest)); a newer one is
@@ -141,7 +145,11 @@ pub struct ClientConfig {
     /// download, verification) or `add_*` call may take before it fails with a `Timeout`
     /// error. A download cut off this way is never served; it goes on in the background,
     /// holding no lease (so a later `get` resumes it, and the cache may evict it for room).
-    /// Default [`DEFAULT_GET_TIMEOUT`].
+    /// Default [`DEFAULT_GET_TIMEOUT`], which leaves room for the slowest path that ends
+    /// with its own error (a tracker outage: one [`ClientConfig::tracker_timeout`] per
+    /// tracker, the bootstrap peers asked for the manifest for up to 10 s, then one
+    /// [`ClientConfig::metadata_timeout`] for its metainfo); raise it with either of those,
+    /// or with several trackers.
     pub get_timeout: Duration,
 }
 

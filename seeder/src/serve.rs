@@ -14,8 +14,8 @@
 //! restore re-verifies and seeds every release already there, announcing to each torrent's
 //! trackers and the configured one. The client ignores what the store keeps beside it
 //! (`S/H.manifest.json`, `S/H.withdrawn`, `S/.tmp-*`: names that are not an info-hash, or
-//! an info-hash with a suffix it does not know), and the store ignores the client's
-//! `S/manifests/` folder.
+//! an info-hash with a suffix it does not know), and it adds nothing to the store (no
+//! lock, no peer entry, its verified manifests stay in memory).
 //!
 //! The store is the seeder's, not the client's: the client runs in
 //! [`CacheMode::SeedOnly`](swarmcdn_client::CacheMode::SeedOnly), so it verifies what it
@@ -27,7 +27,10 @@
 //! the catalog (unpublished or withdrawn while the daemon runs, or withdrawn but restored
 //! at start-up) goes to [`Client::remove`](swarmcdn_client::Client::remove), keeping its
 //! files: the session says `stopped` to the trackers and handshakes for it are refused from
-//! then on. `peer_seeding = false` runs a web seed only.
+//! then on. A release the client could not take is tried again on a timer (from
+//! `store_poll_interval_ms`, doubling up to five minutes) as well as at every change of the
+//! catalog; adding one re-hashes it, so the client's `get_timeout` is a day, not a minute.
+//! `peer_seeding = false` runs a web seed only.
 //!
 //! The engine re-verifies the store when it starts and seeds only the releases it found
 //! complete and intact. That check *is* the start-up verify pass: the engine is
@@ -359,7 +362,7 @@ impl Seeder {
         );
         let peer_task = peer.clone().map(|peer| {
             tokio::spawn(
-                follow_releases(peer, releases, stop.subscribe())
+                follow_releases(peer, releases, stop.subscribe(), interval)
                     .instrument(tracing::info_span!("peer_seeding")),
             )
         });
@@ -413,6 +416,11 @@ pub async fn run(
     Seeder::new(config).await?.run(listener, shutdown).await
 }
 
+/// The longest the peer engine may take to verify and start seeding one release.
+const PEER_ADD_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+/// The longest wait between two tries of the releases the peer engine could not take.
+const PEER_RETRY_MAX: Duration = Duration::from_secs(300);
+
 /// Starts the client engine over the store, seed-only, which re-verifies and seeds every
 /// intact release already there, uploading under the shared cap.
 async fn start_peer_seeding(
@@ -426,7 +434,9 @@ async fn start_peer_seeding(
         // The store is ours, not the engine's: it reads and seeds, never changes it.
         .cache_mode(swarmcdn_client::CacheMode::SeedOnly)
         .disk_budget(u64::MAX)
-        .memory_threshold(0);
+        .memory_threshold(0)
+        // Adding a release re-hashes it from the store: a large one must not time out.
+        .get_timeout(PEER_ADD_TIMEOUT);
     if let Some(limiter) = bandwidth.limiter() {
         builder = builder.upload_limiter(limiter);
     }
@@ -449,24 +459,41 @@ async fn follow_releases(
     client: swarmcdn_client::Client,
     mut releases: watch::Receiver<Arc<Catalog>>,
     mut stopped: watch::Receiver<bool>,
+    first_retry: Duration,
 ) {
+    let mut retry = first_retry;
     loop {
         let catalog = Arc::clone(&releases.borrow_and_update());
         let sync = sync_peer_seeding(&client, &catalog);
-        tokio::select! {
-            () = sync => {}
+        let all_seeded = tokio::select! {
+            all = sync => all,
             _ = stopped.wait_for(|stop| *stop) => return,
-        }
+        };
+        // What the engine could not take (a file put right since, say) is tried again, less
+        // and less often, and at once when the catalog changes.
+        let wait = retry;
+        let again = async move {
+            match all_seeded {
+                true => std::future::pending::<()>().await,
+                false => tokio::time::sleep(wait).await,
+            }
+        };
         tokio::select! {
-            changed = releases.changed() => if changed.is_err() { return },
+            changed = releases.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                retry = first_retry;
+            }
+            () = again => retry = (retry * 2).min(PEER_RETRY_MAX),
             _ = stopped.wait_for(|stop| *stop) => return,
         }
     }
 }
 
-/// One pass of [`follow_releases`]. Failures are logged and tried again at the next change
-/// of the catalog.
-async fn sync_peer_seeding(client: &swarmcdn_client::Client, catalog: &Catalog) {
+/// One pass of [`follow_releases`]: returns whether every release of the catalog is
+/// seeded. Failures are logged.
+async fn sync_peer_seeding(client: &swarmcdn_client::Client, catalog: &Catalog) -> bool {
     let seeded: std::collections::BTreeSet<_> = client.info_hashes().await.into_iter().collect();
     for info_hash in seeded.iter().filter(|ih| catalog.get(ih).is_none()) {
         let keep = swarmcdn_client::RemoveOptions::keep_data();
@@ -475,6 +502,7 @@ async fn sync_peer_seeding(client: &swarmcdn_client::Client, catalog: &Catalog) 
             Err(error) => tracing::warn!(%info_hash, %error, "cannot stop seeding a release"),
         }
     }
+    let mut all_seeded = true;
     for served in catalog.releases() {
         let info_hash = served.release.info_hash;
         if seeded.contains(&info_hash) {
@@ -485,9 +513,13 @@ async fn sync_peer_seeding(client: &swarmcdn_client::Client, catalog: &Catalog) 
             .await
         {
             Ok(_) => tracing::debug!(%info_hash, "seeding a release"),
-            Err(error) => tracing::warn!(%info_hash, %error, "cannot seed a release"),
+            Err(error) => {
+                all_seeded = false;
+                tracing::warn!(%info_hash, %error, "cannot seed a release; will try again");
+            }
         }
     }
+    all_seeded
 }
 
 /// Looks at the store every `interval` and publishes each changed catalog, until `stopped`

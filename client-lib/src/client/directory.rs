@@ -14,17 +14,25 @@
 //!   listener routes handshakes for its directory id here instead of to a torrent session.
 //!   Each such connection gets our extended handshake and, per request, the newest manifest
 //!   the manifest cache still verifies against our trusted keys (or the exact version asked
-//!   for), else a reject. A connection gets at most [`MAX_REQUESTS_PER_CONNECTION`] lookups
+//!   for) of a release this client still seeds, else a reject: a name stays published after
+//!   its releases are removed or evicted, but nothing is offered for it that we cannot
+//!   serve. A connection gets at most [`MAX_REQUESTS_PER_CONNECTION`] lookups
 //!   (later requests are rejected unread) and lives at most [`SERVE_TIMEOUT`]; the
 //!   listener's connection limit bounds how many there are.
 //! - **Asking.** When no tracker answers and nothing is cached for the name, `get` asks every
-//!   bootstrap peer at once ([`ClientConfig::metadata_timeout`] bounds the whole exchange),
+//!   bootstrap peer at once ([`ASK_TIMEOUT`], or [`ClientConfig::metadata_timeout`] if
+//!   shorter, bounds the whole exchange: a peer that has the manifest answers in one round
+//!   trip, and the default `get_timeout` must leave room for a tracker attempt before and a
+//!   BEP 9 fetch after),
 //!   then [`Offers`] judges the answers: a peer is never trusted, so each manifest must
 //!   verify against *our* pinned keys and be for the name (and version) asked; a peer that
-//!   offers anything else is logged and ignored. The highest valid version wins. From there
-//!   `get` goes on as with a tracker's manifest: the metainfo comes from the same peers over
-//!   BEP 9 and must have the manifest's info-hash, pieces are SHA-1-checked, files
-//!   SHA-256-checked, and only then is the manifest cached.
+//!   offers anything else is logged and ignored. The highest valid version whose metainfo
+//!   can be had wins: the metainfo comes from the same peers over BEP 9 (and must have the
+//!   manifest's info-hash), and a version no peer can give it for falls back to the next
+//!   lower one offered (each such try may take a whole
+//!   [`ClientConfig::metadata_timeout`], within the `get` timeout). From there `get` goes
+//!   on as with a tracker's manifest: pieces are SHA-1-checked, files SHA-256-checked, and
+//!   only then is the manifest cached.
 //!
 //! A peer can still withhold a newer release (it can only offer what a trusted key signed,
 //! but it may offer an old one): the answer is the best of what the peers asked hold, and the
@@ -50,7 +58,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::manifests::ManifestCache;
+use super::manifests::{CachedManifest, ManifestCache};
 use super::{Client, GetError, magnet};
 use crate::peer::{PeerConnection, PeerEvent, PeerHandle, PeerKey, Route, connect};
 use crate::session::Shared;
@@ -59,6 +67,9 @@ use crate::tracker_client::TrackerError;
 /// The extended message id we ask peers to send `swarmcdn_manifest` messages under. Not
 /// [`crate::metadata::OUR_UT_METADATA_ID`], so the two could share a connection one day.
 pub(crate) const OUR_MANIFEST_ID: u8 = 2;
+
+/// The longest the bootstrap peers are asked for a manifest (see the module docs).
+pub(crate) const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a peer may keep a directory connection to us open.
 pub(crate) const SERVE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -168,7 +179,8 @@ pub(crate) async fn serve(
     }
 }
 
-/// Answers one directory connection; see the module docs.
+/// Answers one directory connection; see the module docs. Everything, sends included, is
+/// bounded by [`SERVE_TIMEOUT`] and `stop`.
 async fn answer_peer(
     conn: PeerConnection,
     name: ReleaseName,
@@ -177,26 +189,37 @@ async fn answer_peer(
     stop: CancellationToken,
 ) {
     let (handle, mut events) = start(conn, &shared, &stop);
+    let conversation = answer_requests(&handle, &mut events, &name, &manifests, &shared);
+    tokio::select! {
+        () = stop.cancelled() => {}
+        _ = tokio::time::timeout(SERVE_TIMEOUT, conversation) => {}
+    }
+    handle.close();
+}
+
+/// Our extended handshake, then an answer to each manifest request, until the peer closes
+/// or misbehaves.
+async fn answer_requests(
+    handle: &PeerHandle,
+    events: &mut mpsc::Receiver<(PeerKey, PeerEvent)>,
+    name: &ReleaseName,
+    manifests: &Arc<ManifestCache>,
+    shared: &Arc<Shared>,
+) {
     if handle
-        .send(our_handshake(&shared).to_message())
+        .send(our_handshake(shared).to_message())
         .await
         .is_err()
     {
         return;
     }
-    let deadline = tokio::time::sleep(SERVE_TIMEOUT);
-    tokio::pin!(deadline);
     let mut their_id = None;
     let mut answered = 0;
     loop {
-        let message = tokio::select! {
-            () = stop.cancelled() => break,
-            () = &mut deadline => break,
-            event = events.recv() => match event {
-                Some((_, PeerEvent::Message(Message::Extended { id, payload }))) => (id, payload),
-                Some((_, PeerEvent::Message(_))) => continue,
-                Some((_, PeerEvent::Closed(_))) | None => break,
-            },
+        let message = match events.recv().await {
+            Some((_, PeerEvent::Message(Message::Extended { id, payload }))) => (id, payload),
+            Some((_, PeerEvent::Message(_))) => continue,
+            Some((_, PeerEvent::Closed(_))) | None => return,
         };
         match message {
             (EXTENDED_HANDSHAKE_ID, payload) => {
@@ -205,7 +228,7 @@ async fn answer_peer(
                     .and_then(|hs| hs.extension_id(SWARMCDN_MANIFEST));
                 if their_id.is_none() {
                     tracing::debug!("peer does not speak swarmcdn_manifest");
-                    break;
+                    return;
                 }
             }
             (OUR_MANIFEST_ID, payload) => {
@@ -213,26 +236,25 @@ async fn answer_peer(
                     (their_id, ManifestMessage::decode(&payload))
                 else {
                     tracing::debug!("not a manifest request");
-                    break;
+                    return;
                 };
                 let reply = if answered < MAX_REQUESTS_PER_CONNECTION {
                     answered += 1;
-                    newest_manifest(&manifests, &shared, &name, version).await
+                    newest_manifest(manifests, shared, name, version).await
                 } else {
                     ManifestMessage::Reject
                 };
                 if handle.send(reply.to_message(id)).await.is_err() {
-                    break;
+                    return;
                 }
             }
             _ => {}
         }
     }
-    handle.close();
 }
 
-/// The answer to a request for `name` (at `version`): our best verified manifest, else a
-/// reject.
+/// The answer to a request for `name` (at `version`): our best verified manifest of a
+/// release we seed, else a reject.
 async fn newest_manifest(
     manifests: &Arc<ManifestCache>,
     shared: &Arc<Shared>,
@@ -241,7 +263,14 @@ async fn newest_manifest(
 ) -> ManifestMessage {
     let (manifests, shared, name) = (Arc::clone(manifests), Arc::clone(shared), name.clone());
     let found = tokio::task::spawn_blocking(move || {
-        manifests.load(&name, version.as_ref(), &shared.config.trusted_keys)
+        // Only a release this client still seeds: one it removed or evicted is not offered
+        // (the asker could not get it from us).
+        let held = |entry: &CachedManifest| {
+            let info_hash = entry.manifest.unverified_manifest().info_hash();
+            shared.registry.route(&info_hash).is_some()
+        };
+        let trusted = &shared.config.trusted_keys;
+        manifests.load_matching(&name, version.as_ref(), trusted, held)
     })
     .await
     .ok()
@@ -320,7 +349,7 @@ async fn ask_peer(
         handle.close();
         result
     };
-    let timeout = shared.config.metadata_timeout;
+    let timeout = shared.config.metadata_timeout.min(ASK_TIMEOUT);
     match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok(signed)) => Answer::Manifest(signed),
         Ok(Err(reason)) => Answer::Nothing(reason),
@@ -378,7 +407,8 @@ pub(crate) struct Offers<'a> {
     name: &'a ReleaseName,
     version: Option<&'a Version>,
     trusted: &'a [VerifyingKey],
-    best: Option<SignedManifest>,
+    /// Every verified manifest offered, once each.
+    usable: Vec<SignedManifest>,
     /// Why the first refused manifest was refused.
     refused: Option<GetError>,
     /// Per peer, why it gave nothing usable.
@@ -396,23 +426,23 @@ impl<'a> Offers<'a> {
             name,
             version,
             trusted,
-            best: None,
+            usable: Vec::new(),
             refused: None,
             reasons: String::new(),
         }
     }
 
-    /// Takes `signed` from `peer` if it verifies and is for what was asked; keeps the
-    /// highest version. Returns the refusal otherwise.
+    /// Takes `signed` from `peer` if it verifies and is for what was asked. Returns the
+    /// refusal otherwise.
     pub(crate) fn offer(&mut self, peer: SocketAddr, signed: SignedManifest) -> Result<(), ()> {
         match self.check(&signed) {
-            Ok(version) => {
-                let better = self
-                    .best
-                    .as_ref()
-                    .is_none_or(|best| version > *best.unverified_manifest().version());
-                if better {
-                    self.best = Some(signed);
+            Ok(()) => {
+                if !self
+                    .usable
+                    .iter()
+                    .any(|u| u.signature() == signed.signature())
+                {
+                    self.usable.push(signed);
                 }
                 Ok(())
             }
@@ -425,7 +455,7 @@ impl<'a> Offers<'a> {
         }
     }
 
-    fn check(&self, signed: &SignedManifest) -> Result<Version, GetError> {
+    fn check(&self, signed: &SignedManifest) -> Result<(), GetError> {
         let manifest = signed.verify(self.trusted).map_err(|e| match e {
             ManifestError::UntrustedKey { key } => GetError::UntrustedKey {
                 name: self.name.clone(),
@@ -446,7 +476,7 @@ impl<'a> Offers<'a> {
                 got: format!("{} {}", manifest.name(), manifest.version()),
             });
         }
-        Ok(manifest.version().clone())
+        Ok(())
     }
 
     /// Notes that `peer` gave nothing usable, and why.
@@ -457,11 +487,19 @@ impl<'a> Offers<'a> {
         let _ = write!(self.reasons, "{peer}: {reason}");
     }
 
-    /// The best manifest offered; else the first refusal (a peer offered something we
-    /// cannot trust); else [`GetError::NoManifestSource`] with `tracker`'s error.
-    pub(crate) fn finish(self, tracker: Option<TrackerError>) -> Result<SignedManifest, GetError> {
-        if let Some(best) = self.best {
-            return Ok(best);
+    /// The usable manifests offered, highest version first (never empty); else the first
+    /// refusal (a peer offered something we cannot trust); else
+    /// [`GetError::NoManifestSource`] with `tracker`'s error.
+    pub(crate) fn finish(
+        mut self,
+        tracker: Option<TrackerError>,
+    ) -> Result<Vec<SignedManifest>, GetError> {
+        if !self.usable.is_empty() {
+            self.usable.sort_by(|a, b| {
+                let version = |s: &SignedManifest| s.unverified_manifest().version().clone();
+                version(b).cmp(&version(a))
+            });
+            return Ok(self.usable);
         }
         if let Some(refused) = self.refused {
             return Err(refused);
@@ -482,7 +520,7 @@ impl Client {
         name: &ReleaseName,
         version: Option<&Version>,
         tracker_error: GetError,
-    ) -> Result<SignedManifest, GetError> {
+    ) -> Result<Vec<SignedManifest>, GetError> {
         let shared = &self.inner.shared;
         let tracker = match tracker_error {
             GetError::TrackerUnreachable { source, .. } => Some(source),
@@ -493,6 +531,7 @@ impl Client {
             "no tracker answered and nothing is cached; asking the bootstrap peers");
         let stop = self.inner.shutdown.child_token();
         let _stop_on_exit = stop.clone().drop_guard();
+        // Awaited to the last below; dropped (aborting the rest) if the `get` is.
         let mut asking = tokio::task::JoinSet::new();
         for addr in peers {
             let (shared, name, version, stop) = (
@@ -501,7 +540,11 @@ impl Client {
                 version.cloned(),
                 stop.clone(),
             );
-            asking.spawn(async move { (addr, ask_peer(shared, addr, name, version, stop).await) });
+            let span = tracing::debug_span!("ask_bootstrap_peer", %addr, %name);
+            asking.spawn(
+                async move { (addr, ask_peer(shared, addr, name, version, stop).await) }
+                    .instrument(span),
+            );
         }
         let mut offers = Offers::new(name, version, &shared.config.trusted_keys);
         while let Some(joined) = asking.join_next().await {
@@ -522,12 +565,51 @@ impl Client {
         offers.finish(tracker)
     }
 
+    /// The first of `offered` (verified manifests, highest version first) whose metainfo
+    /// can be had: from a running session, the cache, else the bootstrap peers (BEP 9).
+    /// A peer may offer a genuine manifest of a release it cannot serve; the next one is
+    /// tried then.
+    pub(super) async fn usable_offer(
+        &self,
+        name: &ReleaseName,
+        offered: Vec<SignedManifest>,
+    ) -> Result<(SignedManifest, Arc<Metainfo>), GetError> {
+        let mut unavailable = None;
+        for signed in offered {
+            let info_hash = signed.unverified_manifest().info_hash();
+            let running = self
+                .inner
+                .sessions
+                .lock()
+                .await
+                .get(&info_hash)
+                .map(|s| Arc::clone(&s.metainfo));
+            if let Some(metainfo) = running {
+                return Ok((signed, metainfo));
+            }
+            if let Some(metainfo) = self.cached_metainfo(info_hash).await {
+                return Ok((signed, Arc::new(metainfo)));
+            }
+            match self.metainfo_from_peers(info_hash).await {
+                Ok(metainfo) => return Ok((signed, Arc::new(metainfo))),
+                Err(error @ GetError::MetadataUnavailable { .. }) => {
+                    let version = signed.unverified_manifest().version();
+                    tracing::warn!(%name, %version, %error, "offered by a peer but not to be had; trying an older version");
+                    unavailable = Some(error);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(unavailable.unwrap_or_else(|| GetError::NoManifestSource {
+            name: name.clone(),
+            peers: String::new(),
+            tracker: None,
+        }))
+    }
+
     /// The metainfo of `info_hash` from the bootstrap peers (BEP 9), for a manifest that
     /// came from them.
-    pub(super) async fn metainfo_from_peers(
-        &self,
-        info_hash: InfoHash,
-    ) -> Result<Metainfo, GetError> {
+    async fn metainfo_from_peers(&self, info_hash: InfoHash) -> Result<Metainfo, GetError> {
         magnet::fetch_from_peers(
             &self.inner.shared,
             &Magnet::new(info_hash),
@@ -583,11 +665,14 @@ mod tests {
         assert!(offers.offer(peer(3), signed("site", "1.10.0", 1)).is_ok());
         assert!(offers.offer(peer(4), signed("site", "1.3.0", 1)).is_ok());
         offers.nothing(peer(5), "cannot connect");
-        let best = offers.finish(None).unwrap();
-        assert_eq!(
-            best.unverified_manifest().version(),
-            &Version::new(1, 10, 0)
-        );
+        // The same manifest offered twice counts once.
+        assert!(offers.offer(peer(6), signed("site", "1.3.0", 1)).is_ok());
+        let usable = offers.finish(None).unwrap();
+        let versions: Vec<_> = usable
+            .iter()
+            .map(|s| s.unverified_manifest().version().to_string())
+            .collect();
+        assert_eq!(versions, ["1.10.0", "1.3.0", "1.2.0"]);
     }
 
     #[test]
@@ -650,6 +735,18 @@ mod tests {
             }
             other => panic!("expected NoManifestSource, got {other:?}"),
         }
+    }
+
+    /// With the default settings an outage `get` (a tracker attempt, the manifest from the
+    /// peers, the metainfo over BEP 9) ends with its own error, not the `get` timeout.
+    #[test]
+    fn the_default_get_timeout_covers_the_outage_path() {
+        use crate::config::{
+            DEFAULT_GET_TIMEOUT, DEFAULT_METADATA_TIMEOUT, DEFAULT_TRACKER_TIMEOUT,
+        };
+        let ask = DEFAULT_METADATA_TIMEOUT.min(ASK_TIMEOUT);
+        let outage = DEFAULT_TRACKER_TIMEOUT + ask + DEFAULT_METADATA_TIMEOUT;
+        assert!(outage < DEFAULT_GET_TIMEOUT, "{outage:?}");
     }
 
     #[test]

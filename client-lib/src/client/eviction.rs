@@ -127,13 +127,15 @@ impl Client {
     }
 
     /// Stops the sessions of `victims` (a `stopped` announce, connections closed), forgets
-    /// them and waits until their tasks have ended.
+    /// them and waits until their tasks have ended: all at once, so the wait (the caller
+    /// holds the session lock) is that of the slowest, at most [`DISCARD_WAIT`].
     async fn stop_sessions(
         &self,
         victims: &[InfoHash],
         sessions: &mut HashMap<InfoHash, SessionHandle>,
         why: &'static str,
     ) {
+        let mut ending = Vec::new();
         for info_hash in victims {
             self.inner
                 .verified
@@ -147,12 +149,16 @@ impl Client {
             session.stop();
             let mut progress = session.progress.clone();
             drop(session);
-            // The session task drops its progress sender (and its store) when it ends.
-            let ended = async { while progress.changed().await.is_ok() {} };
-            if tokio::time::timeout(DISCARD_WAIT, ended).await.is_err() {
-                tracing::warn!(%info_hash, "a stopped session is slow to end");
-            }
+            let info_hash = *info_hash;
+            ending.push(async move {
+                // The session task drops its progress sender (and its store) when it ends.
+                let ended = async { while progress.changed().await.is_ok() {} };
+                if tokio::time::timeout(DISCARD_WAIT, ended).await.is_err() {
+                    tracing::warn!(%info_hash, "a stopped session is slow to end");
+                }
+            });
         }
+        futures::future::join_all(ending).await;
     }
 
     /// Deletes (or, without `delete_data`, forgets) a release whose session is stopped,
@@ -186,10 +192,11 @@ impl Client {
     /// the client had the release (running, or in the cache).
     ///
     /// A [`CacheMode::SeedOnly`] cache never deletes: the release is only forgotten.
-    /// Deleting the files of a disk release that a live [`Release`] or [`TorrentHandle`]
-    /// reads from is refused ([`RemoveError::InUse`]) before anything is stopped; memory
-    /// content stays readable by such handles until they drop. A later `get` of the
-    /// release downloads it again.
+    /// Deleting the files of a disk release that a live [`Release`](super::Release) or [`TorrentHandle`](super::TorrentHandle)
+    /// reads from is refused ([`RemoveError::InUse`]) before anything is stopped, also
+    /// after an earlier `remove` kept the files (the cache still knows who reads them);
+    /// memory content stays readable by such handles until they drop. A later `get` of the
+    /// release downloads it again, or shares the store a live handle still reads.
     pub async fn remove(
         &self,
         info_hash: InfoHash,
@@ -201,15 +208,20 @@ impl Client {
         // A seed-only cache deletes nothing, so there is nothing to refuse.
         let delete_data =
             options.delete_data && self.inner.shared.config.cache_mode == CacheMode::ReadWrite;
+        // Held until the data is gone, so that no `get` starts the release again meanwhile.
         let mut sessions = self.inner.sessions.lock().await;
         let running = sessions.get(&info_hash).map(|s| Arc::clone(&s.store));
-        if let Some(store) = &running
-            && delete_data
-            && store.kind() == StoreKind::Disk
-            && store.lease_count() > 0
-        {
+        // A reader may hold the store of a release that no session runs any more (a
+        // `remove` that kept the data): the cache still knows it.
+        let leased = self.inner.cache.as_ref().and_then(|c| c.leased(&info_hash));
+        let read_on_disk = running
+            .iter()
+            .chain(&leased)
+            .any(|s| s.kind() == StoreKind::Disk && s.lease_count() > 0);
+        if delete_data && read_on_disk {
             return Err(RemoveError::InUse(info_hash));
         }
+        drop(leased);
         let known = running.is_some();
         let memory = running
             .as_ref()
@@ -217,7 +229,6 @@ impl Client {
         drop(running);
         self.stop_sessions(&[info_hash], &mut sessions, "removing a release")
             .await;
-        drop(sessions);
         let removed = self
             .drop_data(info_hash, delete_data && !memory)
             .await
@@ -225,6 +236,7 @@ impl Client {
                 StorageError::InUse(ih) => RemoveError::InUse(ih),
                 other => RemoveError::Storage(Arc::new(other)),
             })?;
+        drop(sessions);
         Ok(removed || known)
     }
 

@@ -94,16 +94,27 @@ impl ManifestCache {
         version: Option<&Version>,
         trusted: &[VerifyingKey],
     ) -> Option<CachedManifest> {
+        self.load_matching(name, version, trusted, |_| true)
+    }
+
+    /// As [`ManifestCache::load`], among the entries `accept` takes only: without a
+    /// version, the highest one it takes. Blocking when on disk.
+    pub(crate) fn load_matching(
+        &self,
+        name: &ReleaseName,
+        version: Option<&Version>,
+        trusted: &[VerifyingKey],
+        accept: impl Fn(&CachedManifest) -> bool,
+    ) -> Option<CachedManifest> {
         let Some(dir) = &self.dir else {
             let memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
             let versions = memory.get(name)?;
+            let usable = |e: &&CachedManifest| e.manifest.verify(trusted).is_ok() && accept(e);
             let entry = match version {
-                Some(v) => versions.get(v),
-                None => versions.values().next_back(),
+                Some(v) => versions.get(v).filter(usable),
+                None => versions.values().rev().find(usable),
             };
-            return entry
-                .filter(|e| e.manifest.verify(trusted).is_ok())
-                .cloned();
+            return entry.cloned();
         };
         let folder = dir.join(name.as_str());
         let mut versions = match version {
@@ -115,7 +126,7 @@ impl ManifestCache {
         versions.into_iter().find_map(|v| {
             let entry = read_entry(&folder, &v, trusted)?;
             let manifest = entry.manifest.unverified_manifest();
-            (manifest.name() == name && manifest.version() == &v).then_some(entry)
+            (manifest.name() == name && manifest.version() == &v && accept(&entry)).then_some(entry)
         })
     }
 }

@@ -65,7 +65,7 @@ use crate::config::ClientConfig;
 use crate::peer::{Listener, PeerRegistry, UploadLimiter};
 use crate::scheduler::{DeadlinePolicy, SchedulerConfig};
 use crate::session::{self, SessionHandle, SessionParams, Shared};
-use crate::storage::{Cache, CacheConfig, CacheMode, StorageError, StoreLease};
+use crate::storage::{Cache, CacheConfig, CacheMode, Placement, StorageError, StoreLease};
 use crate::tracker_client::{TrackerClient, TrackerError};
 use directory::Directory;
 use error::StartError;
@@ -292,8 +292,18 @@ impl Client {
 
         // The release content of a folder another live client owns stays in memory; the
         // manifests are shared and the clients on it are dialled (see `shared_folder`).
-        let owned = shared_folder::join(&config).await?;
-        let cache = match config.cache_dir.as_ref().filter(|_| owned.is_some()) {
+        // A seed-only folder is someone else's store: no lock, no peer entry, no manifest
+        // folder in it, and it is read whoever else uses it.
+        let seed_only = config.cache_mode == CacheMode::SeedOnly;
+        let owned = match seed_only {
+            true => None,
+            false => shared_folder::join(&config).await?,
+        };
+        let cache = match config
+            .cache_dir
+            .as_ref()
+            .filter(|_| seed_only || owned.is_some())
+        {
             Some(dir) => {
                 let cache_config = CacheConfig {
                     dir: dir.clone(),
@@ -310,7 +320,7 @@ impl Client {
             None => None,
         };
         let manifests = {
-            let dir = config.cache_dir.clone();
+            let dir = config.cache_dir.clone().filter(|_| !seed_only);
             let opened = tokio::task::spawn_blocking(move || ManifestCache::open(dir.as_deref()))
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(e)));
@@ -340,7 +350,7 @@ impl Client {
                 )
                 .instrument(tracing::info_span!("peer_listener", %listen_addr)),
         );
-        let presence = match config.cache_dir.clone() {
+        let presence = match config.cache_dir.clone().filter(|_| !seed_only) {
             Some(dir) => blocking(move || {
                 Ok(shared_folder::Presence::announce(
                     &dir,
@@ -544,8 +554,9 @@ impl Client {
             Err(e @ (GetError::TrackerUnreachable { .. } | GetError::NoTracker(_)))
                 if peers_to_ask =>
             {
-                let signed = self.manifest_from_peers(&name, version.as_ref(), e).await?;
-                (signed, ManifestSource::Peers)
+                let offered = self.manifest_from_peers(&name, version.as_ref(), e).await?;
+                let (signed, metainfo) = self.usable_offer(&name, offered).await?;
+                (signed, ManifestSource::Peers(metainfo))
             }
             found => found?,
         };
@@ -582,10 +593,7 @@ impl Client {
                         Some(metainfo) => Arc::new(metainfo),
                         None => Arc::new(self.metainfo_from(&name, tracker, info_hash).await?),
                     },
-                    ManifestSource::Peers => match self.cached_metainfo(info_hash).await {
-                        Some(metainfo) => Arc::new(metainfo),
-                        None => Arc::new(self.metainfo_from_peers(info_hash).await?),
-                    },
+                    ManifestSource::Peers(metainfo) => Arc::clone(metainfo),
                 };
                 if metainfo.info_hash() != info_hash {
                     return Err(GetError::InfoHashMismatch {
@@ -618,7 +626,15 @@ impl Client {
             if let Err(error) = verdict {
                 tracing::error!(%error, %info_hash, "release does not match its signed manifest");
                 drop(lease);
-                self.discard(session).await;
+                // A task of its own: a `get` timeout dropping this call must not leave the
+                // rejected release half discarded (stopped, its files kept and seeded again
+                // at the next start).
+                let client = self.clone();
+                let discarding = self.inner.shared.tasks.spawn(
+                    async move { client.discard(session).await }
+                        .instrument(tracing::info_span!("discard", %info_hash)),
+                );
+                let _ = discarding.await;
                 return Err(error);
             }
             self.inner
@@ -763,6 +779,20 @@ impl Client {
         extra_announce: Vec<String>,
     ) -> Result<(SessionHandle, StoreLease), StartError> {
         let info_hash = metainfo.info_hash();
+        // A seed-only store is verified (the whole release read) as it opens: done before
+        // the session lock is taken, so other releases' calls are not held up meanwhile.
+        // (Nothing is evicted from a seed-only cache, so no room needs planning under it.)
+        let _opened = match &self.inner.cache {
+            Some(cache) if cache.config().mode == CacheMode::SeedOnly => {
+                let (cache, metainfo) = (Arc::clone(cache), Arc::clone(&metainfo));
+                Some(
+                    blocking(move || cache.open_or_create(&metainfo, Placement::Disk))
+                        .await
+                        .map_err(StartError::Storage)?,
+                )
+            }
+            _ => None,
+        };
         let mut sessions = self.inner.sessions.lock().await;
         if self.inner.shutdown.is_cancelled() {
             return Err(StartError::Shutdown);
@@ -939,8 +969,9 @@ impl Client {
 enum ManifestSource {
     Tracker(TrackerClient),
     Cache(CachedManifest),
-    /// The bootstrap peers (no tracker answered, nothing cached).
-    Peers,
+    /// The bootstrap peers (no tracker answered, nothing cached), with the release's
+    /// metainfo (got with it: see `Client::usable_offer`).
+    Peers(Arc<Metainfo>),
 }
 
 /// The announce URLs of a release, in order and without duplicates: its metainfo's

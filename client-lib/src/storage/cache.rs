@@ -28,6 +28,10 @@
 //! - If in-use and pinned releases leave no room, adding fails with
 //!   [`StorageError::CacheFull`]; a release placed automatically falls back from memory to
 //!   disk first.
+//! - A release forgotten ([`Cache::forget`]) while someone holds its store is outside every
+//!   budget and never evicted, yet its files are not deleted under the holder either:
+//!   [`Cache::remove`] refuses while the store lives, and opening the release again adopts
+//!   that same store rather than a second one on the same folder.
 //! - Eviction deletes a disk release's folder and stored torrent. A complete folder is
 //!   first renamed to `.partial`, so a crash half-way through never leaves a folder that
 //!   looks complete.
@@ -51,7 +55,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use swarmcdn_proto::InfoHash;
 use swarmcdn_proto::metainfo::Metainfo;
@@ -190,6 +194,11 @@ impl Entry {
 #[derive(Debug, Default)]
 struct State {
     entries: HashMap<InfoHash, Entry>,
+    /// Forgotten releases ([`Cache::forget`]) whose store someone still held then: outside
+    /// every budget and never evicted, but [`Cache::remove`] refuses to delete their files
+    /// while the store lives, and [`Cache::open_or_create`] hands the same store out again
+    /// rather than opening a second one on the same folder.
+    foreign: HashMap<InfoHash, Weak<Store>>,
     /// A logical clock for least-recently-used order (deterministic, unlike wall time).
     clock: u64,
 }
@@ -382,6 +391,21 @@ impl Cache {
             return Ok(store);
         }
         let size = metainfo.info().total_length();
+        let foreign = lock(&self.state)
+            .foreign
+            .get(&info_hash)
+            .and_then(Weak::upgrade);
+        if let Some(store) = foreign {
+            // Forgotten but still held: the same store again (a second one on the same
+            // folder could be evicted, deleting what the holder reads), counted again.
+            let kind = store.kind();
+            if !self.seed_only() {
+                self.make_room(kind, size, &info_hash)?;
+            }
+            lock(&self.state).foreign.remove(&info_hash);
+            self.register(info_hash, &store, kind, size);
+            return Ok(store);
+        }
         if self.seed_only() {
             let store = Arc::new(Store::open_seed_only(&self.config.dir, metainfo)?);
             self.register(info_hash, &store, StoreKind::Disk, size);
@@ -588,9 +612,14 @@ impl Cache {
         let _opening = lock(&self.opening);
         let known = {
             let mut state = lock(&self.state);
-            if state.entries.get(info_hash).is_some_and(Entry::in_use) {
+            let foreign_held = state
+                .foreign
+                .get(info_hash)
+                .is_some_and(|s| s.strong_count() > 0);
+            if foreign_held || state.entries.get(info_hash).is_some_and(Entry::in_use) {
                 return Err(StorageError::InUse(*info_hash));
             }
+            state.foreign.remove(info_hash);
             state.entries.remove(info_hash).is_some()
         };
         let on_disk = self.delete_files(info_hash)?;
@@ -600,9 +629,31 @@ impl Cache {
     /// Forgets a release without touching its files: it no longer counts against a budget
     /// and is never evicted (deleted) by this cache. For a folder that belongs to someone
     /// else once it is no longer seeded. Returns whether the cache knew it.
+    ///
+    /// A store someone still holds stays known as *foreign* for as long as it lives: it
+    /// counts against no budget and is never evicted, but [`Cache::remove`] refuses to
+    /// delete its files ([`StorageError::InUse`]) and [`Cache::open_or_create`] adopts it
+    /// again instead of opening the same folder twice.
     pub fn forget(&self, info_hash: &InfoHash) -> bool {
         let _opening = lock(&self.opening);
-        lock(&self.state).entries.remove(info_hash).is_some()
+        let mut state = lock(&self.state);
+        state.foreign.retain(|_, store| store.strong_count() > 0);
+        let Some(entry) = state.entries.remove(info_hash) else {
+            return false;
+        };
+        if let Some(store) = entry.store.filter(|s| Arc::strong_count(s) > 1) {
+            state.foreign.insert(*info_hash, Arc::downgrade(&store));
+        }
+        true
+    }
+
+    /// The store of a release if a reader holds a lease on it, whether the cache counts it
+    /// or only knows it as forgotten but still held ([`Cache::forget`]).
+    pub fn leased(&self, info_hash: &InfoHash) -> Option<Arc<Store>> {
+        let state = lock(&self.state);
+        let counted = state.entries.get(info_hash).and_then(|e| e.store.clone());
+        let store = counted.or_else(|| state.foreign.get(info_hash).and_then(Weak::upgrade))?;
+        (store.lease_count() > 0).then_some(store)
     }
 
     /// Evicts releases, least recently used first, until each budget is kept (releases in

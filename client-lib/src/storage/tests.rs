@@ -947,6 +947,45 @@ fn forget_leaves_the_files_and_frees_the_budget() {
     assert!(dir.path().join(ih.to_hex()).is_dir());
 }
 
+/// A release forgotten while someone reads it is never deleted from under them: neither by
+/// a later `remove` nor by eviction of a second store opened on the same folder (it is the
+/// same store, adopted again).
+#[test]
+fn a_forgotten_release_still_held_is_neither_removed_nor_evicted() {
+    let dir = TempDir::new().unwrap();
+    let budget = 3 * PIECE as u64;
+    let cache = Cache::open(config(dir.path(), budget, 0)).unwrap();
+    let (a, b) = (sized(2, 1), sized(2, 2));
+    let ih = a.metainfo.info_hash();
+    let held = cache.open_or_create(&a.metainfo, Placement::Disk).unwrap();
+    commit_all(&held, &a);
+    let reader = held.lease();
+    assert!(cache.forget(&ih));
+    assert_eq!(cache.usage().releases, 0, "forgotten: outside the budget");
+    assert!(cache.leased(&ih).is_some());
+    assert!(matches!(cache.remove(&ih), Err(StorageError::InUse(h)) if h == ih));
+    assert!(complete_path(dir.path(), &a).is_dir());
+
+    // Opened again: the same store, counted again, and not evictable while leased.
+    let again = cache.open_or_create(&a.metainfo, Placement::Disk).unwrap();
+    assert!(Arc::ptr_eq(&again, &held));
+    assert_eq!(cache.usage().releases, 1);
+    drop(again);
+    assert!(matches!(
+        cache.open_or_create(&b.metainfo, Placement::Disk),
+        Err(StorageError::CacheFull { .. })
+    ));
+    assert!(cache.evict_to_budget().unwrap().is_empty());
+    assert_eq!(&held.read_file(0).unwrap()[..], a.file(0));
+
+    // Once nobody holds it, it can go.
+    drop(reader);
+    drop(held);
+    assert!(cache.leased(&ih).is_none());
+    assert!(cache.remove(&ih).unwrap());
+    assert!(!complete_path(dir.path(), &a).exists());
+}
+
 #[test]
 fn evict_to_budget_after_a_restart_with_a_smaller_budget() {
     let dir = TempDir::new().unwrap();

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
-use swarmcdn_client::{Client, ClientBuilder, GetError, Release};
+use swarmcdn_client::{Client, ClientBuilder, GetError, Release, RemoveOptions};
 use swarmcdn_proto::PeerId;
 use swarmcdn_proto::manifest::{SignedManifest, signing_key_from_seed};
 use swarmcdn_proto::peer::{
@@ -386,6 +386,62 @@ async fn a_tampered_or_garbled_manifest_from_a_peer_is_refused_and_a_good_peer_s
 
     liar.stop().await;
     garbler.stop().await;
+    shutdown_clean(a).await;
+}
+
+/// A peer offering a genuine, trusted manifest of a newer version that it cannot serve (no
+/// peer has its torrent) does not spoil the outage fetch: the older version an honest peer
+/// offers is got instead.
+#[tokio::test]
+async fn a_newer_manifest_no_peer_can_serve_falls_back_to_the_older_one_offered() {
+    let (a, release, tracker_url) = site_a_then_outage(70).await;
+    let newer = TestRelease::build(
+        "outage-site",
+        "2.0.0",
+        vec![("index.html", random_bytes(71, 5_000))],
+        16 * 1024,
+        None,
+        Vec::new(),
+        &publisher_key(),
+    );
+    let mut offer = Vec::new();
+    ManifestMessage::Manifest(Box::new(newer.manifest.clone())).encode(&mut offer);
+    let withholder = FakeDirectoryPeer::start(offer).await;
+
+    let builder = new_site(&tracker_url, &[withholder.addr, a.local_peer_addr()]);
+    // The newer version's metainfo is looked for this long before the older one is tried.
+    let mut config = builder.current_config().clone();
+    config.metadata_timeout = std::time::Duration::from_secs(5);
+    let b = builder.config(config).build().await.unwrap();
+    let got = assert_gets(&b, &release).await;
+    assert_eq!(got.version().to_string(), "1.0.0");
+    drop(got);
+    shutdown_clean(b).await;
+    withholder.stop().await;
+    shutdown_clean(a).await;
+}
+
+/// A client offers peers the manifests of releases it still seeds only: once it removed the
+/// release, a new site hears "no such manifest" rather than a version no one can serve.
+#[tokio::test]
+async fn a_removed_release_is_no_longer_offered_to_peers() {
+    let (a, release, tracker_url) = site_a_then_outage(80).await;
+    assert!(
+        a.remove(release.info_hash(), RemoveOptions::default())
+            .await
+            .unwrap()
+    );
+    let b = new_site(&tracker_url, &[a.local_peer_addr()])
+        .build()
+        .await
+        .unwrap();
+    match get_site(&b).await {
+        Err(GetError::NoManifestSource { peers, .. }) => {
+            assert!(peers.contains("no such manifest"), "{peers}");
+        }
+        other => panic!("expected NoManifestSource, got {other:?}"),
+    }
+    shutdown_clean(b).await;
     shutdown_clean(a).await;
 }
 

@@ -9,6 +9,11 @@ use swarmcdn_proto::magnet::Magnet;
 
 use crate::common::*;
 
+/// The `get` timeout of these tests: ample for a tracker round trip, the metainfo and a
+/// session start on a busy machine, while the download cannot finish at all (its only
+/// source is busy or silent), so the timeout always fires.
+const GET_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The only source (a web seed) answers `503` at first: the `get` gives up after the
 /// timeout, the session keeps going without a lease, and once the web seed serves again
 /// the release completes and the next `get` returns it.
@@ -20,7 +25,7 @@ async fn a_get_that_takes_too_long_times_out_and_the_download_goes_on() {
     web.set_mode(SeedMode::Busy);
     let client = test_client()
         .tracker(tracker.url())
-        .get_timeout(Duration::from_millis(300))
+        .get_timeout(GET_TIMEOUT)
         .build()
         .await
         .unwrap();
@@ -29,7 +34,7 @@ async fn a_get_that_takes_too_long_times_out_and_the_download_goes_on() {
         .await
         .expect("the get timeout did not fire");
     assert!(
-        matches!(result, Err(GetError::Timeout { after }) if after == Duration::from_millis(300)),
+        matches!(result, Err(GetError::Timeout { after }) if after == GET_TIMEOUT),
         "{result:?}"
     );
     // The download was not dropped: it completes in the background once the seed serves.
@@ -55,7 +60,7 @@ async fn add_magnet_times_out_on_a_silent_peer() {
     let release = release_of_size("silent-magnet", 10 * 1024, 16 * 1024, None, Vec::new());
     let mut builder = test_client()
         .bootstrap_peer(silent.local_addr().unwrap())
-        .get_timeout(Duration::from_millis(300));
+        .get_timeout(GET_TIMEOUT);
     let mut config = builder.current_config().clone();
     config.metadata_timeout = Duration::from_secs(600);
     builder = builder.config(config);

@@ -524,7 +524,6 @@ impl RunningSeeder {
     }
 }
 
-/// The seeder binary.
 /// Whether the peer at `address` answers a BitTorrent handshake for `info_hash` with its
 /// own; a peer that does not seed the torrent closes the connection instead.
 pub(crate) async fn handshake_accepted(address: SocketAddr, info_hash: InfoHash) -> bool {
@@ -559,6 +558,7 @@ pub(crate) async fn wait_handshake(address: SocketAddr, info_hash: InfoHash, acc
     }
 }
 
+/// The seeder binary.
 pub(crate) fn seeder_bin() -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_swarmcdn-seeder"));
     command.env_remove("SWARMCDN_TOKEN").env("RUST_LOG", "warn");
