@@ -251,28 +251,21 @@ impl Seeder {
         };
         let mut watcher = StoreWatcher::new(store, Arc::clone(&metrics), config.verify_on_start);
         let peer = if config.peer_seeding {
+            // Seed-only, the engine reads the store whoever else does (it takes no lock), so
+            // its start-up check always covers every stored release.
             let peer = start_peer_seeding(&config, &bandwidth).await?;
-            if peer.owns_cache() {
-                metrics.startup_verified("peer_engine", peer.restored_bytes());
-                // The engine seeds exactly the releases it found complete and intact.
-                let mut intact = std::collections::BTreeSet::new();
-                for info_hash in &listed {
-                    if peer.torrent(*info_hash).await.is_some() {
-                        intact.insert(*info_hash);
-                    }
+            metrics.startup_verified("peer_engine", peer.restored_bytes());
+            // The engine seeds exactly the releases it found complete and intact.
+            let mut intact = std::collections::BTreeSet::new();
+            for info_hash in &listed {
+                if peer.torrent(*info_hash).await.is_some() {
+                    intact.insert(*info_hash);
                 }
-                watcher.checked_elsewhere(CheckedElsewhere {
-                    checked: listed,
-                    intact,
-                });
-            } else {
-                // Another process's engine holds the store: this one cannot seed from it,
-                // and the store's own verify pass (if asked) checks it for the web seed.
-                tracing::warn!(
-                    store = %config.store.display(),
-                    "another process seeds this store over the peer wire; this one serves the web seed only"
-                );
             }
+            watcher.checked_elsewhere(CheckedElsewhere {
+                checked: listed,
+                intact,
+            });
             Some(peer)
         } else {
             None

@@ -1,6 +1,8 @@
 //! `serve` follows the store: releases published or removed while it runs, restarts, damage
 //! found at start.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use swarmcdn_seeder::config::Config;
 use swarmcdn_seeder::publish::Published;
@@ -126,33 +128,48 @@ async fn a_release_damaged_at_start_is_not_served() {
     tracker.stop().await;
 }
 
-/// A release the peer engine refuses (damaged, with the catalog's verify pass off) is
-/// tried again on a timer, not only when the catalog changes: once its file is put right it
-/// is seeded, though the catalog never changed.
+/// A release the peer engine refuses is tried again on a timer, not only when the catalog
+/// changes: once its file is put right it is seeded, though the catalog never changed. (The
+/// release arrives while `serve` runs, so the catalog takes it without a verify pass, as it
+/// takes every release published later; the engine's own check refuses it.)
 #[tokio::test]
 async fn a_release_the_peer_engine_refused_is_tried_again() {
     let tracker = TrackerDouble::start().await;
     let ws = Workspace::new();
-    ws.write("a.js", b"put right later");
-    let release = ws.publish(&tracker.url, "later", Some("1.0.0")).await;
-    let file = ws
-        .store
-        .join(release.info_hash.to_hex())
-        .join("later-1.0.0/a.js");
-    let intact = std::fs::read(&file).unwrap();
+    let mut seeder = RunningSeeder::start(ws.config()).await;
+
+    // Published into another store, damaged there, then moved into the served one.
+    let elsewhere = Workspace::new();
+    elsewhere.write("a.js", b"put right later");
+    let release = elsewhere
+        .publish(&tracker.url, "later", Some("1.0.0"))
+        .await;
+    let hex = release.info_hash.to_hex();
+    let file = |store: &std::path::Path| store.join(&hex).join("later-1.0.0/a.js");
+    let intact = std::fs::read(file(&elsewhere.store)).unwrap();
     let mut damaged = intact.clone();
     damaged[0] ^= 0x20;
-    std::fs::write(&file, &damaged).unwrap();
+    std::fs::write(file(&elsewhere.store), &damaged).unwrap();
+    // Content first, then the manifest, then the torrent (what makes the store list it).
+    for name in [
+        hex.clone(),
+        format!("{hex}.manifest.json"),
+        format!("{hex}.torrent"),
+    ] {
+        std::fs::rename(elsewhere.store.join(&name), ws.store.join(&name)).unwrap();
+    }
 
-    let mut seeder = RunningSeeder::start(Config {
-        verify_on_start: false,
-        ..ws.config()
-    })
-    .await;
-    assert!(seeder.releases.borrow().get(&release.info_hash).is_some());
+    let mut releases = seeder.releases.clone();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        releases.wait_for(|catalog| catalog.get(&release.info_hash).is_some()),
+    )
+    .await
+    .expect("the catalog never took the release")
+    .unwrap();
     let peer = seeder.peer_addr().await;
     assert!(!handshake_accepted(peer, release.info_hash).await);
-    std::fs::write(&file, &intact).unwrap();
+    std::fs::write(file(&ws.store), &intact).unwrap();
     wait_handshake(peer, release.info_hash, true).await;
     seeder.stop().await;
     tracker.stop().await;
@@ -225,21 +242,27 @@ async fn with_peer_seeding_the_engines_check_is_the_only_verify_pass() {
 }
 
 #[tokio::test]
-async fn a_second_serve_on_a_store_another_engine_holds_still_serves_the_web_seed() {
+async fn two_serves_on_one_store_both_seed_it_read_only() {
     let (tracker, ws, published) = one_widget().await;
-    let first = RunningSeeder::start(ws.config()).await;
-    // The first one's engine holds the store; the second falls back to its own verify pass
-    // and serves every intact release over HTTP.
-    let second = RunningSeeder::start(ws.config()).await;
-    for seeder in [&first, &second] {
+    let before = ws.store_snapshot();
+    // A seed-only engine takes no lock on the store and writes nothing to it, so a second
+    // daemon on the same store seeds it too, each after its own engine's check.
+    let mut first = RunningSeeder::start(ws.config()).await;
+    let mut second = RunningSeeder::start(ws.config()).await;
+    let size = published.metainfo.info().total_length();
+    for seeder in [&mut first, &mut second] {
         assert!(seeder.releases.borrow().get(&published.info_hash).is_some());
+        let peer = seeder.peer_addr().await;
+        wait_handshake(peer, published.info_hash, true).await;
+        let metrics = seeder.metrics().await;
+        assert!(
+            metrics.contains(&format!(
+                "swarmcdn_seeder_startup_verified_bytes_total{{by=\"peer_engine\"}} {size}"
+            )),
+            "{metrics}"
+        );
     }
-    assert!(
-        second
-            .metrics()
-            .await
-            .contains("swarmcdn_seeder_startup_verified_bytes_total{by=\"store\"}")
-    );
+    assert_eq!(ws.store_snapshot(), before, "the store was changed");
     second.stop().await;
     first.stop().await;
     tracker.stop().await;
