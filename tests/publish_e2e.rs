@@ -197,15 +197,23 @@ async fn publish_fetch_update_unpublish_and_restart() {
     let progress = release.progress();
     assert_eq!(progress.bytes_from_http, 0, "{progress:?}");
     assert_eq!(progress.bytes_from_peers, v1_size, "{progress:?}");
-    let metrics = seeder.metrics().await;
-    let to_peers = metric(
-        &metrics,
-        &format!(
-            "swarmcdn_seeder_peer_bytes_total{{info_hash=\"{}\",name=\"{NAME}\",version=\"1.0.0\"}}",
-            v1.info_hash.to_hex()
-        ),
+    // The engine's upload counts reach the metrics a moment after the blocks went out.
+    let peer_bytes = format!(
+        "swarmcdn_seeder_peer_bytes_total{{info_hash=\"{}\",name=\"{NAME}\",version=\"1.0.0\"}}",
+        v1.info_hash.to_hex()
     );
-    assert!(to_peers >= v1_size as f64, "{metrics}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = seeder.metrics().await;
+        if metric(&metrics, &peer_bytes) >= v1_size as f64 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the seeder's peer uploads never reached the release size: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stop_client(fourth).await;
     seeder.stop().await;
     tracker.stop().await;
