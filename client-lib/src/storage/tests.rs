@@ -701,6 +701,64 @@ async fn async_wrappers_match_the_sync_calls() {
     }
 }
 
+#[test]
+fn read_blocks_gives_each_block_what_read_block_gives() {
+    // 16 KiB pieces over files of 10 000, 0, 40 000 and 5 bytes: runs cross pieces and files.
+    let release = spanning();
+    let k16 = K16 as u32;
+    let last = release.piece_count() - 1;
+    let blocks = [
+        // A run over pieces 0 and 1 (and three files), ending at a block of a piece that is
+        // not verified (2), then a block off the end, then a run broken by a bad length.
+        (0, 0, 1000),
+        (0, 1000, k16 - 1000),
+        (1, 0, k16),
+        (2, 0, 16),
+        (release.piece_count(), 0, 16),
+        (0, 0, 100),
+        (0, 100, 0),
+        (0, 100, 100),
+        // Out of order, then the last piece in two halves.
+        (1, 200, 10),
+        (last, 0, 2),
+        (last, 2, release.piece(last).len() as u32 - 2),
+    ];
+    for (store, _dir) in stores(&release) {
+        for i in (0..release.piece_count()).filter(|&i| i != 2) {
+            store.commit_piece(i, release.piece(i)).unwrap();
+        }
+        let batch = store.read_blocks(&blocks);
+        assert_eq!(batch.len(), blocks.len());
+        for (&(piece, begin, len), got) in blocks.iter().zip(&batch) {
+            match (store.read_block(piece, begin, len), got) {
+                (Ok(want), Ok(got)) => assert_eq!(&want, got, "{piece} {begin} {len}"),
+                (Err(want), Err(got)) => {
+                    assert_eq!(want.to_string(), got.to_string(), "{piece} {begin} {len}")
+                }
+                (want, got) => panic!("{piece} {begin} {len}: {want:?} against {got:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn read_blocks_reports_a_short_file_per_block() {
+    // A run over both pieces of a file cut short under the store: the run cannot be read
+    // whole, so the blocks are read one by one; the first is intact and still served.
+    let release = Release::single(2 * K16);
+    let dir = TempDir::new().unwrap();
+    let store = Store::disk(dir.path(), &release.metainfo).unwrap();
+    commit_all(&store, &release);
+    truncate(
+        &complete_path(dir.path(), &release).join("blob.bin"),
+        K16 as u64 + 10,
+    );
+    let k16 = K16 as u32;
+    let batch = store.read_blocks(&[(0, 0, k16), (1, 0, k16)]);
+    assert_eq!(batch[0].as_ref().unwrap(), &release.piece(0));
+    assert!(matches!(batch[1], Err(StorageError::Corrupt { .. })));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
