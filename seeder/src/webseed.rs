@@ -18,7 +18,7 @@
 //! declares. Nothing is required of the request beyond its path: libtorrent pipelines requests
 //! without `User-Agent` and with a `Host` that has no port.
 //!
-//! Bodies are streamed from disk (see [`body`]) and paced by the shared upload cap; when the
+//! Bodies are streamed from disk (the `body` module) and paced by the shared upload cap; when the
 //! web seed is over its share, new requests get `503` with `Retry-After` (see
 //! [`crate::bandwidth`]). Errors are answered with a short text and `Cache-Control: no-store`,
 //! so a cache never keeps a `404` for a release that is about to be published.
