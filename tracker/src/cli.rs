@@ -192,9 +192,13 @@ pub(crate) fn publisher(config: &Config, command: PublisherCommand) -> Result<()
         }
         PublisherCommand::Remove { name } => {
             let removed = registry.remove_publisher(&name)?;
+            let when = match config.registry_refresh_secs {
+                0 => "at its next restart (registry_refresh_secs is 0)".to_owned(),
+                secs => format!("within {secs} s (registry_refresh_secs)"),
+            };
             println!(
-                "publisher {name} removed with {} release(s); a running tracker keeps tracking \
-                 them until it restarts",
+                "publisher {name} removed with {} release(s); a running tracker on this \
+                 database stops tracking them {when}",
                 removed.len()
             );
         }

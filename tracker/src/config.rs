@@ -75,6 +75,18 @@ pub struct Config {
     /// still counted but never handed out.
     pub purge_interval_secs: u32,
 
+    /// Seconds between re-reads of the registered torrents from the registry; 0 turns the
+    /// re-read off.
+    ///
+    /// The announce path checks an in-memory copy of the registered set. The publish API
+    /// keeps that copy in step at once, but a change made to the database by another process
+    /// (`swarmcdn-tracker publisher remove`, a second tracker on the same file) reaches it only
+    /// through this re-read: announces for a removed publisher's torrents are refused, and
+    /// their swarms dropped, within this many seconds; a release added elsewhere becomes
+    /// announceable as quickly. Default 30: a scan of the small torrents table twice a minute.
+    /// With 0, such changes take effect at the next restart.
+    pub registry_refresh_secs: u32,
+
     /// Peers returned to an announce that does not say how many it wants (`numwant`).
     pub numwant_default: u32,
 
@@ -147,6 +159,7 @@ impl Default for Config {
             min_announce_interval_secs: 60,
             peer_timeout_intervals: 2,
             purge_interval_secs: 60,
+            registry_refresh_secs: 30,
             numwant_default: 50,
             numwant_max: 50,
             max_peers_per_torrent: 200_000,
@@ -287,6 +300,7 @@ mod tests {
             "listen",
             "announce_interval_secs",
             "trusted_proxies",
+            "registry_refresh_secs = 30",
             "[limits]",
         ] {
             assert!(text.contains(key), "{key} missing from:\n{text}");
@@ -320,6 +334,9 @@ mod tests {
             Limits::default().max_connections
         );
         assert_eq!(config.numwant_max, Config::default().numwant_max);
+        // 0 is allowed: it turns the registry re-read off.
+        let off = Config::from_toml("registry_refresh_secs = 0\n").unwrap();
+        assert_eq!(off.registry_refresh_secs, 0);
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! do not block the writer.
 //!
 //! **Why one connection behind a mutex is enough.** The announce hot path never touches
-//! SQLite: the service loads [`Registry::registered_info_hashes`] into memory at start and
-//! updates that set when it registers or removes a release. What reaches the registry is
+//! SQLite: the service loads [`Registry::registered_info_hashes`] into memory at start,
+//! updates that set when it registers or removes a release, and re-reads it every
+//! `registry_refresh_secs` to pick up other processes' changes. What reaches the registry is
 //! publishing (a few requests a day), token checks on the publish API, and release and
 //! metainfo fetches by clients joining a swarm, which are indexed point lookups well under a
 //! millisecond and cacheable by the HTTP layer (a release is immutable). One connection

@@ -9,8 +9,9 @@
 //! 2. requests in flight finish, each bounded by the request timeout; if connections are
 //!    still open a grace period later (the request timeout plus [`SHUTDOWN_GRACE_EXTRA`]),
 //!    they are abandoned with a warning rather than holding the process up;
-//! 3. the purge task is told to stop and is awaited, so nothing the service spawned
-//!    outlives [`serve`]'s future, and the listening socket is closed when it returns.
+//! 3. the purge and registry-refresh tasks are told to stop and are awaited, so nothing the
+//!    service spawned outlives [`serve`]'s future, and the listening socket is closed when it
+//!    returns.
 //!
 //! Each connection is served by `http::dispatch`, which answers `GET /announce` directly and
 //! hands every other request to [`router`]; `keep_alive = false` makes every response close
@@ -19,11 +20,20 @@
 //! The purge task sweeps timed-out peers out of the swarm store every
 //! `purge_interval_secs`; between sweeps, expired peers are never handed out anyway (the
 //! store checks expiry when picking), so the sweep only reclaims memory.
+//!
+//! The refresh task re-reads the registered set from the registry every
+//! `registry_refresh_secs` (0: never), through [`AppState::refresh_registered`]: that is how a
+//! publisher removed with the CLI, or a release written by another process, reaches the
+//! running service. A failed re-read keeps the last good set (announces go on being answered
+//! from it), is logged, counted in `tracker_registry_refreshes_total{result="failed"}`, and
+//! retried the next period. The swarms a refresh drops are dropped once more the period after,
+//! in case an announce that passed its check just before the swap recreated one.
 
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
+use swarmcdn_proto::InfoHash;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -31,7 +41,8 @@ use tracing::Instrument;
 use crate::config::{Config, ConfigError};
 use crate::http::dispatch::MakeDispatch;
 use crate::http::listener::LimitedListener;
-use crate::http::{AppState, router};
+use crate::http::metrics::RefreshResult;
+use crate::http::{AppState, Refresh, router};
 use crate::registry::{Registry, RegistryError};
 
 /// Added to the request timeout to give in-flight requests time to finish at shutdown.
@@ -84,6 +95,10 @@ pub async fn serve(
         purge_loop(state.clone(), stop_tasks.clone())
             .instrument(tracing::info_span!("swarm_purge")),
     );
+    let refresh = tokio::spawn(
+        refresh_loop(state.clone(), stop_tasks.clone())
+            .instrument(tracing::info_span!("registry_refresh")),
+    );
 
     let listener = LimitedListener::new(
         listener,
@@ -118,6 +133,9 @@ pub async fn serve(
     if let Err(error) = purge.await {
         tracing::error!(%error, "the purge task failed");
     }
+    if let Err(error) = refresh.await {
+        tracing::error!(%error, "the registry refresh task failed");
+    }
     tracing::info!(address = %local, "tracker stopped");
     Ok(result?)
 }
@@ -141,4 +159,70 @@ async fn purge_loop(state: AppState, stop: CancellationToken) {
         }
     }
     tracing::debug!("purge task stopped");
+}
+
+/// Re-reads the registered set every `registry_refresh_secs` (never when 0) until `stop` is
+/// cancelled. See the module docs.
+async fn refresh_loop(state: AppState, stop: CancellationToken) {
+    let secs = state.config().registry_refresh_secs;
+    if secs == 0 {
+        tracing::debug!("registry refresh off");
+        return;
+    }
+    let period = Duration::from_secs(u64::from(secs));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Swarms dropped by the last refresh, dropped again by this one.
+    let mut lingering: Vec<InfoHash> = Vec::new();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = ticks.tick() => {}
+        }
+        let previous = std::mem::take(&mut lingering);
+        let worker = state.clone();
+        // SQLite blocks; a read of the torrents table is short, so shutdown waits it out.
+        let outcome = tokio::task::spawn_blocking(move || {
+            let lingered = worker.drop_swarms(&previous);
+            (worker.refresh_registered(), lingered)
+        })
+        .await;
+        let (refreshed, lingered) = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                tracing::error!(%error, "the registry refresh panicked; retrying next period");
+                state.metrics().refreshed(RefreshResult::Failed);
+                continue;
+            }
+        };
+        if let Err(error) = lingered {
+            tracing::warn!(%error, "cannot drop the swarm of an unregistered torrent");
+        }
+        match refreshed {
+            Ok(Refresh::Replaced { added, removed }) => {
+                state.metrics().refreshed(RefreshResult::Replaced);
+                if added > 0 || !removed.is_empty() {
+                    tracing::info!(
+                        added,
+                        removed = removed.len(),
+                        registered = state.registered_count(),
+                        "registered torrents re-read from the registry"
+                    );
+                }
+                lingering = removed;
+            }
+            Ok(Refresh::Raced) => {
+                state.metrics().refreshed(RefreshResult::Raced);
+                tracing::debug!("a publish raced the registry refresh; retrying next period");
+            }
+            Err(error) => {
+                state.metrics().refreshed(RefreshResult::Failed);
+                tracing::warn!(
+                    %error,
+                    "registry refresh failed; keeping the last good set of registered torrents"
+                );
+            }
+        }
+    }
+    tracing::debug!("registry refresh task stopped");
 }

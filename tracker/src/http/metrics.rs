@@ -19,6 +19,7 @@
 //! | `tracker_releases_published_total` | counter | |
 //! | `tracker_errors_total` | counter | `endpoint`, `reason` |
 //! | `tracker_request_duration_seconds` | histogram | `endpoint` |
+//! | `tracker_registry_refreshes_total` | counter | `result`: replaced, raced, failed |
 //! | `tracker_registered_torrents` | gauge | |
 //! | `tracker_swarms` | gauge | |
 //! | `tracker_peers` | gauge | |
@@ -111,6 +112,39 @@ struct EndpointLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// How a re-read of the registered set ended: the `result` label of
+/// `tracker_registry_refreshes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum RefreshResult {
+    /// The set was replaced by the registry's.
+    Replaced,
+    /// A publish raced the read; the set was left for the next period.
+    Raced,
+    /// The registry (or the swarm store) failed.
+    Failed,
+}
+
+impl RefreshResult {
+    const ALL: [RefreshResult; 3] = [
+        RefreshResult::Replaced,
+        RefreshResult::Raced,
+        RefreshResult::Failed,
+    ];
+
+    const fn as_str(self) -> &'static str {
+        match self {
+            RefreshResult::Replaced => "replaced",
+            RefreshResult::Raced => "raced",
+            RefreshResult::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ErrorLabels {
     endpoint: &'static str,
     reason: &'static str,
@@ -135,6 +169,8 @@ pub(crate) struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     /// Indexed like [`Endpoint::ALL`].
     latency: [Histogram; 9],
+    /// Indexed like [`RefreshResult::ALL`].
+    refreshes: [Counter; 3],
     registered: Gauge,
     swarms: Gauge,
     peers: Gauge,
@@ -201,6 +237,20 @@ impl Metrics {
             latency_family,
         );
 
+        let refresh_family = Family::<ResultLabels, Counter>::default();
+        let refreshes = RefreshResult::ALL.map(|result| {
+            refresh_family
+                .get_or_create(&ResultLabels {
+                    result: result.as_str(),
+                })
+                .clone()
+        });
+        registry.register(
+            "registry_refreshes",
+            "Re-reads of the registered torrents from the registry, by result",
+            refresh_family,
+        );
+
         let gauge = |registry: &mut Registry, name: &str, help: &str| {
             let gauge = Gauge::default();
             registry.register(name, help, gauge.clone());
@@ -230,6 +280,7 @@ impl Metrics {
             published,
             errors,
             latency,
+            refreshes,
             registered,
             swarms,
             peers,
@@ -254,6 +305,17 @@ impl Metrics {
     /// Counts a registered release.
     pub(crate) fn published(&self) {
         self.published.inc();
+    }
+
+    /// Counts one re-read of the registered set.
+    pub(crate) fn refreshed(&self, result: RefreshResult) {
+        let index = RefreshResult::ALL
+            .iter()
+            .position(|r| *r == result)
+            .unwrap_or(0);
+        if let Some(counter) = self.refreshes.get(index) {
+            counter.inc();
+        }
     }
 
     /// The open-connections gauge, for the listener.

@@ -32,7 +32,7 @@ pub(crate) mod dispatch;
 mod error;
 mod health;
 pub(crate) mod listener;
-mod metrics;
+pub(crate) mod metrics;
 mod publish;
 mod scrape;
 mod state;
@@ -47,7 +47,7 @@ use tower_http::timeout::TimeoutLayer;
 
 pub use client_addr::MAX_FORWARDED_HOPS;
 pub use error::Error;
-pub use state::AppState;
+pub use state::{AppState, Refresh, RefreshError};
 
 /// The service's routes over `state`, with the metrics and timeout layers.
 pub fn router(state: AppState) -> Router {

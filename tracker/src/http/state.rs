@@ -2,13 +2,25 @@
 //! metrics and the clock.
 //!
 //! The announce path must not touch SQLite, so the info-hashes the registry holds are copied
-//! into memory at start ([`AppState::new`]) and kept in step by the publish and unpublish
-//! handlers, the only writers. The set sits behind a `std` read-write lock: announces only
-//! read it (a read lock is one atomic add on an uncontended line), publishing writes a few
-//! times a day.
+//! into memory at start ([`AppState::new`]) and kept in step two ways: the publish and
+//! unpublish handlers update it at once, and [`AppState::refresh_registered`] (run every
+//! `registry_refresh_secs` by the server) re-reads the whole set, which is how changes made
+//! to the database by another process (the `publisher remove` command) reach a running
+//! tracker. The set sits behind a `std` read-write lock: announces only read it (a read lock
+//! is one atomic add on an uncontended line), writers come a few times a day or once a
+//! refresh period.
+//!
+//! A refresh must not undo a handler's change that lands while it reads SQLite (a release
+//! published after the read but registered before the swap would vanish until the next
+//! refresh). Every write to the set bumps a generation counter under the write lock; a
+//! refresh notes the generation before it reads the registry and replaces the set only if
+//! the generation is unchanged when it holds the write lock, else it leaves the set alone
+//! and the next period tries again. The diff (which swarms to drop) is computed under the
+//! read lock, so the write lock is held only to compare a counter and swap a pointer.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use swarmcdn_proto::InfoHash;
@@ -16,7 +28,7 @@ use swarmcdn_proto::InfoHash;
 use super::metrics::Metrics;
 use crate::config::Config;
 use crate::registry::{Registry, RegistryError};
-use crate::swarm::{Epoch, MemoryStore, PeerStore};
+use crate::swarm::{Epoch, MemoryStore, PeerStore, StoreError};
 
 /// The state behind the router; cheap to clone (one `Arc`).
 #[derive(Clone, Debug)]
@@ -27,6 +39,8 @@ struct Shared {
     registry: Arc<Registry>,
     store: Arc<dyn PeerStore>,
     registered: RwLock<HashSet<InfoHash>>,
+    /// Bumped (under the write lock) by every change to `registered`; see the module docs.
+    generation: AtomicU64,
     /// `config.trusted_proxies`, each in canonical form (IPv4-mapped IPv6 as IPv4).
     trusted_proxies: Vec<IpAddr>,
     metrics: Metrics,
@@ -68,6 +82,7 @@ impl AppState {
             registry,
             store,
             registered: RwLock::new(registered),
+            generation: AtomicU64::new(0),
             trusted_proxies,
             metrics: Metrics::new(),
             epoch: Epoch::starting_now(),
@@ -106,12 +121,66 @@ impl AppState {
 
     /// Starts accepting announces for `info_hash` (after the registry stored it).
     pub(crate) fn register(&self, info_hash: InfoHash) {
-        self.registered_write().insert(info_hash);
+        let mut set = self.registered_write();
+        set.insert(info_hash);
+        self.0.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Stops accepting announces for `info_hash` (after the registry removed it).
     pub(crate) fn unregister(&self, info_hash: &InfoHash) {
-        self.registered_write().remove(info_hash);
+        let mut set = self.registered_write();
+        set.remove(info_hash);
+        self.0.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Re-reads the registered set from the registry and, unless the set changed meanwhile
+    /// (see the module docs), replaces the in-memory one with it and drops the swarms of the
+    /// torrents no longer registered. Blocks on SQLite: call it off the async threads.
+    ///
+    /// On a registry error the set in memory is kept as it was.
+    pub fn refresh_registered(&self) -> Result<Refresh, RefreshError> {
+        let before = self.0.generation.load(Ordering::Acquire);
+        let fresh: HashSet<InfoHash> = self
+            .0
+            .registry
+            .registered_info_hashes()?
+            .into_iter()
+            .collect();
+        let (added, removed) = {
+            let current = self.registered_read();
+            let added = fresh.difference(&current).count();
+            let removed: Vec<InfoHash> = current.difference(&fresh).copied().collect();
+            (added, removed)
+        };
+        let old = {
+            let mut set = self.registered_write();
+            if self.0.generation.load(Ordering::Acquire) != before {
+                return Ok(Refresh::Raced);
+            }
+            self.0.generation.fetch_add(1, Ordering::AcqRel);
+            std::mem::replace(&mut *set, fresh)
+        };
+        // The old set is freed here, outside the lock.
+        drop(old);
+        self.drop_swarms(&removed)?;
+        Ok(Refresh::Replaced { added, removed })
+    }
+
+    /// Drops the swarms of those of `info_hashes` that are not registered (again: an
+    /// announce that passed its check just before a refresh removed its torrent may have
+    /// recreated the swarm after the refresh dropped it). Tries every one; returns the first
+    /// error.
+    pub fn drop_swarms(&self, info_hashes: &[InfoHash]) -> Result<(), StoreError> {
+        let mut first_error = None;
+        for info_hash in info_hashes {
+            if self.is_registered(info_hash) {
+                continue;
+            }
+            if let Err(error) = self.0.store.remove_torrent(info_hash) {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     pub(crate) fn trusted_proxies(&self) -> &[IpAddr] {
@@ -137,6 +206,36 @@ impl AppState {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// What [`AppState::refresh_registered`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refresh {
+    /// The set was replaced by the registry's.
+    Replaced {
+        /// How many info-hashes joined the set.
+        added: usize,
+        /// The info-hashes that left the set (their swarms were dropped).
+        removed: Vec<InfoHash>,
+    },
+    /// A publish or unpublish changed the set while the registry was read, so the read may
+    /// be older than the set; nothing was changed, and the next refresh tries again.
+    Raced,
+}
+
+/// Why [`AppState::refresh_registered`] failed; the set in memory is unchanged by a
+/// registry failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefreshError {
+    /// The registry could not be read.
+    #[error("cannot read the registered torrents: {0}")]
+    Registry(#[from] RegistryError),
+    /// The set was replaced, but the swarm store failed to drop a removed torrent's swarm
+    /// (its peers then expire on their own).
+    #[error("cannot drop the swarm of an unregistered torrent: {0}")]
+    Store(#[from] StoreError),
 }
 
 #[cfg(test)]
@@ -172,6 +271,92 @@ mod tests {
         assert_eq!(
             state.trusted_proxies(),
             &["10.0.0.1".parse::<IpAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn a_refresh_follows_the_registry_and_drops_removed_swarms() {
+        use crate::swarm::{AnnounceEvent, AnnounceInput, AnnounceOutput};
+        use swarmcdn_proto::PeerId;
+
+        let registry = Arc::new(Registry::open_in_memory().unwrap());
+        registry.add_publisher("acme", &[0xAA; 32]).unwrap();
+        let acme = registry.publisher("acme").unwrap().unwrap();
+        let insert = |version: &str, n: u8| {
+            registry
+                .insert_release(
+                    &acme,
+                    &"w".parse().unwrap(),
+                    version,
+                    &InfoHash([n; 20]),
+                    b"m",
+                    b"t",
+                )
+                .unwrap();
+        };
+        insert("1.0.0", 1);
+        let state = AppState::new(Config::default(), registry.clone()).unwrap();
+        let input = AnnounceInput {
+            info_hash: InfoHash([1; 20]),
+            peer_id: PeerId([1; 20]),
+            addr: "192.0.2.1:6881".parse().unwrap(),
+            event: AnnounceEvent::Started,
+            left: 0,
+            numwant: None,
+            peer_ids: false,
+        };
+        let mut rng = rand::rng();
+        let mut out = AnnounceOutput::default();
+        state
+            .store()
+            .announce(&input, state.epoch().now(), &mut rng, &mut out)
+            .unwrap();
+        assert_eq!(state.store().stats().unwrap().torrents, 1);
+
+        // Nothing changed: the set is replaced by an equal one.
+        assert_eq!(
+            state.refresh_registered().unwrap(),
+            Refresh::Replaced {
+                added: 0,
+                removed: vec![]
+            }
+        );
+        // Changes made behind the state's back are picked up.
+        insert("1.1.0", 2);
+        registry.remove_release("w", "1.0.0").unwrap();
+        assert!(!state.is_registered(&InfoHash([2; 20])));
+        assert_eq!(
+            state.refresh_registered().unwrap(),
+            Refresh::Replaced {
+                added: 1,
+                removed: vec![InfoHash([1; 20])]
+            }
+        );
+        assert!(state.is_registered(&InfoHash([2; 20])));
+        assert!(!state.is_registered(&InfoHash([1; 20])));
+        assert_eq!(state.registered_count(), 1);
+        assert_eq!(state.store().stats().unwrap().torrents, 0);
+
+        // A swarm recreated after the refresh is dropped again, a registered one is kept.
+        state
+            .store()
+            .announce(&input, state.epoch().now(), &mut rng, &mut out)
+            .unwrap();
+        let kept = AnnounceInput {
+            info_hash: InfoHash([2; 20]),
+            ..input
+        };
+        state
+            .store()
+            .announce(&kept, state.epoch().now(), &mut rng, &mut out)
+            .unwrap();
+        state
+            .drop_swarms(&[InfoHash([1; 20]), InfoHash([2; 20])])
+            .unwrap();
+        assert_eq!(state.store().stats().unwrap().torrents, 1);
+        assert_eq!(
+            state.store().scrape(&[InfoHash([2; 20])]).unwrap()[0].complete,
+            1
         );
     }
 }

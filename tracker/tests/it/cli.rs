@@ -76,6 +76,12 @@ fn publishers_are_added_listed_rotated_and_removed() {
 
     let removed = tracker(&["publisher", "remove", "acme", "--db", db]);
     assert!(removed.status.success());
+    // It says when a running tracker notices (the default re-read period).
+    assert!(
+        stdout(&removed).contains("within 30 s"),
+        "{}",
+        stdout(&removed)
+    );
     assert!(registry.list_publishers().unwrap().is_empty());
 
     // Errors exit non-zero and say what is wrong.

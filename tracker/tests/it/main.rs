@@ -8,3 +8,4 @@ mod common;
 mod lifecycle;
 mod publish;
 mod real_clients;
+mod refresh;
