@@ -28,10 +28,9 @@ pub(crate) const PUBLISHER: &str = "acme";
 /// How long anything a test waits for may take before the wait counts as a hang.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
 
-/// Binding `address` again works: nothing is left listening there.
+/// Nothing of this process is left listening on `address`.
 pub(crate) fn assert_port_free(address: SocketAddr) {
-    std::net::TcpListener::bind(address)
-        .unwrap_or_else(|e| panic!("{address} is still bound after shutdown: {e}"));
+    swarmcdn_test_support::net::assert_not_listening(address);
 }
 
 /// Our tracker, served by its library with its registry in a SQLite file.

@@ -382,7 +382,7 @@ pub(crate) async fn shutdown_clean(client: Client) {
 }
 
 pub(crate) fn assert_port_free(addr: SocketAddr) {
-    std::net::TcpListener::bind(addr).unwrap_or_else(|e| panic!("port {addr} still bound: {e}"));
+    swarmcdn_test_support::net::assert_not_listening(addr);
 }
 
 /// Waits until `condition` holds for the progress, failing after [`WAIT`].

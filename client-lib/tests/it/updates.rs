@@ -214,16 +214,7 @@ impl TrackerProxy {
             http: reqwest::Client::new(),
         });
         let app = Router::new().fallback(proxy).with_state(Arc::clone(&state));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = CancellationToken::new();
-        let shutdown = stop.clone();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await
-                .unwrap();
-        });
+        let (addr, stop, task) = serve_loopback(app).await;
         TrackerProxy {
             url: format!("http://{addr}"),
             state,
