@@ -729,7 +729,7 @@ fn read_dict_peers<'a, 'b>(
     Ok(())
 }
 
-fn compact_v4(chunk: &[u8]) -> Option<SocketAddrV4> {
+pub(super) fn compact_v4(chunk: &[u8]) -> Option<SocketAddrV4> {
     let bytes: [u8; 6] = chunk.try_into().ok()?;
     let [a, b, c, d, p0, p1] = bytes;
     Some(SocketAddrV4::new(
@@ -738,7 +738,7 @@ fn compact_v4(chunk: &[u8]) -> Option<SocketAddrV4> {
     ))
 }
 
-fn compact_v6(chunk: &[u8]) -> Option<SocketAddrV6> {
+pub(super) fn compact_v6(chunk: &[u8]) -> Option<SocketAddrV6> {
     let bytes: [u8; 18] = chunk.try_into().ok()?;
     let (ip, port) = bytes.split_at(16);
     let ip: [u8; 16] = ip.try_into().ok()?;

@@ -7,25 +7,40 @@
 //!   does not change, but the publisher can withdraw it, so caches keep it for minutes only.
 //! * `GET /api/v1/torrents/{info_hash}`: the metainfo bytes, exactly as published. An
 //!   info-hash names one info dictionary for ever, so this is cached as immutable.
+//! * `GET /api/v1/bundles/{name}[/{version}]`: the manifest, the metainfo and a sample of
+//!   the swarm's peers in one bencoded answer
+//!   ([`ReleaseBundle`](swarmcdn_proto::tracker::ReleaseBundle)), so a site's first fetch
+//!   of a release costs one round trip before the peer wire instead of three. Never cached
+//!   (the peers change).
+//!
+//! Manifests and bundles are read through the state's release cache (see
+//! [`AppState::cached_release`]): a flash crowd of new sites asking for the same release
+//! costs SQLite one read per refresh period, not one per site.
 //!
 //! The entity tag of each is the release's info-hash: one release has one torrent and one
 //! torrent belongs to one release, so the tag changes exactly when the content does.
 //! The site checks the manifest's signature and the torrent's info-hash itself: these
 //! endpoints are a convenience, not a root of trust.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use swarmcdn_proto::InfoHash;
 use swarmcdn_proto::manifest::ReleaseName;
+use swarmcdn_proto::tracker::{MAX_BUNDLE_PEERS, write_bundle};
 
+use super::state::ServedRelease;
 use super::{AppState, Error};
-use crate::registry::Release;
+use crate::swarm::AnnounceOutput;
 
 /// `Cache-Control` of the latest manifest.
 const LATEST_CACHE: &str = "no-cache";
 /// `Cache-Control` of a given version's manifest.
 const VERSION_CACHE: &str = "public, max-age=300";
+/// `Content-Type` of a release bundle (bencode, not a torrent).
+const BUNDLE_CONTENT_TYPE: &str = "application/x-swarmcdn-bundle";
 /// `Cache-Control` of metainfo.
 const TORRENT_CACHE: &str = "public, max-age=31536000, immutable";
 
@@ -35,12 +50,8 @@ pub(crate) async fn latest(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
-    let name = release_name(&name)?;
-    let registry = state.registry().clone();
-    let release = tokio::task::spawn_blocking(move || registry.latest_release(name.as_str()))
-        .await??
-        .ok_or_else(|| not_found("no release of that name"))?;
-    Ok(manifest_response(release, LATEST_CACHE, &headers))
+    let release = served_release(&state, &name, None).await?;
+    Ok(manifest_response(&release, LATEST_CACHE, &headers))
 }
 
 /// `GET /api/v1/assets/{name}/{version}`.
@@ -49,12 +60,103 @@ pub(crate) async fn version(
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
-    let name = release_name(&name)?;
+    let release = served_release(&state, &name, Some(version)).await?;
+    Ok(manifest_response(&release, VERSION_CACHE, &headers))
+}
+
+/// `GET /api/v1/bundles/{name}`.
+pub(crate) async fn bundle_latest(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, Error> {
+    let release = served_release(&state, &name, None).await?;
+    bundle_response(&state, &release)
+}
+
+/// `GET /api/v1/bundles/{name}/{version}`.
+pub(crate) async fn bundle_version(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Response, Error> {
+    let release = served_release(&state, &name, Some(version)).await?;
+    bundle_response(&state, &release)
+}
+
+/// The release `name` (latest, or `version`) with its torrent: from the cache, or read from
+/// the registry (off the async threads) and cached.
+async fn served_release(
+    state: &AppState,
+    name: &str,
+    version: Option<String>,
+) -> Result<Arc<ServedRelease>, Error> {
+    let name = release_name(name)?;
+    let key = (name.into_string(), version);
+    if let Some(release) = state.cached_release(&key) {
+        return Ok(release);
+    }
+    let generation = state.generation();
     let registry = state.registry().clone();
-    let release = tokio::task::spawn_blocking(move || registry.release(name.as_str(), &version))
-        .await??
-        .ok_or_else(|| not_found("no such release"))?;
-    Ok(manifest_response(release, VERSION_CACHE, &headers))
+    let (name, version) = key.clone();
+    let served = tokio::task::spawn_blocking(move || {
+        let release = match &version {
+            Some(version) => registry.release(&name, version)?,
+            None => registry.latest_release(&name)?,
+        };
+        let Some(release) = release else {
+            return Ok(None);
+        };
+        // Published together in one transaction; a row without its torrent is treated as
+        // not there.
+        let torrent = registry.torrent(&release.info_hash)?;
+        Ok::<_, crate::registry::RegistryError>(torrent.map(|torrent| ServedRelease {
+            release,
+            torrent: torrent.into(),
+        }))
+    })
+    .await??;
+    let not_there = match key.1 {
+        Some(_) => "no such release",
+        None => "no release of that name",
+    };
+    let served = Arc::new(served.ok_or_else(|| not_found(not_there))?);
+    state.cache_release(key, Arc::clone(&served), generation);
+    Ok(served)
+}
+
+/// A bundle of `release` with a sample of its swarm.
+fn bundle_response(state: &AppState, release: &ServedRelease) -> Result<Response, Error> {
+    let info_hash = release.release.info_hash;
+    let mut peers = AnnounceOutput::default();
+    let numwant = state.config().numwant_default.min(MAX_BUNDLE_PEERS as u32);
+    state.store().sample(
+        &info_hash,
+        Some(numwant),
+        state.epoch().now(),
+        &mut rand::rng(),
+        &mut peers,
+    )?;
+    let mut body = Vec::with_capacity(
+        release.release.manifest.len() + release.torrent.len() + peers.peer_count() * 18 + 64,
+    );
+    write_bundle(
+        &mut body,
+        &release.release.manifest,
+        &release.torrent,
+        peers.peers_v4.iter().copied(),
+        peers.peers_v6.iter().copied(),
+    );
+    let mut response = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(BUNDLE_CONTENT_TYPE),
+        )],
+        body,
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
 /// `GET /api/v1/torrents/{info_hash}`; the hash in hex or base32.
@@ -105,7 +207,8 @@ fn not_found(message: &'static str) -> Error {
     Error::api(StatusCode::NOT_FOUND, "not_found", message)
 }
 
-fn manifest_response(release: Release, cache: &'static str, headers: &HeaderMap) -> Response {
+fn manifest_response(served: &ServedRelease, cache: &'static str, headers: &HeaderMap) -> Response {
+    let release = &served.release;
     let etag = etag(&release.info_hash);
     let mut response = if matches_etag(headers, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
@@ -115,7 +218,7 @@ fn manifest_response(release: Release, cache: &'static str, headers: &HeaderMap)
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             )],
-            release.manifest,
+            release.manifest.clone(),
         )
             .into_response()
     };

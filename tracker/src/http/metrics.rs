@@ -51,6 +51,7 @@ pub(crate) enum Endpoint {
     Publish,
     Unpublish,
     Asset,
+    Bundle,
     Torrent,
     Metrics,
     Health,
@@ -58,12 +59,13 @@ pub(crate) enum Endpoint {
 }
 
 impl Endpoint {
-    const ALL: [Endpoint; 9] = [
+    const ALL: [Endpoint; 10] = [
         Endpoint::Announce,
         Endpoint::Scrape,
         Endpoint::Publish,
         Endpoint::Unpublish,
         Endpoint::Asset,
+        Endpoint::Bundle,
         Endpoint::Torrent,
         Endpoint::Metrics,
         Endpoint::Health,
@@ -78,6 +80,7 @@ impl Endpoint {
             Endpoint::Publish => "publish",
             Endpoint::Unpublish => "unpublish",
             Endpoint::Asset => "asset",
+            Endpoint::Bundle => "bundle",
             Endpoint::Torrent => "torrent",
             Endpoint::Metrics => "metrics",
             Endpoint::Health => "health",
@@ -93,6 +96,7 @@ impl Endpoint {
             Some("/api/v1/releases") => Endpoint::Publish,
             Some("/api/v1/releases/{name}/{version}") => Endpoint::Unpublish,
             Some("/api/v1/assets/{name}" | "/api/v1/assets/{name}/{version}") => Endpoint::Asset,
+            Some("/api/v1/bundles/{name}" | "/api/v1/bundles/{name}/{version}") => Endpoint::Bundle,
             Some("/api/v1/torrents/{info_hash}") => Endpoint::Torrent,
             Some("/metrics") => Endpoint::Metrics,
             Some("/healthz" | "/readyz") => Endpoint::Health,
@@ -168,7 +172,7 @@ pub(crate) struct Metrics {
     published: Counter,
     errors: Family<ErrorLabels, Counter>,
     /// Indexed like [`Endpoint::ALL`].
-    latency: [Histogram; 9],
+    latency: [Histogram; Endpoint::ALL.len()],
     /// Indexed like [`RefreshResult::ALL`].
     refreshes: [Counter; 3],
     registered: Gauge,

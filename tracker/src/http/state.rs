@@ -17,8 +17,15 @@
 //! the generation is unchanged when it holds the write lock, else it leaves the set alone
 //! and the next period tries again. The diff (which swarms to drop) is computed under the
 //! read lock, so the write lock is held only to compare a counter and swap a pointer.
+//!
+//! Sites ask for the same few releases over and over (every new site of a flash crowd asks
+//! for the latest release of the same name), so releases read from SQLite for them are kept
+//! in a [`ReleaseCache`]. It belongs to one generation: any change to the registered set
+//! (publish, unpublish, every periodic refresh) makes it stale, so what it answers is never
+//! older than what announces are checked against. An entry read while the generation moved
+//! on is not stored.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -27,7 +34,7 @@ use swarmcdn_proto::InfoHash;
 
 use super::metrics::Metrics;
 use crate::config::Config;
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{Registry, RegistryError, Release};
 use crate::swarm::{Epoch, MemoryStore, PeerStore, StoreError};
 
 /// The state behind the router; cheap to clone (one `Arc`).
@@ -45,6 +52,26 @@ struct Shared {
     trusted_proxies: Vec<IpAddr>,
     metrics: Metrics,
     epoch: Epoch,
+    releases: RwLock<ReleaseCache>,
+}
+
+/// Which release a site asked for: a name's latest (`None`) or a version as spelled in the
+/// request.
+pub(crate) type ReleaseKey = (String, Option<String>);
+
+/// A release as sites fetch it: its registry row and its torrent's bytes.
+#[derive(Debug)]
+pub(crate) struct ServedRelease {
+    pub(crate) release: Release,
+    pub(crate) torrent: bytes::Bytes,
+}
+
+/// Releases read for sites in one generation of the registered set (see the module docs).
+/// Holds only releases that exist, so it is bounded by the registry's size.
+#[derive(Debug, Default)]
+pub(crate) struct ReleaseCache {
+    generation: u64,
+    releases: HashMap<ReleaseKey, Arc<ServedRelease>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -86,6 +113,7 @@ impl AppState {
             trusted_proxies,
             metrics: Metrics::new(),
             epoch: Epoch::starting_now(),
+            releases: RwLock::new(ReleaseCache::default()),
         })))
     }
 
@@ -181,6 +209,48 @@ impl AppState {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// The generation of the registered set: changes with every write to it.
+    pub(crate) fn generation(&self) -> u64 {
+        self.0.generation.load(Ordering::Acquire)
+    }
+
+    /// The release cached for `key` in the current generation, if any.
+    pub(crate) fn cached_release(&self, key: &ReleaseKey) -> Option<Arc<ServedRelease>> {
+        let cache = self
+            .0
+            .releases
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.generation != self.generation() {
+            return None;
+        }
+        cache.releases.get(key).cloned()
+    }
+
+    /// Caches `release`, read from the registry while the generation was `generation`;
+    /// nothing is stored if the registered set has changed since (the read may predate the
+    /// change). A cache of an older generation is emptied first.
+    pub(crate) fn cache_release(
+        &self,
+        key: ReleaseKey,
+        release: Arc<ServedRelease>,
+        generation: u64,
+    ) {
+        let mut cache = self
+            .0
+            .releases
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.generation() != generation {
+            return;
+        }
+        if cache.generation != generation {
+            cache.releases.clear();
+            cache.generation = generation;
+        }
+        cache.releases.insert(key, release);
     }
 
     pub(crate) fn trusted_proxies(&self) -> &[IpAddr] {

@@ -133,6 +133,24 @@ impl PeerStore for MemoryStore {
         Ok(())
     }
 
+    fn sample(
+        &self,
+        info_hash: &InfoHash,
+        numwant: Option<u32>,
+        now: Timestamp,
+        rng: &mut dyn rand::Rng,
+        out: &mut AnnounceOutput,
+    ) -> Result<(), StoreError> {
+        let want = numwant
+            .unwrap_or(self.config.numwant_default)
+            .min(self.config.numwant_max) as usize;
+        match self.shard(info_hash).torrents.get(info_hash) {
+            Some(swarm) => swarm.sample(want, now, rng, out),
+            None => out.clear(),
+        }
+        Ok(())
+    }
+
     fn scrape(&self, info_hashes: &[InfoHash]) -> Result<Vec<SwarmStats>, StoreError> {
         Ok(info_hashes
             .iter()
@@ -288,6 +306,45 @@ mod tests {
         let out = announce(&store, hash(1), 1, 0, AnnounceEvent::Stopped, 0);
         assert_eq!(out, AnnounceOutput::default());
         assert_eq!(store.stats().unwrap().torrents, 0);
+    }
+
+    #[test]
+    fn sample_is_read_only_and_puts_seeders_first() {
+        let store = MemoryStore::new(config());
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut out = AnnounceOutput::default();
+        // Unknown torrent: no peers, and no swarm created.
+        store
+            .sample(&hash(1), None, Timestamp(0), &mut rng, &mut out)
+            .unwrap();
+        assert_eq!(out, AnnounceOutput::default());
+        assert_eq!(store.stats().unwrap().torrents, 0);
+
+        for n in 1..=12 {
+            announce(&store, hash(1), n, 1, AnnounceEvent::Started, 0);
+        }
+        announce(&store, hash(1), 100, 0, AnnounceEvent::Started, 0);
+        let before = store.stats().unwrap();
+        store
+            .sample(&hash(1), Some(6), Timestamp(1), &mut rng, &mut out)
+            .unwrap();
+        assert_eq!(store.stats().unwrap(), before, "sampling stored nothing");
+        assert_eq!(out.peers_v4.len(), 6);
+        assert!(
+            out.peers_v4
+                .contains(&SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 100), 6881))
+        );
+        assert_eq!((out.stats.complete, out.stats.incomplete), (1, 12));
+        // numwant is capped like an announce's.
+        store
+            .sample(&hash(1), Some(1000), Timestamp(1), &mut rng, &mut out)
+            .unwrap();
+        assert_eq!(out.peers_v4.len(), 13);
+        // Expired peers are not handed out.
+        store
+            .sample(&hash(1), None, Timestamp(10_000), &mut rng, &mut out)
+            .unwrap();
+        assert!(out.peers_v4.is_empty());
     }
 
     #[test]

@@ -253,6 +253,18 @@ pub trait PeerStore: Send + Sync {
         out: &mut AnnounceOutput,
     ) -> Result<(), StoreError>;
 
+    /// Up to `numwant` (capped like an announce's) live peers of `info_hash` for a client
+    /// that has not announced, picked as for a leecher, into `out` (cleared first, counters
+    /// included). Read-only: nothing is stored, no swarm is created.
+    fn sample(
+        &self,
+        info_hash: &InfoHash,
+        numwant: Option<u32>,
+        now: Timestamp,
+        rng: &mut dyn rand::Rng,
+        out: &mut AnnounceOutput,
+    ) -> Result<(), StoreError>;
+
     /// The counters of each torrent in `info_hashes`, in the same order; a torrent without
     /// swarm state has all counters at zero. The caller bounds the list (the service's
     /// `max_scrape_hashes`).

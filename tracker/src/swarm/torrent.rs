@@ -191,26 +191,62 @@ impl Swarm {
             );
         } else {
             let other_leechers = self.leechers() - usize::from(upsert.stored);
-            let leecher_slots = (want / LEECHER_SHARE_DIVISOR).min(other_leechers);
-            let got = pick(
-                &self.seeders_v4,
-                &self.seeders_v6,
-                want - leecher_slots,
-                &me,
-                now,
-                rng,
-                out,
-            );
-            pick(
-                &self.leechers_v4,
-                &self.leechers_v6,
-                want - got,
-                &me,
-                now,
-                rng,
-                out,
-            );
+            self.pick_for_leecher(want, other_leechers, &me, now, rng, out);
         }
+    }
+
+    /// Up to `want` peers for a newcomer that has not announced (a site fetching a release
+    /// bundle): picked as for a leecher, nothing stored. Written into `out` (cleared first)
+    /// with the swarm's counters.
+    pub(crate) fn sample<R: Rng + ?Sized>(
+        &self,
+        want: usize,
+        now: Timestamp,
+        rng: &mut R,
+        out: &mut AnnounceOutput,
+    ) {
+        out.clear();
+        out.stats = self.stats();
+        // An id and address no stored peer has: nobody is left out as "the announcer".
+        let nobody = Announcer {
+            peer_id: [0; 20],
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            with_ids: false,
+        };
+        self.pick_for_leecher(want, self.leechers(), &nobody, now.secs(), rng, out);
+    }
+
+    /// A leecher's answer: seeders first, leaving at most a third of `want` to the
+    /// `other_leechers` (leechers besides the announcer), which also fill any slots seeders
+    /// leave.
+    fn pick_for_leecher<R: Rng + ?Sized>(
+        &self,
+        want: usize,
+        other_leechers: usize,
+        me: &Announcer,
+        now: u32,
+        rng: &mut R,
+        out: &mut AnnounceOutput,
+    ) {
+        let leecher_slots = (want / LEECHER_SHARE_DIVISOR).min(other_leechers);
+        let got = pick(
+            &self.seeders_v4,
+            &self.seeders_v6,
+            want - leecher_slots,
+            me,
+            now,
+            rng,
+            out,
+        );
+        pick(
+            &self.leechers_v4,
+            &self.leechers_v6,
+            want - got,
+            me,
+            now,
+            rng,
+            out,
+        );
     }
 
     /// Drops peers that expire at or before `now`; returns how many.

@@ -3,6 +3,7 @@
 
 mod announce;
 mod bad_input;
+mod bundle;
 mod cli;
 mod common;
 mod lifecycle;
