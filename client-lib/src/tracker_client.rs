@@ -1,5 +1,5 @@
-//! Talking to the tracker over HTTP: the release API (signed manifests, metainfo) and
-//! announces.
+//! Talking to the tracker over HTTP: the release API (release bundles, signed manifests,
+//! metainfo) and announces.
 //!
 //! Everything that comes back is untrusted until checked: bodies are read with a hard cap
 //! (a hostile or broken server cannot make us buffer more than the format allows), manifests
@@ -13,13 +13,15 @@ use bytes::{Bytes, BytesMut};
 use swarmcdn_proto::InfoHash;
 use swarmcdn_proto::manifest::{self, ReleaseName, SignedManifest, Version};
 use swarmcdn_proto::tracker::{
-    self, AnnounceRequest, AnnounceResponse, AnnounceSuccess, url_with_query,
+    self, AnnounceRequest, AnnounceResponse, AnnounceSuccess, ReleaseBundle, url_with_query,
 };
 
 /// The largest `.torrent` accepted from the tracker (the bencode decoder's own limit).
 pub const MAX_METAINFO_BODY: usize = swarmcdn_proto::bencode::Limits::DEFAULT.max_input;
 /// The largest signed manifest accepted.
 pub const MAX_MANIFEST_BODY: usize = manifest::MAX_ENCODED_LEN;
+/// The largest release bundle accepted.
+pub const MAX_BUNDLE_BODY: usize = tracker::MAX_BUNDLE_LEN;
 /// The largest announce response accepted.
 pub const MAX_ANNOUNCE_BODY: usize = tracker::MAX_RESPONSE_LEN;
 
@@ -121,6 +123,25 @@ impl TrackerClient {
         };
         let body = self.get(&url, MAX_MANIFEST_BODY).await?;
         SignedManifest::from_json(&body).map_err(|e| TrackerError::Malformed {
+            url,
+            reason: e.to_string(),
+        })
+    }
+
+    /// A release's signed manifest, its metainfo and a sample of its swarm in one request
+    /// (the latest release when `version` is `None`). Only shapes are checked here: the
+    /// caller verifies the signature and compares the info-hashes.
+    pub async fn bundle(
+        &self,
+        name: &ReleaseName,
+        version: Option<&Version>,
+    ) -> Result<ReleaseBundle, TrackerError> {
+        let url = match version {
+            Some(v) => format!("{}/api/v1/bundles/{name}/{v}", self.base),
+            None => format!("{}/api/v1/bundles/{name}", self.base),
+        };
+        let body = self.get(&url, MAX_BUNDLE_BODY).await?;
+        ReleaseBundle::from_bytes(&body).map_err(|e| TrackerError::Malformed {
             url,
             reason: e.to_string(),
         })
@@ -296,6 +317,52 @@ mod tests {
             tracker.manifest(&name, Some(&other)).await,
             Err(TrackerError::NotFound { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn fetches_bundles_and_refuses_malformed_ones() {
+        let mut torrent =
+            b"d4:infod6:lengthi3e4:name5:a.txt12:piece lengthi16384e6:pieces20:".to_vec();
+        torrent.extend_from_slice(&[7; 20]);
+        torrent.extend_from_slice(b"ee");
+        let mut body = Vec::new();
+        let peer: std::net::SocketAddrV4 = "10.1.2.3:6881".parse().unwrap();
+        tracker::write_bundle(
+            &mut body,
+            signed().to_json().as_bytes(),
+            &torrent,
+            [peer],
+            [],
+        );
+        let server = serve(
+            Router::new()
+                .route(
+                    "/api/v1/bundles/share-button/1.2.3",
+                    get(move || async move { body }),
+                )
+                .route(
+                    "/api/v1/bundles/share-button",
+                    get(|| async { "d8:manifest2:{}e" }),
+                ),
+        )
+        .await;
+        let tracker = client(&server.base);
+        let name: ReleaseName = "share-button".parse().unwrap();
+        let version: Version = "1.2.3".parse().unwrap();
+        let bundle = tracker.bundle(&name, Some(&version)).await.unwrap();
+        assert_eq!(bundle.manifest, signed());
+        assert_eq!(bundle.metainfo.info().name(), "a.txt");
+        assert_eq!(bundle.peers, [peer]);
+        let garbled = tracker.bundle(&name, None).await;
+        assert!(
+            matches!(garbled, Err(TrackerError::Malformed { .. })),
+            "{garbled:?}"
+        );
+        let missing = tracker.bundle(&"other".parse().unwrap(), None).await;
+        assert!(
+            matches!(missing, Err(TrackerError::NotFound { .. })),
+            "{missing:?}"
+        );
     }
 
     #[tokio::test]

@@ -422,7 +422,10 @@ impl Client {
             let Some(metainfo) = self.cached_metainfo(store.info_hash()).await else {
                 continue;
             };
-            match self.start_session(Arc::new(metainfo), Vec::new()).await {
+            match self
+                .start_session(Arc::new(metainfo), Vec::new(), Vec::new())
+                .await
+            {
                 Ok(_leased) => {
                     tracing::info!(info_hash = %store.info_hash(), "seeding cached release")
                 }
@@ -579,21 +582,19 @@ impl Client {
         let info_hash = manifest.info_hash();
         let files = |metainfo: &Metainfo| release::file_map(manifest, metainfo.info());
 
-        // The session (and its metainfo): running, cached, or from the tracker.
+        // The session (and its metainfo): running, or from where the manifest came.
         let running = self.running_session(info_hash).await;
         // The lease keeps the release from being evicted while it downloads and while the
         // caller holds the Release.
         let (session, lease) = match running {
             Some(running) => running,
             None => {
-                let metainfo = match &source {
-                    ManifestSource::Cache(cached) => Arc::clone(&cached.metainfo),
-                    ManifestSource::Tracker(tracker) => match self.cached_metainfo(info_hash).await
-                    {
-                        Some(metainfo) => Arc::new(metainfo),
-                        None => Arc::new(self.metainfo_from(&name, tracker, info_hash).await?),
-                    },
-                    ManifestSource::Peers(metainfo) => Arc::clone(metainfo),
+                let (metainfo, peers) = match &source {
+                    ManifestSource::Cache(cached) => (Arc::clone(&cached.metainfo), Vec::new()),
+                    ManifestSource::Tracker { metainfo, peers } => {
+                        (Arc::clone(metainfo), peers.clone())
+                    }
+                    ManifestSource::Peers(metainfo) => (Arc::clone(metainfo), Vec::new()),
                 };
                 if metainfo.info_hash() != info_hash {
                     return Err(GetError::InfoHashMismatch {
@@ -604,7 +605,7 @@ impl Client {
                 // Refuse a torrent that does not carry the manifest's files before
                 // downloading anything.
                 files(&metainfo)?;
-                self.start_session(metainfo, Vec::new()).await?
+                self.start_session(metainfo, Vec::new(), peers).await?
             }
         };
         let files = files(&session.metainfo)?;
@@ -660,7 +661,8 @@ impl Client {
         Ok(Release::new(signed, lease, files, progress))
     }
 
-    /// The manifest from the first tracker that has it. When none has it: `NotFound` if a
+    /// The manifest from the first tracker that has it, with the release's metainfo and
+    /// some of its peers (one request: a release bundle). When none has it: `NotFound` if a
     /// tracker said so and every other one answered too; otherwise (some tracker could not
     /// be reached) the verified copy cached earlier, if any.
     async fn find_manifest(
@@ -671,8 +673,17 @@ impl Client {
         let mut last_error = None;
         let mut said_not_found = false;
         for tracker in &self.inner.trackers {
-            match tracker.manifest(name, version).await {
-                Ok(signed) => return Ok((signed, ManifestSource::Tracker(tracker.clone()))),
+            match tracker.bundle(name, version).await {
+                Ok(bundle) => {
+                    let peers = (bundle.peers.into_iter().map(SocketAddr::V4))
+                        .chain(bundle.peers6.into_iter().map(SocketAddr::V6))
+                        .collect();
+                    let source = ManifestSource::Tracker {
+                        metainfo: Arc::new(bundle.metainfo),
+                        peers,
+                    };
+                    return Ok((bundle.manifest, source));
+                }
                 Err(TrackerError::NotFound { .. }) => said_not_found = true,
                 Err(error) => {
                     tracing::info!(url = %tracker.base_url(), %error, "tracker did not answer");
@@ -720,28 +731,6 @@ impl Client {
         .flatten()
     }
 
-    /// The metainfo of `info_hash` from the tracker that served the manifest.
-    async fn metainfo_from(
-        &self,
-        name: &ReleaseName,
-        tracker: &TrackerClient,
-        info_hash: InfoHash,
-    ) -> Result<Metainfo, GetError> {
-        let bytes = tracker.metainfo(info_hash).await.map_err(|e| match e {
-            // A manifest whose torrent the tracker does not have: the release is not
-            // (or no longer) available.
-            TrackerError::NotFound { .. } => GetError::NotFound {
-                name: name.clone(),
-                version: None,
-            },
-            source => GetError::TrackerUnreachable {
-                name: name.clone(),
-                source,
-            },
-        })?;
-        Metainfo::from_bytes(&bytes).map_err(|source| GetError::BadMetainfo { info_hash, source })
-    }
-
     /// The torrent stored next to a cached release, if any.
     async fn cached_metainfo(&self, info_hash: InfoHash) -> Option<Metainfo> {
         let cache = self.inner.cache.clone()?;
@@ -773,10 +762,12 @@ impl Client {
     /// gives it, which may already hold some or all of it). Every session announces to the
     /// same set of trackers however it started (fetched, added, restored from the cache):
     /// see [`announce_targets`].
+    /// `initial_peers` are dialled at once (a release bundle's sample of the swarm).
     async fn start_session(
         &self,
         metainfo: Arc<Metainfo>,
         extra_announce: Vec<String>,
+        initial_peers: Vec<SocketAddr>,
     ) -> Result<(SessionHandle, StoreLease), StartError> {
         let info_hash = metainfo.info_hash();
         // A seed-only store is verified (the whole release read) as it opens: done before
@@ -810,6 +801,7 @@ impl Client {
             announce_urls,
             shared: Arc::clone(&self.inner.shared),
             bootstrap_peers,
+            initial_peers,
             stop: self.inner.shutdown.child_token(),
         };
         let session = session::spawn(params).map_err(|_| StartError::Shutdown)?;
@@ -831,7 +823,9 @@ impl Client {
     }
 
     async fn add_metainfo(&self, metainfo: Metainfo) -> Result<TorrentHandle, AddError> {
-        let (session, lease) = self.start_session(Arc::new(metainfo), Vec::new()).await?;
+        let (session, lease) = self
+            .start_session(Arc::new(metainfo), Vec::new(), Vec::new())
+            .await?;
         Ok(TorrentHandle::new(session, lease))
     }
 
@@ -893,7 +887,7 @@ impl Client {
             });
         }
         let (session, lease) = self
-            .start_session(Arc::new(metainfo), magnet.trackers.clone())
+            .start_session(Arc::new(metainfo), magnet.trackers.clone(), Vec::new())
             .await?;
         Ok(TorrentHandle::new(session, lease))
     }
@@ -967,7 +961,11 @@ impl Client {
 /// Where a manifest came from.
 #[derive(Debug)]
 enum ManifestSource {
-    Tracker(TrackerClient),
+    /// A tracker's release bundle: the metainfo and a sample of the swarm came with it.
+    Tracker {
+        metainfo: Arc<Metainfo>,
+        peers: Vec<SocketAddr>,
+    },
     Cache(CachedManifest),
     /// The bootstrap peers (no tracker answered, nothing cached), with the release's
     /// metainfo (got with it: see `Client::usable_offer`).

@@ -122,6 +122,9 @@ pub(crate) struct SessionParams {
     /// The peers dialled besides those trackers hand out (configured bootstrap peers and
     /// clients on the same cache folder), as found when the session starts.
     pub(crate) bootstrap_peers: Vec<SocketAddr>,
+    /// Peers to dial once at the start, before any tracker answers (those of a release
+    /// bundle), like peers a tracker hands out.
+    pub(crate) initial_peers: Vec<SocketAddr>,
     /// Stops this session (a child of the client's shutdown token).
     pub(crate) stop: CancellationToken,
 }
@@ -316,6 +319,7 @@ pub(crate) fn spawn(
         announce_urls,
         shared,
         bootstrap_peers,
+        initial_peers,
         stop,
     } = params;
     let info_hash = metainfo.info_hash();
@@ -381,7 +385,7 @@ pub(crate) fn spawn(
     let metadata = MetadataServer::from_metainfo(&metainfo)
         .map_err(|error| tracing::warn!(%info_hash, %error, "metadata too large to serve"))
         .ok();
-    let torrent = Torrent {
+    let mut torrent = Torrent {
         info_hash,
         info,
         store: Arc::clone(&store),
@@ -420,6 +424,10 @@ pub(crate) fn spawn(
         progress_tx,
         failure: None,
     };
+    // Dialled as soon as the session runs (with the bootstrap peers).
+    for addr in initial_peers {
+        torrent.queue_dial(addr);
+    }
     let span =
         tracing::info_span!("torrent", info_hash = %info_hash, name = %metainfo.info().name());
     shared.tasks.spawn(

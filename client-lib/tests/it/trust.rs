@@ -90,17 +90,15 @@ async fn a_metainfo_whose_info_hash_does_not_match_the_manifest_is_refused() {
     web.serve(&other);
 
     // The lying tracker (a test double: the real one refuses such releases at publish).
-    let manifest_json = wanted.manifest.to_json();
-    let other_torrent = other.torrent.clone();
-    let app = Router::new()
-        .route(
-            "/api/v1/assets/{name}",
-            get(move || async move { manifest_json }),
-        )
-        .route(
-            "/api/v1/torrents/{info_hash}",
-            get(move || async move { other_torrent }),
-        );
+    let mut bundle = Vec::new();
+    swarmcdn_proto::tracker::write_bundle(
+        &mut bundle,
+        wanted.manifest.to_json().as_bytes(),
+        &other.torrent,
+        [],
+        [],
+    );
+    let app = Router::new().route("/api/v1/bundles/{name}", get(move || async move { bundle }));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let liar = format!("http://{}", listener.local_addr().unwrap());
     let serving = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

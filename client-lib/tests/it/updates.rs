@@ -187,9 +187,10 @@ enum Latest {
 struct ProxyState {
     upstream: String,
     latest: Mutex<Latest>,
-    /// Requests for `NAME`'s latest manifest (each poll makes one).
+    /// Requests for `NAME`'s latest manifest, alone (each poll makes one) or in a bundle.
     latest_asked: AtomicUsize,
-    /// Requests for any manifest (latest or pinned), by path.
+    /// Requests for any manifest (latest or pinned, alone or in a bundle), by the path
+    /// after `/api/v1/assets/` or `/api/v1/bundles/`.
     manifests_asked: Mutex<HashMap<String, usize>>,
     http: reqwest::Client,
 }
@@ -228,10 +229,10 @@ impl TrackerProxy {
         *self.state.latest.lock().unwrap() = latest;
     }
 
-    /// Manifest requests for `path` (under `/api/v1/assets/`) and for any manifest.
+    /// Manifest requests for `path` (`name` or `name/version`) and for any manifest.
     fn manifests_asked(&self, path: &str) -> (usize, usize) {
         let asked = self.state.manifests_asked.lock().unwrap();
-        let one = asked.get(&format!("/api/v1/assets/{path}")).copied();
+        let one = asked.get(path).copied();
         (one.unwrap_or(0), asked.values().sum())
     }
 
@@ -266,15 +267,26 @@ async fn proxy(State(state): State<Arc<ProxyState>>, request: Request) -> Respon
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
-    if request.uri().path().starts_with("/api/v1/assets/") {
+    // A manifest request: the manifest alone (update polls) or in a bundle (`get`).
+    let path = request.uri().path();
+    let manifest_of = path
+        .strip_prefix("/api/v1/assets/")
+        .map(|what| (what, false))
+        .or_else(|| {
+            path.strip_prefix("/api/v1/bundles/")
+                .map(|what| (what, true))
+        });
+    if let Some((what, _)) = manifest_of {
         let mut asked = state.manifests_asked.lock().unwrap();
-        *asked.entry(request.uri().path().to_owned()).or_default() += 1;
+        *asked.entry(what.to_owned()).or_default() += 1;
     }
-    if request.uri().path() == format!("/api/v1/assets/{NAME}") {
+    if let Some((NAME, bundle)) = manifest_of {
         state.latest_asked.fetch_add(1, Ordering::SeqCst);
         let latest = state.latest.lock().unwrap().clone();
         match latest {
             Latest::Pass => {}
+            // A replacement manifest is for polls; a bundle carries the real one.
+            Latest::Serve(_) if bundle => {}
             Latest::Serve(json) => return Response::new(Body::from(json)),
             Latest::Fail => {
                 let mut response = Response::new(Body::from("down for maintenance"));

@@ -89,7 +89,11 @@ async fn bundles_of_unknown_or_malformed_names_are_refused() {
     assert_eq!(no_version.status, StatusCode::NOT_FOUND);
     let bad = h.get("/api/v1/bundles/Bad%20Name").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    assert!(bad.error().starts_with("bad release name"), "{}", bad.text());
+    assert!(
+        bad.error().starts_with("bad release name"),
+        "{}",
+        bad.text()
+    );
     assert_eq!(h.peer_count(), (0, 0));
     assert_eq!(metric(&h.metrics().await, "tracker_swarms"), 0.0);
 }
