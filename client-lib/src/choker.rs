@@ -36,6 +36,12 @@
 //!   can start at once if they become interested; we choke a peer as soon as it loses
 //!   interest instead, and give it a slot at once when it regains interest and one is free.
 //!   That keeps the bound on unchoked peers exact, at the cost of one round trip.
+//! - **Except a newcomer, while a slot is free.** A peer that has just connected and not yet
+//!   said whether it is interested (*undecided*) gets a free regular slot at once: it almost
+//!   always connected to download, and an UNCHOKE sent with our bitfield spares it the
+//!   INTERESTED → UNCHOKE round trip, which is a large part of fetching a small release.
+//!   Such a slot is held only while nobody interested needs it (interested peers are served
+//!   first at every poll), and is taken back as soon as the peer says it is not interested.
 //! - **`regular_slots = 0`** means no limit: every interested peer is unchoked as soon as it
 //!   is interested (a seed with upload to spare). There is no optimistic slot then.
 //!
@@ -213,6 +219,8 @@ struct PeerState {
     connected_at: Instant,
     /// The peer is interested in what we have.
     interested: bool,
+    /// It has not said yet whether it is interested (see the module docs).
+    undecided: bool,
     /// When the peer last became interested: the longest waiting peer goes first on ties.
     interested_since: Option<Instant>,
     /// We have unchoked this peer at least once on this connection.
@@ -230,6 +238,7 @@ impl PeerState {
         PeerState {
             connected_at: now,
             interested: false,
+            undecided: true,
             interested_since: None,
             tried: false,
             slot: None,
@@ -310,6 +319,7 @@ impl Choker {
     /// ignored.
     pub fn peer_interested(&mut self, peer: PeerKey, interested: bool, now: Instant) {
         if let Some(state) = self.peers.get_mut(&peer) {
+            state.undecided = false;
             if interested && !state.interested {
                 state.interested_since = Some(now);
             } else if !interested {
@@ -437,7 +447,12 @@ impl Choker {
         let interested = self.peers.iter().filter(|(_, p)| p.interested);
         let slots = self.config.regular_slots;
         if slots == 0 {
-            return interested.map(|(key, _)| *key).collect();
+            return self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.interested || p.undecided)
+                .map(|(key, _)| *key)
+                .collect();
         }
         let mut regular: BTreeSet<PeerKey> = if rechoke {
             BTreeSet::new()
@@ -471,6 +486,17 @@ impl Choker {
         candidates.shuffle(rng);
         candidates.sort_by_key(|c| (Reverse(c.rate), c.held, c.waiting_since));
         regular.extend(candidates.iter().take(free).map(|c| c.peer));
+        // Slots nobody interested wants go to undecided newcomers, those holding one first
+        // (no churn), then in connection order.
+        let free = slots.saturating_sub(regular.len());
+        let mut undecided: Vec<(bool, PeerKey)> = self
+            .peers
+            .iter()
+            .filter(|(key, p)| p.undecided && Some(**key) != holder)
+            .map(|(key, p)| (p.slot.is_none(), *key))
+            .collect();
+        undecided.sort_unstable();
+        regular.extend(undecided.into_iter().take(free).map(|(_, key)| key));
         regular
     }
 
@@ -679,6 +705,7 @@ mod tests {
         let mut b = Bench::new(2);
         for peer in 1..=3 {
             b.c.peer_connected(PeerKey(peer), b.at(0));
+            b.c.peer_interested(PeerKey(peer), false, b.at(0));
         }
         // Even the fastest uploader to us gets nothing while it wants nothing, through
         // many rechokes and optimistic turns.
@@ -690,6 +717,33 @@ mod tests {
         assert_eq!(b.c.next_wakeup(), None);
         b.c.peer_interested(PeerKey(1), true, b.at(300_000));
         assert_eq!(b.poll(300_000), vec![unchoke(1)]);
+    }
+
+    #[test]
+    fn newcomers_get_free_slots_before_saying_interested_and_give_them_back() {
+        let mut b = Bench::new(2);
+        // Two newcomers: unchoked at once (the UNCHOKE goes out with our bitfield).
+        b.c.peer_connected(PeerKey(1), b.at(0));
+        b.c.peer_connected(PeerKey(2), b.at(0));
+        assert_eq!(b.poll(0), vec![unchoke(1), unchoke(2)]);
+        // One says it is interested: it keeps its slot, no message.
+        b.c.peer_interested(PeerKey(1), true, b.at(10));
+        assert_eq!(b.poll(10), vec![]);
+        // An interested peer arrives with no slot free: the undecided newcomer gives its
+        // slot back at once (not at the next rechoke).
+        b.join(3, 20);
+        let actions = b.poll(20);
+        assert!(actions.contains(&choke(2)), "{actions:?}");
+        assert!(b.c.is_unchoked(PeerKey(3)));
+        assert!(!b.c.is_unchoked(PeerKey(2)));
+        // A newcomer that says it is not interested is choked at once.
+        let mut b = Bench::new(4);
+        b.c.peer_connected(PeerKey(5), b.at(0));
+        assert_eq!(b.poll(0), vec![unchoke(5)]);
+        b.c.peer_interested(PeerKey(5), false, b.at(1));
+        assert_eq!(b.poll(1), vec![choke(5)]);
+        // Undecided peers never get the optimistic slot.
+        assert_eq!(b.optimistic(), None);
     }
 
     #[test]
@@ -959,6 +1013,7 @@ mod tests {
         }
         for peer in 11..=13 {
             b.c.peer_connected(PeerKey(peer), b.at(0));
+            b.c.peer_interested(PeerKey(peer), false, b.at(0));
         }
         let actions = b.poll(0);
         assert_eq!(actions, (1..=10).map(unchoke).collect::<Vec<_>>());
@@ -1085,7 +1140,10 @@ mod tests {
         assert_eq!(&unchoked, sent, "state matches the actions sent");
         for peer in &unchoked {
             let state = &c.peers[peer];
-            assert!(state.interested, "{peer:?} unchoked but not interested");
+            assert!(
+                state.interested || state.undecided,
+                "{peer:?} unchoked but not interested"
+            );
         }
         let interested: BTreeSet<PeerKey> = c
             .peers
@@ -1093,9 +1151,15 @@ mod tests {
             .filter(|(_, p)| p.interested)
             .map(|(k, _)| *k)
             .collect();
+        let undecided: BTreeSet<PeerKey> = c
+            .peers
+            .iter()
+            .filter(|(_, p)| p.undecided)
+            .map(|(k, _)| *k)
+            .collect();
         let slots = c.config.regular_slots;
         if slots == 0 {
-            assert_eq!(unchoked, interested);
+            assert_eq!(unchoked, &interested | &undecided);
             assert!(c.optimistic.is_none());
             return;
         }
@@ -1121,6 +1185,18 @@ mod tests {
         if !waiting.is_empty() {
             assert!(c.optimistic.is_some(), "optimistic slot idle");
             assert!(regular == slots, "a regular slot idle");
+            // Interested peers come first: none waits while a newcomer holds a slot.
+            assert!(
+                unchoked.iter().all(|k| !c.peers[k].undecided),
+                "an undecided peer holds a slot an interested one waits for"
+            );
+        }
+        // A free regular slot goes to any newcomer.
+        if regular < slots {
+            assert!(
+                undecided.is_subset(&unchoked),
+                "a newcomer waits for a free slot"
+            );
         }
         assert!(
             c.next_wakeup().is_none_or(|w| w > now),

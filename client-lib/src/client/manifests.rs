@@ -60,6 +60,11 @@ impl ManifestCache {
         self.dir.as_deref()
     }
 
+    /// Whether saved manifests go to files (else they are kept in memory only).
+    pub(crate) fn on_disk(&self) -> bool {
+        self.dir.is_some()
+    }
+
     /// Saves a verified manifest and its metainfo. Blocking when on disk.
     pub(crate) fn save(&self, entry: &CachedManifest) -> io::Result<()> {
         let manifest = entry.manifest.unverified_manifest();

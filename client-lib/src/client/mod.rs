@@ -65,11 +65,18 @@ use crate::config::ClientConfig;
 use crate::peer::{Listener, PeerRegistry, UploadLimiter};
 use crate::scheduler::{DeadlinePolicy, SchedulerConfig};
 use crate::session::{self, SessionHandle, SessionParams, Shared};
-use crate::storage::{Cache, CacheConfig, CacheMode, Placement, StorageError, StoreLease};
+use crate::storage::{
+    Cache, CacheConfig, CacheMode, Placement, StorageError, StoreKind, StoreLease,
+};
 use crate::tracker_client::{TrackerClient, TrackerError};
 use directory::Directory;
 use error::StartError;
 use manifests::{CachedManifest, ManifestCache};
+
+/// Releases kept in memory up to this size are checked against their manifest's SHA-256
+/// digests on the caller's task: a few tens of microseconds, less than a trip to the
+/// blocking pool.
+const INLINE_VERIFY_MAX: u64 = 256 * 1024;
 
 /// Builds a [`Client`]; every setting has a default (see [`ClientConfig`]).
 #[derive(Debug, Clone, Default)]
@@ -618,12 +625,19 @@ impl Client {
             .unwrap_or_else(PoisonError::into_inner)
             .contains(&(info_hash, *signed.signature()));
         if !already {
-            let (manifest, store, map) =
-                (manifest.clone(), Arc::clone(&session.store), files.clone());
-            let verdict =
+            // A small release in memory is checked right here (tens of microseconds of
+            // SHA-256); anything else on the blocking pool.
+            let verdict = if session.store.kind() == StoreKind::Memory
+                && manifest.total_size() <= INLINE_VERIFY_MAX
+            {
+                release::verify_files(manifest, &session.store, &files)
+            } else {
+                let (manifest, store, map) =
+                    (manifest.clone(), Arc::clone(&session.store), files.clone());
                 tokio::task::spawn_blocking(move || release::verify_files(&manifest, &store, &map))
                     .await
-                    .map_err(|_| GetError::Shutdown)?;
+                    .map_err(|_| GetError::Shutdown)?
+            };
             if let Err(error) = verdict {
                 tracing::error!(%error, %info_hash, "release does not match its signed manifest");
                 drop(lease);
@@ -649,10 +663,14 @@ impl Client {
                 manifest: signed.clone(),
                 metainfo: Arc::clone(&session.metainfo),
             };
-            let inner = Arc::clone(&self.inner);
-            let saved = tokio::task::spawn_blocking(move || inner.manifests.save(&entry))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            let saved = if self.inner.manifests.on_disk() {
+                let inner = Arc::clone(&self.inner);
+                tokio::task::spawn_blocking(move || inner.manifests.save(&entry))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            } else {
+                self.inner.manifests.save(&entry)
+            };
             if let Err(error) = saved {
                 tracing::warn!(%error, "cannot cache the manifest");
             }
