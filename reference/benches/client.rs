@@ -6,6 +6,8 @@
 //!    release, a fresh client each iteration, one seeding client and the real tracker on
 //!    loopback. Baselines: a plain HTTP GET of the same bytes from an axum server (fresh
 //!    connection each time) and librqbit fetching the same torrent from the same seeder.
+//!    Two diagnostic rows split our time: the peer wire alone (torrent and seeder given) and
+//!    the tracker request alone (the release bundle `get` asks for first).
 //! 2. **Bulk** (one 256 MiB file) from one seeding client: throughput of our client,
 //!    librqbit and aria2c, each a fresh downloader writing to a temp folder.
 //! 3. **Swarm offload**: a seeder capped at 20 MB/s and 20 clients fetching a 16 MiB release
@@ -34,6 +36,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use common::*;
 use governor::{Quota, RateLimiter};
+use swarmcdn_client::tracker_client::TrackerClient;
 use swarmcdn_client::{Client, TorrentHandle};
 use swarmcdn_proto::metainfo::auto_piece_length;
 use tokio::net::TcpListener;
@@ -222,6 +225,18 @@ async fn tiny(plan: &Plan) -> anyhow::Result<Vec<Row>> {
         fetcher.shutdown().await;
     }
 
+    // Where the time goes: the one tracker request `get` makes before the peer wire (a
+    // release bundle: manifest, metainfo, peers), on a new connection each time.
+    let mut bundle_only = Vec::new();
+    let name: swarmcdn_proto::manifest::ReleaseName = "tiny".parse()?;
+    for _ in 0..plan.tiny_iterations {
+        let tracker_client = TrackerClient::new(&tracker.url(), reqwest::Client::new());
+        let start = Instant::now();
+        let bundle = tracker_client.bundle(&name, None).await?;
+        bundle_only.push(start.elapsed());
+        ensure!(bundle.metainfo.info_hash() == release.metainfo.info_hash());
+    }
+
     // Plain HTTP: the same bytes, a new connection (a new reqwest client) each time.
     let body = Bytes::from(bytes.clone());
     let app = Router::new().route("/tiny.js", get(move || async move { body.clone() }));
@@ -269,6 +284,7 @@ async fn tiny(plan: &Plan) -> anyhow::Result<Vec<Row>> {
 
     let (ours, http, rqbit) = (median(ours), median(http), median(rqbit));
     let wire_only = median(wire_only);
+    let bundle_only = median(bundle_only);
     let vs_http = ours.as_secs_f64() / http.as_secs_f64();
     Ok(vec![
         Row {
@@ -287,6 +303,14 @@ async fn tiny(plan: &Plan) -> anyhow::Result<Vec<Row>> {
             ours: ms(wire_only),
             baseline: format!("HTTP GET {}", ms(http)),
             ratio: format!("{:.2}x", wire_only.as_secs_f64() / http.as_secs_f64()),
+            target: "- (diagnostic)".into(),
+            met: "-".into(),
+        },
+        Row {
+            figure: "tiny 20 KiB, tracker bundle request only (new connection)".into(),
+            ours: ms(bundle_only),
+            baseline: format!("HTTP GET {}", ms(http)),
+            ratio: format!("{:.2}x", bundle_only.as_secs_f64() / http.as_secs_f64()),
             target: "- (diagnostic)".into(),
             met: "-".into(),
         },
