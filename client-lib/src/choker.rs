@@ -1,4 +1,5 @@
-//! Upload choking: which interested peers may download from us, and when that changes.
+//! Upload choking: which peers may download from us (interested ones, and newcomers while a
+//! slot is free), and when that changes.
 //!
 //! # Why choke at all
 //! Upload bandwidth is the resource a peer rations. Serving every interested peer at once
@@ -42,6 +43,10 @@
 //!   INTERESTED → UNCHOKE round trip, which is a large part of fetching a small release.
 //!   Such a slot is held only while nobody interested needs it (interested peers are served
 //!   first at every poll), and is taken back as soon as the peer says it is not interested.
+//!   A peer stops being a newcomer when it says either way, when the session learns it is a
+//!   seed ([`Choker::peer_is_seed`]: a seed has nothing to download), and at the first
+//!   rechoke after it connected (a peer that never says anything does not hold a slot for
+//!   ever).
 //! - **`regular_slots = 0`** means no limit: every interested peer is unchoked as soon as it
 //!   is interested (a seed with upload to spare). There is no optimistic slot then.
 //!
@@ -107,8 +112,9 @@ pub const NEW_PEER_WEIGHT: u64 = 3;
 /// (to [`MIN_DURATION`]..=[`MAX_DURATION`]), never rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChokerConfig {
-    /// Regular upload slots, given to the interested peers with the best rate. `0` means no
-    /// limit: every interested peer is unchoked (and there is no optimistic slot).
+    /// Regular upload slots, given to the interested peers with the best rate (free ones to
+    /// newcomers, see the module docs). `0` means no limit: every interested peer and every
+    /// newcomer is unchoked (and there is no optimistic slot).
     pub regular_slots: usize,
     /// How often the regular slots are re-ranked. A free slot is filled at once regardless.
     pub rechoke_interval: Duration,
@@ -298,9 +304,10 @@ impl Choker {
         &self.config
     }
 
-    /// A connection to `peer` is up: it starts choked, not interested, and choking us. A key
-    /// already known is taken as a new connection and starts afresh (a new connection is
-    /// choked on both sides, so no CHOKE is owed to it).
+    /// A connection to `peer` is up: it starts choked, not interested, choking us, and a
+    /// newcomer (it may get a free slot at the next poll). A key already known is taken as a
+    /// new connection and starts afresh (a new connection is choked on both sides, so no
+    /// CHOKE is owed to it).
     pub fn peer_connected(&mut self, peer: PeerKey, now: Instant) {
         if self.peers.insert(peer, PeerState::new(now)).is_some() {
             self.forget_optimistic(peer);
@@ -326,6 +333,14 @@ impl Choker {
                 state.interested_since = None;
             }
             state.interested = interested;
+        }
+    }
+
+    /// The peer has every piece: it will not download, so it is no newcomer any more (its
+    /// free slot, if any, is taken back at the next poll unless it says it is interested).
+    pub fn peer_is_seed(&mut self, peer: PeerKey) {
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.undecided = false;
         }
     }
 
@@ -384,6 +399,10 @@ impl Choker {
         if rechoke {
             self.rechoke_due = false;
             self.next_rechoke = later(now, self.config.rechoke_interval);
+            // Newcomers have had a rechoke period to say whether they are interested.
+            for peer in self.peers.values_mut() {
+                peer.undecided = false;
+            }
         }
         let regular = self.regular_peers(now, rechoke, rng);
         if self.config.regular_slots > 0 && self.optimistic.is_none() {
@@ -744,6 +763,21 @@ mod tests {
         assert_eq!(b.poll(1), vec![choke(5)]);
         // Undecided peers never get the optimistic slot.
         assert_eq!(b.optimistic(), None);
+
+        // A seed is no newcomer: its free slot goes back at the next poll.
+        let mut b = Bench::new(4);
+        b.c.peer_connected(PeerKey(6), b.at(0));
+        assert_eq!(b.poll(0), vec![unchoke(6)]);
+        b.c.peer_is_seed(PeerKey(6));
+        assert_eq!(b.poll(1), vec![choke(6)]);
+
+        // A peer that never says anything is a newcomer until the first rechoke only.
+        let mut b = Bench::new(4);
+        b.c.peer_connected(PeerKey(7), b.at(0));
+        assert_eq!(b.poll(0), vec![unchoke(7)]);
+        assert_eq!(b.poll(9_000), vec![]);
+        assert_eq!(b.poll(10_000), vec![choke(7)]);
+        assert_eq!(b.c.next_wakeup(), None, "nothing left to rechoke for");
     }
 
     #[test]

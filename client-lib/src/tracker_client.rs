@@ -1,4 +1,4 @@
-//! Talking to the tracker over HTTP: the release API (release bundles, signed manifests,
+//! Talking to the tracker over HTTP: the release API (release lookups, signed manifests,
 //! metainfo) and announces.
 //!
 //! Everything that comes back is untrusted until checked: bodies are read with a hard cap
@@ -6,22 +6,23 @@
 //! and announce responses are parsed by `swarmcdn-proto`, and the caller still verifies the
 //! manifest's signature against a pinned key and the metainfo's info-hash against the
 //! manifest. The errors are shaped by what the caller decides: `Unreachable` means "use what
-//! is cached, or fall back to the web seed", `NotFound` means "no such release: give up",
-//! the rest mean "this tracker misbehaves".
+//! is cached, or fall back to the web seed", `NotFound` means "no such release: give up"
+//! (for a lookup: "no such release, or a tracker without lookups", which
+//! [`TrackerClient::release`] tells apart), the rest mean "this tracker misbehaves".
 
 use bytes::{Bytes, BytesMut};
 use swarmcdn_proto::InfoHash;
 use swarmcdn_proto::manifest::{self, ReleaseName, SignedManifest, Version};
 use swarmcdn_proto::tracker::{
-    self, AnnounceRequest, AnnounceResponse, AnnounceSuccess, ReleaseBundle, url_with_query,
+    self, AnnounceRequest, AnnounceResponse, AnnounceSuccess, ReleaseLookup, url_with_query,
 };
 
 /// The largest `.torrent` accepted from the tracker (the bencode decoder's own limit).
 pub const MAX_METAINFO_BODY: usize = swarmcdn_proto::bencode::Limits::DEFAULT.max_input;
 /// The largest signed manifest accepted.
 pub const MAX_MANIFEST_BODY: usize = manifest::MAX_ENCODED_LEN;
-/// The largest release bundle accepted.
-pub const MAX_BUNDLE_BODY: usize = tracker::MAX_BUNDLE_LEN;
+/// The largest release lookup accepted.
+pub const MAX_LOOKUP_BODY: usize = tracker::MAX_LOOKUP_LEN;
 /// The largest announce response accepted.
 pub const MAX_ANNOUNCE_BODY: usize = tracker::MAX_RESPONSE_LEN;
 
@@ -131,19 +132,42 @@ impl TrackerClient {
     /// A release's signed manifest, its metainfo and a sample of its swarm in one request
     /// (the latest release when `version` is `None`). Only shapes are checked here: the
     /// caller verifies the signature and compares the info-hashes.
-    pub async fn bundle(
+    pub async fn lookup(
         &self,
         name: &ReleaseName,
         version: Option<&Version>,
-    ) -> Result<ReleaseBundle, TrackerError> {
+    ) -> Result<ReleaseLookup, TrackerError> {
         let url = match version {
-            Some(v) => format!("{}/api/v1/bundles/{name}/{v}", self.base),
-            None => format!("{}/api/v1/bundles/{name}", self.base),
+            Some(v) => format!("{}/api/v1/lookup/{name}/{v}", self.base),
+            None => format!("{}/api/v1/lookup/{name}", self.base),
         };
-        let body = self.get(&url, MAX_BUNDLE_BODY).await?;
-        ReleaseBundle::from_bytes(&body).map_err(|e| TrackerError::Malformed {
+        let body = self.get(&url, MAX_LOOKUP_BODY).await?;
+        ReleaseLookup::from_bytes(&body).map_err(|e| TrackerError::Malformed {
             url,
             reason: e.to_string(),
+        })
+    }
+
+    /// What [`TrackerClient::lookup`] gives, from a tracker that may predate lookups: when
+    /// the lookup is not found, the manifest and then the torrent it names are asked for
+    /// separately (with no peers). `NotFound` only when the manifest is not found either.
+    pub async fn release(
+        &self,
+        name: &ReleaseName,
+        version: Option<&Version>,
+    ) -> Result<ReleaseLookup, TrackerError> {
+        match self.lookup(name, version).await {
+            Err(TrackerError::NotFound { .. }) => {}
+            found => return found,
+        }
+        let manifest = self.manifest(name, version).await?;
+        let info_hash = manifest.unverified_manifest().info_hash();
+        let torrent = self.metainfo(info_hash).await?.to_vec();
+        Ok(ReleaseLookup {
+            manifest,
+            torrent,
+            peers: Vec::new(),
+            peers6: Vec::new(),
         })
     }
 
@@ -320,14 +344,44 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn fetches_bundles_and_refuses_malformed_ones() {
+    async fn a_tracker_without_lookups_is_asked_for_manifest_and_torrent_separately() {
+        let json = signed().to_json();
+        let info_hash = signed().unverified_manifest().info_hash();
+        let server = serve(
+            Router::new()
+                .route(
+                    "/api/v1/assets/share-button",
+                    get(move || async move { json }),
+                )
+                .route(
+                    &format!("/api/v1/torrents/{info_hash}"),
+                    get(|| async { "d4:infodee" }),
+                ),
+        )
+        .await;
+        let tracker = client(&server.base);
+        let name: ReleaseName = "share-button".parse().unwrap();
+        let release = tracker.release(&name, None).await.unwrap();
+        assert_eq!(release.manifest, signed());
+        assert_eq!(release.torrent, b"d4:infodee");
+        assert!(release.peers.is_empty() && release.peers6.is_empty());
+        // Not found anywhere: NotFound, from the manifest endpoint.
+        let missing = tracker.release(&"other".parse().unwrap(), None).await;
+        assert!(
+            matches!(&missing, Err(TrackerError::NotFound { url }) if url.contains("/assets/")),
+            "{missing:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn fetches_lookups_and_refuses_malformed_ones() {
         let mut torrent =
             b"d4:infod6:lengthi3e4:name5:a.txt12:piece lengthi16384e6:pieces20:".to_vec();
         torrent.extend_from_slice(&[7; 20]);
         torrent.extend_from_slice(b"ee");
         let mut body = Vec::new();
         let peer: std::net::SocketAddrV4 = "10.1.2.3:6881".parse().unwrap();
-        tracker::write_bundle(
+        tracker::write_lookup(
             &mut body,
             signed().to_json().as_bytes(),
             &torrent,
@@ -337,11 +391,11 @@ mod tests {
         let server = serve(
             Router::new()
                 .route(
-                    "/api/v1/bundles/share-button/1.2.3",
+                    "/api/v1/lookup/share-button/1.2.3",
                     get(move || async move { body }),
                 )
                 .route(
-                    "/api/v1/bundles/share-button",
+                    "/api/v1/lookup/share-button",
                     get(|| async { "d8:manifest2:{}e" }),
                 ),
         )
@@ -349,16 +403,16 @@ mod tests {
         let tracker = client(&server.base);
         let name: ReleaseName = "share-button".parse().unwrap();
         let version: Version = "1.2.3".parse().unwrap();
-        let bundle = tracker.bundle(&name, Some(&version)).await.unwrap();
-        assert_eq!(bundle.manifest, signed());
-        assert_eq!(bundle.metainfo.info().name(), "a.txt");
-        assert_eq!(bundle.peers, [peer]);
-        let garbled = tracker.bundle(&name, None).await;
+        let lookup = tracker.lookup(&name, Some(&version)).await.unwrap();
+        assert_eq!(lookup.manifest, signed());
+        assert_eq!(lookup.torrent, torrent);
+        assert_eq!(lookup.peers, [peer]);
+        let garbled = tracker.lookup(&name, None).await;
         assert!(
             matches!(garbled, Err(TrackerError::Malformed { .. })),
             "{garbled:?}"
         );
-        let missing = tracker.bundle(&"other".parse().unwrap(), None).await;
+        let missing = tracker.lookup(&"other".parse().unwrap(), None).await;
         assert!(
             matches!(missing, Err(TrackerError::NotFound { .. })),
             "{missing:?}"

@@ -1,11 +1,11 @@
 //! Run with: `RUSTC_BOOTSTRAP=1 cargo fuzz run tracker_response` (from `fuzz/`).
 //!
-//! Any body a tracker can answer with: announce, scrape and release-bundle decoding never
+//! Any body a tracker can answer with: announce, scrape and release-lookup decoding never
 //! panic, and what decodes re-encodes to something that decodes to the same value.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use swarmcdn_proto::tracker::{AnnounceResponse, ReleaseBundle, ScrapeResponse, write_bundle};
+use swarmcdn_proto::tracker::{AnnounceResponse, ReleaseLookup, ScrapeResponse, write_lookup};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(response) = AnnounceResponse::from_bytes(data) {
@@ -29,18 +29,19 @@ fuzz_target!(|data: &[u8]| {
         response.encode(&mut out);
         assert_eq!(ScrapeResponse::from_bytes(&out).expect("re-encoded scrape decodes"), response);
     }
-    if let Ok(bundle) = ReleaseBundle::from_bytes(data) {
+    if let Ok(lookup) = ReleaseLookup::from_bytes(data) {
         let mut out = Vec::new();
-        write_bundle(
+        write_lookup(
             &mut out,
-            bundle.manifest.to_json().as_bytes(),
-            &bundle.metainfo.to_bytes(),
-            bundle.peers.iter().copied(),
-            bundle.peers6.iter().copied(),
+            lookup.manifest.to_json().as_bytes(),
+            &lookup.torrent,
+            lookup.peers.iter().copied(),
+            lookup.peers6.iter().copied(),
         );
-        let again = ReleaseBundle::from_bytes(&out).expect("re-encoded bundle decodes");
-        assert_eq!(again.manifest, bundle.manifest);
-        assert_eq!(again.peers, bundle.peers);
-        assert_eq!(again.peers6, bundle.peers6);
+        let again = ReleaseLookup::from_bytes(&out).expect("re-encoded lookup decodes");
+        assert_eq!(again.manifest, lookup.manifest);
+        assert_eq!(again.torrent, lookup.torrent);
+        assert_eq!(again.peers, lookup.peers);
+        assert_eq!(again.peers6, lookup.peers6);
     }
 });

@@ -7,7 +7,7 @@
 //!    loopback. Baselines: a plain HTTP GET of the same bytes from an axum server (fresh
 //!    connection each time) and librqbit fetching the same torrent from the same seeder.
 //!    Two diagnostic rows split our time: the peer wire alone (torrent and seeder given) and
-//!    the tracker request alone (the release bundle `get` asks for first).
+//!    the tracker request alone (the release lookup `get` asks for first).
 //! 2. **Bulk** (one 256 MiB file) from one seeding client: throughput of our client,
 //!    librqbit and aria2c, each a fresh downloader writing to a temp folder.
 //! 3. **Swarm offload**: a seeder capped at 20 MB/s and 20 clients fetching a 16 MiB release
@@ -226,15 +226,15 @@ async fn tiny(plan: &Plan) -> anyhow::Result<Vec<Row>> {
     }
 
     // Where the time goes: the one tracker request `get` makes before the peer wire (a
-    // release bundle: manifest, metainfo, peers), on a new connection each time.
-    let mut bundle_only = Vec::new();
+    // release lookup: manifest, metainfo, peers), on a new connection each time.
+    let mut lookup_only = Vec::new();
     let name: swarmcdn_proto::manifest::ReleaseName = "tiny".parse()?;
     for _ in 0..plan.tiny_iterations {
         let tracker_client = TrackerClient::new(&tracker.url(), reqwest::Client::new());
         let start = Instant::now();
-        let bundle = tracker_client.bundle(&name, None).await?;
-        bundle_only.push(start.elapsed());
-        ensure!(bundle.metainfo.info_hash() == release.metainfo.info_hash());
+        let lookup = tracker_client.lookup(&name, None).await?;
+        lookup_only.push(start.elapsed());
+        ensure!(lookup.torrent == release.torrent);
     }
 
     // Plain HTTP: the same bytes, a new connection (a new reqwest client) each time.
@@ -284,7 +284,7 @@ async fn tiny(plan: &Plan) -> anyhow::Result<Vec<Row>> {
 
     let (ours, http, rqbit) = (median(ours), median(http), median(rqbit));
     let wire_only = median(wire_only);
-    let bundle_only = median(bundle_only);
+    let lookup_only = median(lookup_only);
     let vs_http = ours.as_secs_f64() / http.as_secs_f64();
     Ok(vec![
         Row {
@@ -307,10 +307,10 @@ async fn tiny(plan: &Plan) -> anyhow::Result<Vec<Row>> {
             met: "-".into(),
         },
         Row {
-            figure: "tiny 20 KiB, tracker bundle request only (new connection)".into(),
-            ours: ms(bundle_only),
+            figure: "tiny 20 KiB, tracker lookup request only (new connection)".into(),
+            ours: ms(lookup_only),
             baseline: format!("HTTP GET {}", ms(http)),
-            ratio: format!("{:.2}x", bundle_only.as_secs_f64() / http.as_secs_f64()),
+            ratio: format!("{:.2}x", lookup_only.as_secs_f64() / http.as_secs_f64()),
             target: "- (diagnostic)".into(),
             met: "-".into(),
         },

@@ -428,9 +428,14 @@ impl Torrent {
         }
     }
 
-    /// Once we are complete, a peer that has everything is of no use to either side.
+    /// A peer that has everything will not download from us (the choker is told); once we
+    /// are complete too, it is of no use to either side and is dropped.
     fn drop_if_both_seeds(&mut self, key: PeerKey) {
-        if self.scheduler.is_complete() && self.peers.get(&key).is_some_and(PeerState::is_seed) {
+        if !self.peers.get(&key).is_some_and(PeerState::is_seed) {
+            return;
+        }
+        self.choker.peer_is_seed(key);
+        if self.scheduler.is_complete() {
             tracing::debug!(key = key.0, "both sides are seeds; disconnecting");
             self.remove_peer(key);
         }

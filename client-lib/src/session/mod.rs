@@ -123,7 +123,7 @@ pub(crate) struct SessionParams {
     /// clients on the same cache folder), as found when the session starts.
     pub(crate) bootstrap_peers: Vec<SocketAddr>,
     /// Peers to dial once at the start, before any tracker answers (those of a release
-    /// bundle), like peers a tracker hands out.
+    /// lookup), like peers a tracker hands out.
     pub(crate) initial_peers: Vec<SocketAddr>,
     /// Stops this session (a child of the client's shutdown token).
     pub(crate) stop: CancellationToken,

@@ -80,50 +80,84 @@ async fn a_manifest_signed_by_an_untrusted_key_is_refused_and_nothing_is_cached(
     web.stop().await;
 }
 
-/// A tracker that serves a trusted manifest with the torrent of another release.
+/// How a lying tracker (a test double: the real one refuses such releases at publish)
+/// hands out a trusted manifest with a torrent that is not the one it names.
+#[derive(Debug, Clone, Copy)]
+enum Liar {
+    /// In a release lookup.
+    Lookup,
+    /// Through the manifest and torrent endpoints only (a tracker without lookups).
+    Separately,
+}
+
+/// A tracker that serves a trusted manifest with the torrent of another release, or with
+/// bytes that are no torrent at all: refused with a typed error, nothing downloaded or kept.
 #[tokio::test]
-async fn a_metainfo_whose_info_hash_does_not_match_the_manifest_is_refused() {
+async fn a_metainfo_that_is_not_the_manifests_torrent_is_refused() {
     let web = TestWebSeed::start().await;
     let wanted = release_of_size("lied-about", 40_000, 16 * 1024, None, vec![web.url()]);
     let other = release_of_size("something-else", 60_000, 16 * 1024, None, vec![web.url()]);
     web.serve(&wanted);
     web.serve(&other);
 
-    // The lying tracker (a test double: the real one refuses such releases at publish).
-    let mut bundle = Vec::new();
-    swarmcdn_proto::tracker::write_bundle(
-        &mut bundle,
-        wanted.manifest.to_json().as_bytes(),
-        &other.torrent,
-        [],
-        [],
-    );
-    let app = Router::new().route("/api/v1/bundles/{name}", get(move || async move { bundle }));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let liar = format!("http://{}", listener.local_addr().unwrap());
-    let serving = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    for (liar, torrent) in [
+        (Liar::Lookup, other.torrent.clone()),
+        (Liar::Separately, other.torrent.clone()),
+        (Liar::Lookup, b"d4:infodee".to_vec()),
+    ] {
+        let torrent_ok = torrent != b"d4:infodee";
+        let manifest_json = wanted.manifest.to_json();
+        let app = match liar {
+            Liar::Lookup => {
+                let mut lookup = Vec::new();
+                swarmcdn_proto::tracker::write_lookup(
+                    &mut lookup,
+                    manifest_json.as_bytes(),
+                    &torrent,
+                    [],
+                    [],
+                );
+                Router::new().route("/api/v1/lookup/{name}", get(move || async move { lookup }))
+            }
+            Liar::Separately => Router::new()
+                .route(
+                    "/api/v1/assets/{name}",
+                    get(move || async move { manifest_json }),
+                )
+                .route(
+                    "/api/v1/torrents/{info_hash}",
+                    get(move || async move { torrent }),
+                ),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let serving = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let cache = tempfile::tempdir().unwrap();
-    let client = test_client()
-        .tracker(liar)
-        .cache_dir(cache.path())
-        .build()
-        .await
-        .unwrap();
-    match client.get("lied-about").await {
-        Err(GetError::InfoHashMismatch { manifest, metainfo }) => {
-            assert_eq!(manifest, wanted.info_hash());
-            assert_eq!(metainfo, other.info_hash());
+        let cache = tempfile::tempdir().unwrap();
+        let client = test_client()
+            .tracker(url)
+            .cache_dir(cache.path())
+            .build()
+            .await
+            .unwrap();
+        match client.get("lied-about").await {
+            Err(GetError::InfoHashMismatch { manifest, metainfo }) if torrent_ok => {
+                assert_eq!(manifest, wanted.info_hash(), "{liar:?}");
+                assert_eq!(metainfo, other.info_hash(), "{liar:?}");
+            }
+            Err(GetError::BadMetainfo { info_hash, .. }) if !torrent_ok => {
+                assert_eq!(info_hash, wanted.info_hash(), "{liar:?}");
+            }
+            other => panic!("{liar:?}: expected a refused metainfo, got {other:?}"),
         }
-        other => panic!("expected InfoHashMismatch, got {other:?}"),
-    }
-    assert!(client.torrent(other.info_hash()).await.is_none());
-    assert!(client.torrent(wanted.info_hash()).await.is_none());
-    assert_eq!(web.requests(), 0, "nothing was downloaded");
-    assert_eq!(cached_files(cache.path()), Vec::<String>::new());
+        assert!(client.torrent(other.info_hash()).await.is_none());
+        assert!(client.torrent(wanted.info_hash()).await.is_none());
+        assert_eq!(web.requests(), 0, "nothing was downloaded");
+        assert_eq!(cached_files(cache.path()), Vec::<String>::new());
 
-    shutdown_clean(client).await;
-    serving.abort();
+        shutdown_clean(client).await;
+        serving.abort();
+    }
     web.stop().await;
 }
 

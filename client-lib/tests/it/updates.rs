@@ -187,10 +187,10 @@ enum Latest {
 struct ProxyState {
     upstream: String,
     latest: Mutex<Latest>,
-    /// Requests for `NAME`'s latest manifest, alone (each poll makes one) or in a bundle.
+    /// Requests for `NAME`'s latest manifest, alone (each poll makes one) or in a lookup.
     latest_asked: AtomicUsize,
-    /// Requests for any manifest (latest or pinned, alone or in a bundle), by the path
-    /// after `/api/v1/assets/` or `/api/v1/bundles/`.
+    /// Requests for any manifest (latest or pinned, alone or in a lookup), by the path
+    /// after `/api/v1/assets/` or `/api/v1/lookup/`.
     manifests_asked: Mutex<HashMap<String, usize>>,
     http: reqwest::Client,
 }
@@ -267,26 +267,26 @@ async fn proxy(State(state): State<Arc<ProxyState>>, request: Request) -> Respon
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
-    // A manifest request: the manifest alone (update polls) or in a bundle (`get`).
+    // A manifest request: the manifest alone (update polls) or in a lookup (`get`).
     let path = request.uri().path();
     let manifest_of = path
         .strip_prefix("/api/v1/assets/")
         .map(|what| (what, false))
         .or_else(|| {
-            path.strip_prefix("/api/v1/bundles/")
+            path.strip_prefix("/api/v1/lookup/")
                 .map(|what| (what, true))
         });
     if let Some((what, _)) = manifest_of {
         let mut asked = state.manifests_asked.lock().unwrap();
         *asked.entry(what.to_owned()).or_default() += 1;
     }
-    if let Some((NAME, bundle)) = manifest_of {
+    if let Some((NAME, lookup)) = manifest_of {
         state.latest_asked.fetch_add(1, Ordering::SeqCst);
         let latest = state.latest.lock().unwrap().clone();
         match latest {
             Latest::Pass => {}
-            // A replacement manifest is for polls; a bundle carries the real one.
-            Latest::Serve(_) if bundle => {}
+            // A replacement manifest is for polls; a lookup carries the real one.
+            Latest::Serve(_) if lookup => {}
             Latest::Serve(json) => return Response::new(Body::from(json)),
             Latest::Fail => {
                 let mut response = Response::new(Body::from("down for maintenance"));
@@ -577,8 +577,10 @@ async fn unknown_names_are_not_polled() {
         assert_eq!(response.status(), reqwest::StatusCode::NOT_FOUND);
     }
     proxy.wait_polls(3).await;
-    assert_eq!(proxy.manifests_asked("ghost-1").0, 1);
-    assert_eq!(proxy.manifests_asked("ghost-2").0, 1);
+    // Each ghost was asked for once, by its first request: a lookup and, since a tracker
+    // without lookups also answers 404, the manifest alone. Polls never ask again.
+    assert_eq!(proxy.manifests_asked("ghost-1").0, 2);
+    assert_eq!(proxy.manifests_asked("ghost-2").0, 2);
 
     site.stop().await;
     shutdown_clean(client).await;

@@ -1,5 +1,5 @@
 //! The tracker's HTTP wire: announce and scrape (BEP 3, BEP 7, BEP 23, BEP 48), and the
-//! release bundle of swarmcdn's own API ([`ReleaseBundle`]).
+//! release lookup of swarmcdn's own API ([`ReleaseLookup`]).
 //!
 //! Both directions live here, because the tracker service and the client must agree byte for
 //! byte: the tracker parses [`AnnounceRequest::from_query`] and writes responses, the client
@@ -61,7 +61,7 @@
 //!   [`ScrapeRequestError::FullScrape`] so the tracker must decide about it explicitly.
 
 mod announce;
-mod bundle;
+mod lookup;
 mod query;
 mod response;
 mod scrape;
@@ -73,7 +73,7 @@ pub use announce::{
     AnnounceResponseError, AnnounceSuccess, MAX_QUERY_LEN, MAX_QUERY_PARAMS, MAX_RESPONSE_LEN,
     MAX_RESPONSE_PEERS, write_compact_response, write_dict_response,
 };
-pub use bundle::{BundleError, MAX_BUNDLE_LEN, MAX_BUNDLE_PEERS, ReleaseBundle, write_bundle};
+pub use lookup::{LookupError, MAX_LOOKUP_LEN, MAX_LOOKUP_PEERS, ReleaseLookup, write_lookup};
 pub use scrape::{
     MAX_SCRAPE_HASHES, MAX_SCRAPE_QUERY_LEN, MAX_SCRAPE_RESPONSE_LEN, ScrapeRequest,
     ScrapeRequestError, ScrapeResponse, ScrapeResponseError, ScrapeStats,

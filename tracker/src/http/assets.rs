@@ -7,18 +7,19 @@
 //!   does not change, but the publisher can withdraw it, so caches keep it for minutes only.
 //! * `GET /api/v1/torrents/{info_hash}`: the metainfo bytes, exactly as published. An
 //!   info-hash names one info dictionary for ever, so this is cached as immutable.
-//! * `GET /api/v1/bundles/{name}[/{version}]`: the manifest, the metainfo and a sample of
+//! * `GET /api/v1/lookup/{name}[/{version}]`: the manifest, the metainfo and a sample of
 //!   the swarm's peers in one bencoded answer
-//!   ([`ReleaseBundle`](swarmcdn_proto::tracker::ReleaseBundle)), so a site's first fetch
+//!   ([`ReleaseLookup`](swarmcdn_proto::tracker::ReleaseLookup)), so a site's first fetch
 //!   of a release costs one round trip before the peer wire instead of three. Never cached
 //!   (the peers change).
 //!
-//! Manifests and bundles are read through the state's release cache (see
+//! Manifests and lookups are read through the state's release cache (see
 //! [`AppState::cached_release`]): a flash crowd of new sites asking for the same release
 //! costs SQLite one read per refresh period, not one per site.
 //!
-//! The entity tag of each is the release's info-hash: one release has one torrent and one
-//! torrent belongs to one release, so the tag changes exactly when the content does.
+//! The entity tag of a manifest or torrent is the release's info-hash: one release has one
+//! torrent and one torrent belongs to one release, so the tag changes exactly when the
+//! content does. Lookups carry no tag (their peers change).
 //! The site checks the manifest's signature and the torrent's info-hash itself: these
 //! endpoints are a convenience, not a root of trust.
 
@@ -29,7 +30,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use swarmcdn_proto::InfoHash;
 use swarmcdn_proto::manifest::ReleaseName;
-use swarmcdn_proto::tracker::{MAX_BUNDLE_PEERS, write_bundle};
+use swarmcdn_proto::tracker::{MAX_LOOKUP_PEERS, write_lookup};
 
 use super::state::ServedRelease;
 use super::{AppState, Error};
@@ -39,8 +40,8 @@ use crate::swarm::AnnounceOutput;
 const LATEST_CACHE: &str = "no-cache";
 /// `Cache-Control` of a given version's manifest.
 const VERSION_CACHE: &str = "public, max-age=300";
-/// `Content-Type` of a release bundle (bencode, not a torrent).
-const BUNDLE_CONTENT_TYPE: &str = "application/x-swarmcdn-bundle";
+/// `Content-Type` of a release lookup (bencode, not a torrent).
+const LOOKUP_CONTENT_TYPE: &str = "application/x-swarmcdn-lookup";
 /// `Cache-Control` of metainfo.
 const TORRENT_CACHE: &str = "public, max-age=31536000, immutable";
 
@@ -50,7 +51,7 @@ pub(crate) async fn latest(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
-    let release = served_release(&state, &name, None).await?;
+    let release = served_release(&state, &name, None, false).await?;
     Ok(manifest_response(&release, LATEST_CACHE, &headers))
 }
 
@@ -60,38 +61,41 @@ pub(crate) async fn version(
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
-    let release = served_release(&state, &name, Some(version)).await?;
+    let release = served_release(&state, &name, Some(version), false).await?;
     Ok(manifest_response(&release, VERSION_CACHE, &headers))
 }
 
-/// `GET /api/v1/bundles/{name}`.
-pub(crate) async fn bundle_latest(
+/// `GET /api/v1/lookup/{name}`.
+pub(crate) async fn lookup_latest(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, Error> {
-    let release = served_release(&state, &name, None).await?;
-    bundle_response(&state, &release)
+    let release = served_release(&state, &name, None, true).await?;
+    lookup_response(&state, &release)
 }
 
-/// `GET /api/v1/bundles/{name}/{version}`.
-pub(crate) async fn bundle_version(
+/// `GET /api/v1/lookup/{name}/{version}`.
+pub(crate) async fn lookup_version(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, Error> {
-    let release = served_release(&state, &name, Some(version)).await?;
-    bundle_response(&state, &release)
+    let release = served_release(&state, &name, Some(version), true).await?;
+    lookup_response(&state, &release)
 }
 
-/// The release `name` (latest, or `version`) with its torrent: from the cache, or read from
-/// the registry (off the async threads) and cached.
+/// The release `name` (latest, or `version`), with its torrent if `with_torrent`: from the
+/// cache, or read from the registry (off the async threads) and cached.
 async fn served_release(
     state: &AppState,
     name: &str,
     version: Option<String>,
+    with_torrent: bool,
 ) -> Result<Arc<ServedRelease>, Error> {
     let name = release_name(name)?;
     let key = (name.into_string(), version);
-    if let Some(release) = state.cached_release(&key) {
+    if let Some(release) = state.cached_release(&key)
+        && (release.torrent.is_some() || !with_torrent)
+    {
         return Ok(release);
     }
     let generation = state.generation();
@@ -105,12 +109,18 @@ async fn served_release(
         let Some(release) = release else {
             return Ok(None);
         };
+        if !with_torrent {
+            return Ok(Some(ServedRelease {
+                release,
+                torrent: None,
+            }));
+        }
         // Published together in one transaction; a row without its torrent is treated as
         // not there.
         let torrent = registry.torrent(&release.info_hash)?;
         Ok::<_, crate::registry::RegistryError>(torrent.map(|torrent| ServedRelease {
             release,
-            torrent: torrent.into(),
+            torrent: Some(torrent.into()),
         }))
     })
     .await??;
@@ -123,11 +133,12 @@ async fn served_release(
     Ok(served)
 }
 
-/// A bundle of `release` with a sample of its swarm.
-fn bundle_response(state: &AppState, release: &ServedRelease) -> Result<Response, Error> {
+/// A lookup of `release` (read with its torrent) with a sample of its swarm.
+fn lookup_response(state: &AppState, release: &ServedRelease) -> Result<Response, Error> {
     let info_hash = release.release.info_hash;
+    let torrent = release.torrent.as_deref().unwrap_or_default();
     let mut peers = AnnounceOutput::default();
-    let numwant = state.config().numwant_default.min(MAX_BUNDLE_PEERS as u32);
+    let numwant = state.config().numwant_default.min(MAX_LOOKUP_PEERS as u32);
     state.store().sample(
         &info_hash,
         Some(numwant),
@@ -136,19 +147,19 @@ fn bundle_response(state: &AppState, release: &ServedRelease) -> Result<Response
         &mut peers,
     )?;
     let mut body = Vec::with_capacity(
-        release.release.manifest.len() + release.torrent.len() + peers.peer_count() * 18 + 64,
+        release.release.manifest.len() + torrent.len() + peers.peer_count() * 18 + 64,
     );
-    write_bundle(
+    write_lookup(
         &mut body,
         &release.release.manifest,
-        &release.torrent,
+        torrent,
         peers.peers_v4.iter().copied(),
         peers.peers_v6.iter().copied(),
     );
     let mut response = (
         [(
             header::CONTENT_TYPE,
-            HeaderValue::from_static(BUNDLE_CONTENT_TYPE),
+            HeaderValue::from_static(LOOKUP_CONTENT_TYPE),
         )],
         body,
     )

@@ -5,7 +5,7 @@
 //! | `GET /announce` | `announce` | BitTorrent clients joining or staying in a swarm |
 //! | `GET /scrape` | `scrape` | swarm counts (BEP 48) |
 //! | `POST /api/v1/releases`, `DELETE /api/v1/releases/{name}/{version}` | `publish` | publishers (bearer token) |
-//! | `GET /api/v1/assets/{name}[/{version}]`, `GET /api/v1/torrents/{info_hash}`, `GET /api/v1/bundles/{name}[/{version}]` | `assets` | sites fetching manifests, metainfo, or both with peers |
+//! | `GET /api/v1/assets/{name}[/{version}]`, `GET /api/v1/torrents/{info_hash}`, `GET /api/v1/lookup/{name}[/{version}]` | `assets` | sites fetching manifests, metainfo, or both with peers |
 //! | `GET /metrics` | `metrics` | Prometheus |
 //! | `GET /healthz`, `GET /readyz` | `health` | orchestrators |
 //!
@@ -63,10 +63,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/assets/{name}", get(assets::latest))
         .route("/api/v1/assets/{name}/{version}", get(assets::version))
         .route("/api/v1/torrents/{info_hash}", get(assets::torrent))
-        .route("/api/v1/bundles/{name}", get(assets::bundle_latest))
+        .route("/api/v1/lookup/{name}", get(assets::lookup_latest))
         .route(
-            "/api/v1/bundles/{name}/{version}",
-            get(assets::bundle_version),
+            "/api/v1/lookup/{name}/{version}",
+            get(assets::lookup_version),
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz));

@@ -23,7 +23,10 @@
 //! in a [`ReleaseCache`]. It belongs to one generation: any change to the registered set
 //! (publish, unpublish, every periodic refresh) makes it stale, so what it answers is never
 //! older than what announces are checked against. An entry read while the generation moved
-//! on is not stored.
+//! on is not stored. Manifest requests (update polls) cache the manifest alone; a lookup
+//! also needs the torrent and caches both. The cache holds at most [`RELEASE_CACHE_BYTES`]
+//! of manifests and torrents (it starts afresh when full), and a release larger than
+//! [`RELEASE_CACHE_ENTRY_MAX`] is always read from SQLite.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -59,19 +62,33 @@ struct Shared {
 /// request.
 pub(crate) type ReleaseKey = (String, Option<String>);
 
-/// A release as sites fetch it: its registry row and its torrent's bytes.
+/// The most bytes of manifests and torrents the release cache holds.
+pub(crate) const RELEASE_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// A release whose manifest and torrent together are larger is not cached.
+pub(crate) const RELEASE_CACHE_ENTRY_MAX: usize = 4 * 1024 * 1024;
+
+/// A release as sites fetch it: its registry row and, when a lookup asked for it, its
+/// torrent's bytes.
 #[derive(Debug)]
 pub(crate) struct ServedRelease {
     pub(crate) release: Release,
-    pub(crate) torrent: bytes::Bytes,
+    pub(crate) torrent: Option<bytes::Bytes>,
+}
+
+impl ServedRelease {
+    /// What it costs the cache.
+    fn size(&self) -> usize {
+        self.release.manifest.len() + self.torrent.as_ref().map_or(0, bytes::Bytes::len)
+    }
 }
 
 /// Releases read for sites in one generation of the registered set (see the module docs).
-/// Holds only releases that exist, so it is bounded by the registry's size.
 #[derive(Debug, Default)]
 pub(crate) struct ReleaseCache {
     generation: u64,
     releases: HashMap<ReleaseKey, Arc<ServedRelease>>,
+    /// Sum of the entries' sizes.
+    bytes: usize,
 }
 
 impl std::fmt::Debug for Shared {
@@ -246,11 +263,19 @@ impl AppState {
         if self.generation() != generation {
             return;
         }
-        if cache.generation != generation {
+        let size = release.size();
+        if size > RELEASE_CACHE_ENTRY_MAX {
+            return;
+        }
+        if cache.generation != generation || cache.bytes + size > RELEASE_CACHE_BYTES {
             cache.releases.clear();
+            cache.bytes = 0;
             cache.generation = generation;
         }
-        cache.releases.insert(key, release);
+        if let Some(old) = cache.releases.insert(key, release) {
+            cache.bytes -= old.size();
+        }
+        cache.bytes += size;
     }
 
     pub(crate) fn trusted_proxies(&self) -> &[IpAddr] {
@@ -311,6 +336,66 @@ pub enum RefreshError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn served(version: &str, torrent_len: usize) -> Arc<ServedRelease> {
+        Arc::new(ServedRelease {
+            release: Release {
+                publisher: "acme".into(),
+                name: "w".into(),
+                version: version.parse().unwrap(),
+                info_hash: InfoHash([1; 20]),
+                manifest: b"{}".to_vec(),
+                created: 0,
+            },
+            torrent: Some(vec![0; torrent_len].into()),
+        })
+    }
+
+    #[test]
+    fn the_release_cache_holds_one_generation_and_a_bounded_size() {
+        let registry = Arc::new(Registry::open_in_memory().unwrap());
+        let state = AppState::new(Config::default(), registry).unwrap();
+        let key = |v: &str| ("w".to_owned(), Some(v.to_owned()));
+
+        let before = state.generation();
+        state.cache_release(key("1.0.0"), served("1.0.0", 10), before);
+        assert!(state.cached_release(&key("1.0.0")).is_some());
+
+        // Read before a change, stored after it: not stored.
+        state.register(InfoHash([9; 20]));
+        assert!(
+            state.cached_release(&key("1.0.0")).is_none(),
+            "a change to the registered set empties the cache"
+        );
+        state.cache_release(key("2.0.0"), served("2.0.0", 10), before);
+        assert!(state.cached_release(&key("2.0.0")).is_none());
+        let now = state.generation();
+        state.cache_release(key("2.0.0"), served("2.0.0", 10), now);
+        assert!(state.cached_release(&key("2.0.0")).is_some());
+        state.unregister(&InfoHash([9; 20]));
+        assert!(state.cached_release(&key("2.0.0")).is_none());
+
+        // Size: too large an entry is never kept; a full cache starts afresh.
+        let now = state.generation();
+        state.cache_release(key("big"), served("3.0.0", RELEASE_CACHE_ENTRY_MAX), now);
+        assert!(state.cached_release(&key("big")).is_none());
+        let entry = RELEASE_CACHE_ENTRY_MAX - 2;
+        let fit = RELEASE_CACHE_BYTES / RELEASE_CACHE_ENTRY_MAX;
+        for n in 0..=fit {
+            state.cache_release(key(&format!("{n}.0.0")), served("1.0.0", entry), now);
+        }
+        assert!(
+            state.cached_release(&key("0.0.0")).is_none(),
+            "emptied when full"
+        );
+        assert!(state.cached_release(&key(&format!("{fit}.0.0"))).is_some());
+        let cache = state.0.releases.read().unwrap();
+        assert!(cache.bytes <= RELEASE_CACHE_BYTES);
+        assert_eq!(
+            cache.bytes,
+            cache.releases.values().map(|r| r.size()).sum::<usize>()
+        );
+    }
 
     #[test]
     fn the_registered_set_is_loaded_and_kept() {

@@ -3,10 +3,10 @@
 
 mod announce;
 mod bad_input;
-mod bundle;
 mod cli;
 mod common;
 mod lifecycle;
+mod lookup;
 mod publish;
 mod real_clients;
 mod refresh;

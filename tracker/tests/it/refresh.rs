@@ -107,10 +107,7 @@ async fn a_publisher_removed_elsewhere_stops_being_tracked_and_its_swarm_goes() 
 async fn a_release_removed_elsewhere_stops_being_served_to_sites() {
     let (dir, h, release, server) = start(3, true).await;
     // Served (and so cached) before the removal.
-    for uri in [
-        "/api/v1/assets/share-button",
-        "/api/v1/bundles/share-button",
-    ] {
+    for uri in ["/api/v1/assets/share-button", "/api/v1/lookup/share-button"] {
         assert_eq!(h.get(uri).await.status, axum::http::StatusCode::OK, "{uri}");
     }
     other_handle(dir.path())
@@ -119,8 +116,8 @@ async fn a_release_removed_elsewhere_stops_being_served_to_sites() {
     for uri in [
         "/api/v1/assets/share-button",
         "/api/v1/assets/share-button/1.0.0",
-        "/api/v1/bundles/share-button",
-        "/api/v1/bundles/share-button/1.0.0",
+        "/api/v1/lookup/share-button",
+        "/api/v1/lookup/share-button/1.0.0",
     ] {
         eventually(&format!("{uri} answers 404"), || async {
             h.get(uri).await.status == axum::http::StatusCode::NOT_FOUND

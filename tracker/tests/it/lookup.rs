@@ -1,64 +1,68 @@
-//! Release bundles (`GET /api/v1/bundles/{name}[/{version}]`): manifest, metainfo and peers
+//! Release lookups (`GET /api/v1/lookup/{name}[/{version}]`): manifest, metainfo and peers
 //! in one answer, always the current release, and read-only for the swarm.
 
 use axum::http::{StatusCode, header};
-use swarmcdn_proto::tracker::{AnnounceEvent, ReleaseBundle};
+use swarmcdn_proto::tracker::{AnnounceEvent, ReleaseLookup};
 
 use crate::common::*;
 
-/// Fetches and decodes a bundle, checking the response headers.
-async fn bundle(h: &Harness, uri: &str) -> ReleaseBundle {
+/// Fetches and decodes a lookup, checking the response headers.
+async fn lookup(h: &Harness, uri: &str) -> ReleaseLookup {
     let reply = h.get(uri).await;
     assert_eq!(reply.status, StatusCode::OK, "{uri}: {}", reply.text());
     assert_eq!(
         reply.headers[header::CONTENT_TYPE],
-        "application/x-swarmcdn-bundle"
+        "application/x-swarmcdn-lookup"
     );
     assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
-    ReleaseBundle::from_bytes(&reply.body).unwrap()
+    ReleaseLookup::from_bytes(&reply.body).unwrap()
 }
 
 #[tokio::test]
-async fn bundles_carry_the_current_release_and_a_sample_of_its_swarm() {
+async fn lookups_carry_the_current_release_and_a_sample_of_its_swarm() {
     let h = Harness::new();
     let v1 = Release::small("share-button", "1.0.0", 1, &h.key);
     h.publish(&v1).await;
+    // A manifest request first caches the manifest alone; the lookup still gets the torrent.
+    assert_eq!(
+        h.get("/api/v1/assets/share-button").await.status,
+        StatusCode::OK
+    );
 
-    let got = bundle(&h, "/api/v1/bundles/share-button").await;
+    let got = lookup(&h, "/api/v1/lookup/share-button").await;
     assert_eq!(got.manifest, v1.manifest);
-    assert_eq!(got.metainfo.info_hash(), v1.info_hash);
-    assert_eq!(got.metainfo.to_bytes(), v1.metainfo);
+    assert_eq!(got.torrent, v1.metainfo);
     assert!(got.peers.is_empty() && got.peers6.is_empty());
 
-    // A seeder joins: the next bundle names it, and fetching bundles stores nobody.
+    // A seeder joins: the next lookup names it, and fetching lookups stores nobody.
     let seeder = announce_request(v1.info_hash, 1, 6881, 0, AnnounceEvent::Started);
     h.announce(&seeder, addr("192.0.2.7:1")).await.success();
     assert_eq!(h.peer_count(), (1, 1));
-    let got = bundle(&h, "/api/v1/bundles/share-button/1.0.0").await;
+    let got = lookup(&h, "/api/v1/lookup/share-button/1.0.0").await;
     assert_eq!(
         got.peers,
         [addr("192.0.2.7:6881").to_string().parse().unwrap()]
     );
-    assert_eq!(h.peer_count(), (1, 1), "a bundle fetch added a peer");
+    assert_eq!(h.peer_count(), (1, 1), "a lookup fetch added a peer");
 
     // A newer release is the latest at once (the cache does not hold the old one back);
     // the old version stays reachable by its number.
     let v2 = Release::small("share-button", "2.0.0", 2, &h.key);
     h.publish(&v2).await;
-    let latest = bundle(&h, "/api/v1/bundles/share-button").await;
+    let latest = lookup(&h, "/api/v1/lookup/share-button").await;
     assert_eq!(latest.manifest, v2.manifest);
-    assert_eq!(latest.metainfo.info_hash(), v2.info_hash);
+    assert_eq!(latest.torrent, v2.metainfo);
     assert!(latest.peers.is_empty(), "v1's seeder is not v2's");
-    let old = bundle(&h, "/api/v1/bundles/share-button/1.0.0").await;
+    let old = lookup(&h, "/api/v1/lookup/share-button/1.0.0").await;
     assert_eq!(old.manifest, v1.manifest);
 
-    // Withdrawn: gone from bundles at once, latest falls back.
+    // Withdrawn: gone from lookups at once, latest falls back.
     h.delete_release("share-button", "2.0.0", &h.token).await;
     assert_eq!(
-        h.get("/api/v1/bundles/share-button/2.0.0").await.status,
+        h.get("/api/v1/lookup/share-button/2.0.0").await.status,
         StatusCode::NOT_FOUND
     );
-    let latest = bundle(&h, "/api/v1/bundles/share-button").await;
+    let latest = lookup(&h, "/api/v1/lookup/share-button").await;
     assert_eq!(latest.manifest, v1.manifest);
     // The manifest endpoints read through the same cache and agree.
     let manifest = h.get("/api/v1/assets/share-button").await;
@@ -71,23 +75,23 @@ async fn bundles_carry_the_current_release_and_a_sample_of_its_swarm() {
     assert!(
         metric(
             &metrics,
-            "tracker_request_duration_seconds_count{endpoint=\"bundle\"}"
+            "tracker_request_duration_seconds_count{endpoint=\"lookup\"}"
         ) >= 5.0,
         "{metrics}"
     );
 }
 
 #[tokio::test]
-async fn bundles_of_unknown_or_malformed_names_are_refused() {
+async fn lookups_of_unknown_or_malformed_names_are_refused() {
     let h = Harness::new();
-    let unknown = h.get("/api/v1/bundles/nothing-here").await;
+    let unknown = h.get("/api/v1/lookup/nothing-here").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.error(), "no release of that name");
     let v1 = Release::small("share-button", "1.0.0", 1, &h.key);
     h.publish(&v1).await;
-    let no_version = h.get("/api/v1/bundles/share-button/9.9.9").await;
+    let no_version = h.get("/api/v1/lookup/share-button/9.9.9").await;
     assert_eq!(no_version.status, StatusCode::NOT_FOUND);
-    let bad = h.get("/api/v1/bundles/Bad%20Name").await;
+    let bad = h.get("/api/v1/lookup/Bad%20Name").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(
         bad.error().starts_with("bad release name"),
