@@ -118,15 +118,10 @@ impl TrackerClient {
         name: &ReleaseName,
         version: Option<&Version>,
     ) -> Result<SignedManifest, TrackerError> {
-        let url = match version {
-            Some(v) => format!("{}/api/v1/assets/{name}/{v}", self.base),
-            None => format!("{}/api/v1/assets/{name}", self.base),
-        };
-        let body = self.get(&url, MAX_MANIFEST_BODY).await?;
-        SignedManifest::from_json(&body).map_err(|e| TrackerError::Malformed {
-            url,
-            reason: e.to_string(),
+        self.get_release_doc("assets", name, version, MAX_MANIFEST_BODY, |body| {
+            SignedManifest::from_json(body)
         })
+        .await
     }
 
     /// A release's signed manifest, its metainfo and a sample of its swarm in one request
@@ -137,12 +132,31 @@ impl TrackerClient {
         name: &ReleaseName,
         version: Option<&Version>,
     ) -> Result<ReleaseLookup, TrackerError> {
+        self.get_release_doc(
+            "lookup",
+            name,
+            version,
+            MAX_LOOKUP_BODY,
+            ReleaseLookup::from_bytes,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/{kind}/{name}[/{version}]`, at most `limit` bytes, parsed by `parse`.
+    async fn get_release_doc<T, E: std::fmt::Display>(
+        &self,
+        kind: &str,
+        name: &ReleaseName,
+        version: Option<&Version>,
+        limit: usize,
+        parse: impl FnOnce(&[u8]) -> Result<T, E>,
+    ) -> Result<T, TrackerError> {
         let url = match version {
-            Some(v) => format!("{}/api/v1/lookup/{name}/{v}", self.base),
-            None => format!("{}/api/v1/lookup/{name}", self.base),
+            Some(v) => format!("{}/api/v1/{kind}/{name}/{v}", self.base),
+            None => format!("{}/api/v1/{kind}/{name}", self.base),
         };
-        let body = self.get(&url, MAX_LOOKUP_BODY).await?;
-        ReleaseLookup::from_bytes(&body).map_err(|e| TrackerError::Malformed {
+        let body = self.get(&url, limit).await?;
+        parse(&body).map_err(|e| TrackerError::Malformed {
             url,
             reason: e.to_string(),
         })

@@ -160,25 +160,7 @@ pub fn write_lookup<P4, P6>(
     out.push(b'd');
     put_bytes(out, b"manifest");
     put_bytes(out, manifest_json);
-    put_bytes(out, b"peers");
-    let start = out.len();
-    for peer in peers {
-        out.extend_from_slice(&peer.ip().octets());
-        out.extend_from_slice(&peer.port().to_be_bytes());
-    }
-    super::prefix_length_since(out, start);
-    let key_start = out.len();
-    put_bytes(out, b"peers6");
-    let start = out.len();
-    for peer in peers6 {
-        out.extend_from_slice(&peer.ip().octets());
-        out.extend_from_slice(&peer.port().to_be_bytes());
-    }
-    if out.len() == start {
-        out.truncate(key_start);
-    } else {
-        super::prefix_length_since(out, start);
-    }
+    super::write_compact_peers(out, peers, peers6);
     put_bytes(out, b"torrent");
     put_bytes(out, torrent);
     out.push(b'e');

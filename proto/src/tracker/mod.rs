@@ -217,6 +217,34 @@ pub(crate) fn write_failure(reason: &str, out: &mut Vec<u8>) {
     out.push(b'e');
 }
 
+/// Writes `peers` (BEP 23 compact, always) and `peers6` (BEP 7 compact, only when there are
+/// IPv6 peers), keys and values, as the announce response and the release lookup carry them.
+pub(crate) fn write_compact_peers<P4, P6>(out: &mut Vec<u8>, peers: P4, peers6: P6)
+where
+    P4: IntoIterator<Item = std::net::SocketAddrV4>,
+    P6: IntoIterator<Item = std::net::SocketAddrV6>,
+{
+    crate::bencode::put_bytes(out, b"peers");
+    let start = out.len();
+    for peer in peers {
+        out.extend_from_slice(&peer.ip().octets());
+        out.extend_from_slice(&peer.port().to_be_bytes());
+    }
+    prefix_length_since(out, start);
+    let key_start = out.len();
+    crate::bencode::put_bytes(out, b"peers6");
+    let start = out.len();
+    for peer in peers6 {
+        out.extend_from_slice(&peer.ip().octets());
+        out.extend_from_slice(&peer.port().to_be_bytes());
+    }
+    if out.len() == start {
+        out.truncate(key_start);
+    } else {
+        prefix_length_since(out, start);
+    }
+}
+
 /// Writes the bytes appended to `out` since `start` as one bencode byte string, by inserting
 /// the `<len>:` prefix in front of them. Lets the writers stream peers from an iterator whose
 /// length is not known up front (the tracker filters as it goes).
