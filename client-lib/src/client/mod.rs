@@ -662,7 +662,9 @@ impl Client {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert((info_hash, *signed.signature()));
         }
-        if !matches!(source, ManifestSource::Cache(_)) {
+        // Saved once, when first verified (a pinned route asks for the same release again
+        // and again; the copy saved then is the same).
+        if !already && !matches!(source, ManifestSource::Cache(_)) {
             let entry = CachedManifest {
                 manifest: signed.clone(),
                 metainfo: Arc::clone(&session.metainfo),

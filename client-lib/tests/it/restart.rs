@@ -20,6 +20,22 @@ async fn a_restarted_client_seeds_its_cache_again_without_downloading() {
     let got = get_within(&first, "restart-test").await;
     assert_eq!(got.progress().bytes_from_http, release.size());
     drop(got);
+    // A second `get` of the same release (a pinned route asks again and again) finds it
+    // verified and does not write its manifest again.
+    let manifest_file = cache.path().join("manifests/restart-test/1.0.0.json");
+    let written = std::fs::metadata(&manifest_file)
+        .unwrap()
+        .modified()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    drop(get_within(&first, "restart-test").await);
+    assert_eq!(
+        std::fs::metadata(&manifest_file)
+            .unwrap()
+            .modified()
+            .unwrap(),
+        written
+    );
     shutdown_clean(first).await;
     assert!(
         cache
