@@ -20,6 +20,13 @@
 //! the record, and a piece is ours only if it hashes right. A damaged complete folder is
 //! renamed back to `.partial` before anything else happens.
 //!
+//! Written pieces are pushed to the device while the download goes on: every
+//! [`WRITEBACK_STEP`] bytes, the files just written are `fdatasync`ed on the committing
+//! thread (one such sync at a time, outside the store's commit lock). Without it the page
+//! cache holds the whole release dirty until completion, and the final `fsync` then waits
+//! for all of it at once (about 0.13 s for 256 MiB on the benchmark machine), after the
+//! last byte arrived. With it, only the last step is left to sync.
+//!
 //! Files are opened for each operation rather than kept open: a release may have thousands
 //! of files and a cache many releases, and open handles would run into the descriptor
 //! limit and keep renames from working on some systems. Opening costs microseconds; a piece
@@ -30,7 +37,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
@@ -49,6 +56,9 @@ const PARALLEL_VERIFY_MIN_BYTES: u64 = 4 * 1024 * 1024;
 /// Pieces a verifying thread takes at a time: large enough to read files in order, small
 /// enough to share the work evenly.
 const VERIFY_BATCH: u32 = 16;
+
+/// Bytes written between two early writebacks (see the module docs).
+const WRITEBACK_STEP: u64 = 16 * 1024 * 1024;
 
 /// `C/H`: where a complete release lives.
 pub(super) fn complete_dir(cache_dir: &Path, info_hash: &InfoHash) -> PathBuf {
@@ -75,6 +85,12 @@ pub(super) struct DiskPieces {
     /// Readers and writers hold the read lock for the whole operation; completion holds the
     /// write lock while it renames, so no operation sees the folder move under it.
     location: RwLock<Location>,
+    /// Bytes written since the last early writeback began.
+    unsynced: AtomicU64,
+    /// Whether an early writeback is running.
+    syncing: AtomicBool,
+    /// Early writebacks done (for tests).
+    writebacks: AtomicU32,
 }
 
 impl DiskPieces {
@@ -97,6 +113,9 @@ impl DiskPieces {
                 root,
                 complete: false,
             }),
+            unsynced: AtomicU64::new(0),
+            syncing: AtomicBool::new(false),
+            writebacks: AtomicU32::new(0),
         })
     }
 
@@ -133,6 +152,9 @@ impl DiskPieces {
                 root: root.clone(),
                 complete: was_complete,
             }),
+            unsynced: AtomicU64::new(0),
+            syncing: AtomicBool::new(false),
+            writebacks: AtomicU32::new(0),
         };
         if was_complete && have.is_complete() {
             // Every piece is there; trim files that grew past their length.
@@ -174,6 +196,9 @@ impl DiskPieces {
                 root,
                 complete: true,
             }),
+            unsynced: AtomicU64::new(0),
+            syncing: AtomicBool::new(false),
+            writebacks: AtomicU32::new(0),
         };
         Ok(Some((store, have)))
     }
@@ -220,6 +245,52 @@ impl DiskPieces {
                 file.write_all(chunk)
             };
             write().map_err(|e| StorageError::io(&path, e))?;
+        }
+        Ok(())
+    }
+
+    /// `len` bytes were just written at `offset` of the torrent (a piece, outside the
+    /// store's commit lock): once [`WRITEBACK_STEP`] bytes were written since the last time,
+    /// syncs the files under that range, so the final sync has little left to wait for.
+    /// Only one thread syncs at a time; the others go on. An error is returned (the data
+    /// may not be durable) and not retried: a later sync may no longer see it.
+    pub(super) fn write_back(
+        &self,
+        info: &Info,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), StorageError> {
+        let pending = self.unsynced.fetch_add(len, Ordering::AcqRel) + len;
+        if pending < WRITEBACK_STEP || self.syncing.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.unsynced.store(0, Ordering::Release);
+        let result = self.sync_range(info, offset, len);
+        self.writebacks.fetch_add(1, Ordering::Relaxed);
+        self.syncing.store(false, Ordering::Release);
+        result
+    }
+
+    /// How many early writebacks ran.
+    #[cfg(test)]
+    pub(super) fn writebacks(&self) -> u32 {
+        self.writebacks.load(Ordering::Relaxed)
+    }
+
+    /// `fdatasync`s the files under a range of the torrent, unless the release is complete
+    /// (its files were synced then).
+    fn sync_range(&self, info: &Info, offset: u64, len: u64) -> Result<(), StorageError> {
+        let location = read_lock(&self.location);
+        if location.complete {
+            return Ok(());
+        }
+        for range in info.file_ranges(offset, len).into_iter().flatten() {
+            let path = file_path(&location.root, info, range.file_index);
+            OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|file| file.sync_data())
+                .map_err(|e| StorageError::io(&path, e))?;
         }
         Ok(())
     }

@@ -338,21 +338,32 @@ impl Store {
             return Err(StorageError::HashMismatch { piece: index });
         }
 
-        let _commit = lock(&self.commit);
-        if !self.has_piece(index) {
-            match &self.backend {
-                Backend::Memory(memory) => memory.put(index, data),
-                Backend::Disk(disk) => disk.write_piece(&self.info, index, &data)?,
+        let written = {
+            let _commit = lock(&self.commit);
+            let written = !self.has_piece(index);
+            if written {
+                match &self.backend {
+                    Backend::Memory(memory) => memory.put(index, data),
+                    Backend::Disk(disk) => disk.write_piece(&self.info, index, &data)?,
+                }
+                write_lock(&self.have)
+                    .set(index)
+                    .map_err(|_| StorageError::OutOfRange {
+                        piece: index,
+                        begin: 0,
+                        len: u64::from(expected),
+                    })?;
             }
-            write_lock(&self.have)
-                .set(index)
-                .map_err(|_| StorageError::OutOfRange {
-                    piece: index,
-                    begin: 0,
-                    len: u64::from(expected),
-                })?;
+            self.finish_if_complete()?;
+            written
+        };
+        match &self.backend {
+            Backend::Disk(disk) if written => {
+                let offset = self.info.piece_offset(index).unwrap_or(0);
+                disk.write_back(&self.info, offset, u64::from(expected))
+            }
+            _ => Ok(()),
         }
-        self.finish_if_complete()
     }
 
     /// Completes a disk store whose pieces are all verified (sync, rename to the complete
@@ -512,6 +523,15 @@ impl Store {
             });
         }
         self.read_verified(file.offset + offset, len)
+    }
+
+    /// How many early writebacks the disk backend ran (0 for memory).
+    #[cfg(test)]
+    fn writebacks(&self) -> u32 {
+        match &self.backend {
+            Backend::Memory(_) => 0,
+            Backend::Disk(disk) => disk.writebacks(),
+        }
     }
 
     fn piece_length(&self) -> u64 {

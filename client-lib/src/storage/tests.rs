@@ -582,6 +582,24 @@ fn nothing_on_disk_opens_as_none_and_a_file_in_the_way_is_corrupt() {
 }
 
 #[test]
+fn a_large_download_is_synced_as_it_goes_and_completes() {
+    // 40 MiB in 1 MiB pieces: an early writeback after every 16 MiB, then the final sync.
+    let release = Release::single_with_piece_length(40 * 1024 * 1024, 1024 * 1024);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::disk(dir.path(), &release.metainfo).unwrap();
+    for i in 0..release.piece_count() {
+        store.commit_piece(i, release.piece(i)).unwrap();
+        if i == 14 {
+            assert_eq!(store.writebacks(), 0, "not before 16 MiB");
+        }
+    }
+    assert_eq!(store.writebacks(), 2);
+    assert!(store.is_complete());
+    assert_eq!(store.read_file(0).unwrap(), release.file(0));
+    assert!(complete_path(dir.path(), &release).is_dir());
+}
+
+#[test]
 fn parallel_verification_agrees_with_one_thread() {
     // 40 pieces, so several batches per thread.
     let release = Release::single(40 * K16 - 3);
