@@ -299,9 +299,9 @@ impl DiskPieces {
     /// are verified, so a file that is gone or short is reported as [`StorageError::Corrupt`].
     pub(super) fn read(&self, info: &Info, offset: u64, len: u64) -> Result<Bytes, StorageError> {
         let location = read_lock(&self.location);
-        let mut buf = vec![0; usize::try_from(len).unwrap_or(usize::MAX)];
+        let mut buf = Vec::new();
         let mut reader = RangeReader::new(&location.root, info);
-        match reader.read(offset, &mut buf)? {
+        match reader.read_to_vec(offset, len, &mut buf)? {
             ReadOutcome::Read => Ok(Bytes::from(buf)),
             ReadOutcome::Missing(path) => Err(StorageError::Corrupt {
                 path,
@@ -450,15 +450,46 @@ impl<'a> RangeReader<'a> {
 
     /// Fills `buf` with the bytes at `offset` of the torrent.
     fn read(&mut self, offset: u64, buf: &mut [u8]) -> Result<ReadOutcome, StorageError> {
-        let ranges =
-            self.info
-                .file_ranges(offset, buf.len() as u64)
-                .ok_or(StorageError::OutOfRange {
-                    piece: u32::try_from(offset / u64::from(self.info.piece_length()))
-                        .unwrap_or(u32::MAX),
-                    begin: 0,
-                    len: buf.len() as u64,
-                })?;
+        let mut filled = 0;
+        self.each_range(offset, buf.len() as u64, |file, len| {
+            let dest = buf.get_mut(filled..filled + len).unwrap_or_default();
+            filled += len;
+            file.read_exact(dest).map(|()| dest.len() == len)
+        })
+    }
+
+    /// Appends the `len` bytes at `offset` of the torrent to `out`, reading into its spare
+    /// capacity (no zeroing first: this is the upload path, which reads every block sent).
+    fn read_to_vec(
+        &mut self,
+        offset: u64,
+        len: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<ReadOutcome, StorageError> {
+        out.reserve_exact(usize::try_from(len).unwrap_or(usize::MAX));
+        self.each_range(offset, len, |file, len| {
+            let read = file.take(len as u64).read_to_end(out)?;
+            Ok(read == len)
+        })
+    }
+
+    /// Calls `read` with each file under the range at `offset`, positioned at the range's
+    /// start, and the range's length; `read` says whether it got every byte.
+    fn each_range(
+        &mut self,
+        offset: u64,
+        len: u64,
+        mut read: impl FnMut(&mut File, usize) -> io::Result<bool>,
+    ) -> Result<ReadOutcome, StorageError> {
+        let ranges = self
+            .info
+            .file_ranges(offset, len)
+            .ok_or(StorageError::OutOfRange {
+                piece: u32::try_from(offset / u64::from(self.info.piece_length()))
+                    .unwrap_or(u32::MAX),
+                begin: 0,
+                len,
+            })?;
         for range in ranges {
             let path = file_path(self.root, self.info, range.file_index);
             if self
@@ -476,15 +507,13 @@ impl<'a> RangeReader<'a> {
             let Some((_, Some(file))) = self.open.as_mut() else {
                 return Ok(ReadOutcome::Missing(path));
             };
-            let start = (range.torrent_offset - offset) as usize;
-            let Some(dest) = buf.get_mut(start..start + range.length as usize) else {
-                return Ok(ReadOutcome::Missing(path));
-            };
+            let length = usize::try_from(range.length).unwrap_or(usize::MAX);
             let result = file
                 .seek(SeekFrom::Start(range.file_offset))
-                .and_then(|_| file.read_exact(dest));
+                .and_then(|_| read(file, length));
             match result {
-                Ok(()) => {}
+                Ok(true) => {}
+                Ok(false) => return Ok(ReadOutcome::Missing(path)),
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                     return Ok(ReadOutcome::Missing(path));
                 }
