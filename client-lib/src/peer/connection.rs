@@ -58,6 +58,10 @@ pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// The reader allocates receive room in steps of at least this many bytes (four 16 KiB
 /// blocks with headers), so a stream of blocks is read in few system calls.
 pub const READ_CHUNK: usize = 64 * 1024;
+/// While reads keep filling all the room they were given (a fast stream of blocks), the
+/// step doubles up to this many bytes, so a fast peer is read in a quarter of the calls
+/// (and wake-ups); it falls back to [`READ_CHUNK`] when the stream slows down.
+const MAX_READ_CHUNK: usize = 256 * 1024;
 /// Blocks at least this long are written from their own buffer rather than copied into
 /// the writer's batch.
 const VECTORED_BLOCK_MIN: usize = 4 * 1024;
@@ -274,6 +278,7 @@ impl PeerConnection {
         let reader = Reader {
             socket: read_half,
             buf: received,
+            chunk: READ_CHUNK,
             key,
             events: events.clone(),
             stats: Arc::clone(&stats),
@@ -375,6 +380,8 @@ impl PeerHandle {
 struct Reader {
     socket: OwnedReadHalf,
     buf: BytesMut,
+    /// The current allocation step, between [`READ_CHUNK`] and [`MAX_READ_CHUNK`].
+    chunk: usize,
     key: PeerKey,
     events: mpsc::Sender<(PeerKey, PeerEvent)>,
     stats: Arc<ConnectionStats>,
@@ -409,6 +416,7 @@ impl Reader {
                 }
             }
             self.make_room()?;
+            let room = self.buf.capacity() - self.buf.len();
             let read = tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => return Ok(()),
@@ -417,7 +425,15 @@ impl Reader {
             match read {
                 Err(_elapsed) => return Err(PeerError::IdleTimeout(self.idle_timeout)),
                 Ok(Ok(0)) => return Err(PeerError::ClosedByPeer),
-                Ok(Ok(_)) => {}
+                Ok(Ok(read)) => {
+                    self.chunk = if read >= room {
+                        (self.chunk * 2).min(MAX_READ_CHUNK)
+                    } else if read < room / 2 {
+                        READ_CHUNK
+                    } else {
+                        self.chunk
+                    };
+                }
                 Ok(Err(e)) => return Err(e.into()),
             }
         }
@@ -430,7 +446,7 @@ impl Reader {
         let frame = Message::frame_len(&self.buf, &self.limits)?.unwrap_or(0);
         let need = frame.saturating_sub(self.buf.len()).max(MIN_READ_ROOM);
         if self.buf.capacity() - self.buf.len() < need {
-            self.buf.reserve(need.max(READ_CHUNK));
+            self.buf.reserve(need.max(self.chunk));
         }
         Ok(())
     }
