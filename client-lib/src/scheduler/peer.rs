@@ -365,31 +365,28 @@ mod tests {
         );
     }
 
+    /// An estimator fed `blocks` blocks of 16 KiB, one every `per_block`, each 100 µs after
+    /// it was asked for.
+    fn steady(config: &SchedulerConfig, per_block: Duration, blocks: usize) -> Estimator {
+        let mut est = Estimator::new(config);
+        let mut now = Instant::now();
+        est.resume(now);
+        for _ in 0..blocks {
+            now += per_block;
+            est.block_arrived(Duration::from_micros(100), 16384, now, config);
+        }
+        est
+    }
+
     #[test]
     fn a_fast_peer_gets_at_least_min_pipeline_time_of_data_up_to_the_cap() {
         let config = SchedulerConfig::default();
-        let t0 = Instant::now();
-        let mut est = Estimator::new(&config);
-        est.resume(t0);
         // 1 GB/s with a 100 µs round trip: the bandwidth-delay product is 6 blocks, while
         // 5 ms of data is 305 blocks, above the cap.
-        let per_block = Duration::from_nanos(16_384);
-        let mut now = t0;
-        for _ in 0..100_000 {
-            now += per_block;
-            est.block_arrived(Duration::from_micros(100), 16384, now, &config);
-        }
+        let est = steady(&config, Duration::from_nanos(16_384), 100_000);
         assert_eq!(est.pipeline, config.max_pipeline);
-
         // A peer at 100 MB/s: 5 ms is about 31 blocks.
-        let mut est = Estimator::new(&config);
-        est.resume(t0);
-        let per_block = Duration::from_nanos(163_840);
-        let mut now = t0;
-        for _ in 0..10_000 {
-            now += per_block;
-            est.block_arrived(Duration::from_micros(100), 16384, now, &config);
-        }
+        let est = steady(&config, Duration::from_nanos(163_840), 10_000);
         assert!((31..=32).contains(&est.pipeline), "{}", est.pipeline);
     }
 }
