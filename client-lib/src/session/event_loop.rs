@@ -255,12 +255,26 @@ impl Torrent {
         }
     }
 
-    /// Hashes (and stores) a piece assembled from peer blocks in a task of its own.
+    /// Hashes (and stores) a piece assembled from peer blocks off the loop: in the store's
+    /// commit queue on the blocking pool, or in a task of its own for a small memory piece
+    /// (hashed inline there; a blocking-pool trip would cost more).
     pub(super) fn commit_from_peers(&mut self, piece: u32, data: Bytes) {
         let contributors = self.scheduler.piece_contributors(piece);
         let store = Arc::clone(&self.store);
         let results = self.results_tx.clone();
         let stop = self.stop.clone();
+        if !store.commits_inline(data.len()) {
+            store.commit_piece_queued(piece, data, move |result| {
+                if !stop.is_cancelled() {
+                    let _ = results.send(TaskResult::Commit(CommitOutcome {
+                        piece,
+                        contributors,
+                        result,
+                    }));
+                }
+            });
+            return;
+        }
         self.shared.tasks.spawn(
             async move {
                 let result = tokio::select! {

@@ -3,6 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -682,6 +683,57 @@ fn assembled_pieces_commit_and_read_back() {
                 .unwrap();
         }
         assert!(store.is_complete());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_commits_deliver_every_verdict_and_the_workers_stop() {
+    let release = Release::single_with_piece_length(40 * 64 * 1024, 64 * 1024);
+    for (store, _dir) in stores(&release) {
+        let store = Arc::new(store);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for i in 0..release.piece_count() {
+            // Piece 7 is corrupt: its verdict says so and nothing is stored.
+            let data = if i == 7 {
+                Bytes::from(vec![0; 64 * 1024])
+            } else {
+                release.piece(i)
+            };
+            let tx = tx.clone();
+            store.commit_piece_queued(i, data, move |result| {
+                let _ = tx.send((i, result));
+            });
+        }
+        drop(tx);
+        let mut verdicts = Vec::new();
+        while let Some(verdict) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("every verdict arrives")
+        {
+            verdicts.push(verdict);
+        }
+        verdicts.sort_by_key(|(i, _)| *i);
+        assert_eq!(verdicts.len(), release.piece_count() as usize);
+        for (i, result) in verdicts {
+            match i {
+                7 => assert!(matches!(
+                    result,
+                    Err(StorageError::HashMismatch { piece: 7 })
+                )),
+                _ => result.unwrap(),
+            }
+        }
+        assert_eq!(store.have_count(), release.piece_count() - 1);
+        assert!(!store.has_piece(7));
+        // The workers give their places back once the queue is empty.
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while lock(&store.queue).workers > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the workers stop");
+        assert!(lock(&store.queue).jobs.is_empty());
     }
 }
 
