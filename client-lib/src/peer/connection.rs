@@ -11,10 +11,12 @@
 //!   chose, so its event loop has one receiver for every peer and the scheduler never sees
 //!   addresses.
 //! - **The writer batches.** It takes every message queued so far (up to
-//!   [`MAX_BATCH_BYTES`]), encodes them into one reused buffer and writes it with one
-//!   `write_all`. With TCP_NODELAY on, a lone message leaves at once (no Nagle delay), and a
-//!   burst of requests or haves still leaves as a few full segments rather than one tiny
-//!   packet each.
+//!   [`MAX_BATCH_BYTES`]), encodes them into one reused buffer and writes the batch with
+//!   vectored writes. With TCP_NODELAY on, a lone message leaves at once (no Nagle delay),
+//!   and a burst of requests or haves still leaves as a few full segments rather than one
+//!   tiny packet each. Blocks of [`VECTORED_BLOCK_MIN`] bytes or more are not copied into
+//!   the buffer: only their header is, and the block goes to the socket from the buffer it
+//!   was read into (on a fast upload that copy cost as much as the socket write).
 //! - **Zero-copy reads.** The reader decodes with `Message::decode_from` on a `BytesMut`;
 //!   block data reaches the session as a slice of the receive buffer. It reserves room for a
 //!   whole frame as soon as the length prefix is in (after the prefix is checked against
@@ -30,12 +32,13 @@
 //!   session's shutdown token; `PeerHandle::close`, dropping the handle and the session's
 //!   shutdown all cancel it.
 
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use swarmcdn_proto::peer::{Handshake, Message, WireLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -55,6 +58,15 @@ pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// The reader allocates receive room in steps of at least this many bytes (four 16 KiB
 /// blocks with headers), so a stream of blocks is read in few system calls.
 pub const READ_CHUNK: usize = 64 * 1024;
+/// While reads keep filling all the room they were given (a fast stream of blocks), the
+/// step doubles up to this many bytes, so a fast peer is read in a quarter of the calls
+/// (and wake-ups); it falls back to [`READ_CHUNK`] when the stream slows down.
+const MAX_READ_CHUNK: usize = 256 * 1024;
+/// Blocks at least this long are written from their own buffer rather than copied into
+/// the writer's batch.
+const VECTORED_BLOCK_MIN: usize = 4 * 1024;
+/// The most buffers handed to one vectored write.
+const MAX_WRITE_SLICES: usize = 64;
 /// The reader makes sure at least this much room is free before each read.
 pub const MIN_READ_ROOM: usize = 4 * 1024;
 
@@ -248,6 +260,8 @@ impl PeerConnection {
         let writer = Writer {
             socket: write_half,
             buf: BytesMut::with_capacity(READ_CHUNK),
+            parts: Vec::new(),
+            parts_len: 0,
             unflushed_upload: 0,
             stats: Arc::clone(&stats),
             limiter: opts.upload_limiter.clone(),
@@ -264,6 +278,7 @@ impl PeerConnection {
         let reader = Reader {
             socket: read_half,
             buf: received,
+            chunk: READ_CHUNK,
             key,
             events: events.clone(),
             stats: Arc::clone(&stats),
@@ -365,6 +380,8 @@ impl PeerHandle {
 struct Reader {
     socket: OwnedReadHalf,
     buf: BytesMut,
+    /// The current allocation step, between [`READ_CHUNK`] and [`MAX_READ_CHUNK`].
+    chunk: usize,
     key: PeerKey,
     events: mpsc::Sender<(PeerKey, PeerEvent)>,
     stats: Arc<ConnectionStats>,
@@ -399,6 +416,7 @@ impl Reader {
                 }
             }
             self.make_room()?;
+            let room = self.buf.capacity() - self.buf.len();
             let read = tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => return Ok(()),
@@ -407,7 +425,15 @@ impl Reader {
             match read {
                 Err(_elapsed) => return Err(PeerError::IdleTimeout(self.idle_timeout)),
                 Ok(Ok(0)) => return Err(PeerError::ClosedByPeer),
-                Ok(Ok(_)) => {}
+                Ok(Ok(read)) => {
+                    self.chunk = if read >= room {
+                        (self.chunk * 2).min(MAX_READ_CHUNK)
+                    } else if read < room / 2 {
+                        READ_CHUNK
+                    } else {
+                        self.chunk
+                    };
+                }
                 Ok(Err(e)) => return Err(e.into()),
             }
         }
@@ -420,7 +446,7 @@ impl Reader {
         let frame = Message::frame_len(&self.buf, &self.limits)?.unwrap_or(0);
         let need = frame.saturating_sub(self.buf.len()).max(MIN_READ_ROOM);
         if self.buf.capacity() - self.buf.len() < need {
-            self.buf.reserve(need.max(READ_CHUNK));
+            self.buf.reserve(need.max(self.chunk));
         }
         Ok(())
     }
@@ -429,7 +455,12 @@ impl Reader {
 /// The writing half: batches queued messages, paces block data, sends keep-alives.
 struct Writer {
     socket: OwnedWriteHalf,
+    /// Encoded messages not yet moved to `parts`.
     buf: BytesMut,
+    /// The batch so far, in order: runs of encoded messages taken from `buf`, and blocks.
+    parts: Vec<Bytes>,
+    /// Bytes in `parts`.
+    parts_len: usize,
     /// Block payload bytes encoded in `buf` and not yet written.
     unflushed_upload: u64,
     stats: Arc<ConnectionStats>,
@@ -471,7 +502,7 @@ impl Writer {
             if !self.push(first).await? {
                 return Ok(());
             }
-            while self.buf.len() < MAX_BATCH_BYTES {
+            while self.batched() < MAX_BATCH_BYTES {
                 let Ok(message) = queue.try_recv() else {
                     break;
                 };
@@ -503,33 +534,97 @@ impl Writer {
                 () = limiter.acquire(data.len()) => {}
             }
         }
-        if let Message::Piece { data, .. } = &message {
-            self.unflushed_upload += data.len() as u64;
+        match message {
+            Message::Piece { ref data, .. } if data.len() >= VECTORED_BLOCK_MIN => {
+                self.unflushed_upload += data.len() as u64;
+                message.encode_header(&mut self.buf);
+                self.take_buf();
+                self.parts_len += data.len();
+                if let Message::Piece { data, .. } = message {
+                    self.parts.push(data);
+                }
+            }
+            Message::Piece { ref data, .. } => {
+                self.unflushed_upload += data.len() as u64;
+                message.encode(&mut self.buf);
+            }
+            _ => message.encode(&mut self.buf),
         }
-        message.encode(&mut self.buf);
         Ok(true)
+    }
+
+    /// Bytes in the batch.
+    fn batched(&self) -> usize {
+        self.parts_len + self.buf.len()
+    }
+
+    /// Moves what is encoded in `buf` to the end of `parts`.
+    fn take_buf(&mut self) {
+        if !self.buf.is_empty() {
+            self.parts_len += self.buf.len();
+            self.parts.push(self.buf.split().freeze());
+        }
     }
 
     /// Writes the batch. `Ok(false)` when cancelled meanwhile.
     async fn flush(&mut self) -> Result<bool, PeerError> {
-        if self.buf.is_empty() {
+        self.take_buf();
+        if self.parts.is_empty() {
             return Ok(true);
         }
         let written = tokio::select! {
             biased;
             () = self.cancel.cancelled() => return Ok(false),
-            written = timeout(self.write_timeout, self.socket.write_all(&self.buf)) => written,
+            written = timeout(
+                self.write_timeout,
+                write_all_parts(&mut self.socket, &mut self.parts),
+            ) => written,
         };
         match written {
             Err(_elapsed) => return Err(PeerError::WriteTimeout(self.write_timeout)),
             Ok(Err(e)) => return Err(e.into()),
             Ok(Ok(())) => {}
         }
-        self.buf.clear();
+        self.parts.clear();
+        self.parts_len = 0;
         self.stats
             .uploaded
             .fetch_add(self.unflushed_upload, Ordering::Relaxed);
         self.unflushed_upload = 0;
         Ok(true)
     }
+}
+
+/// Writes every buffer of `parts` in order, with vectored writes; a buffer written in part
+/// is advanced, and written ones are left empty.
+async fn write_all_parts(socket: &mut OwnedWriteHalf, parts: &mut [Bytes]) -> std::io::Result<()> {
+    let mut first = 0;
+    while first < parts.len() {
+        let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+        let mut count = 0;
+        for (slot, part) in slices.iter_mut().zip(&parts[first..]) {
+            *slot = IoSlice::new(part);
+            count += 1;
+        }
+        let mut written = socket.write_vectored(&slices[..count]).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let Some(part) = parts.get_mut(first) else {
+                break;
+            };
+            let take = written.min(part.len());
+            part.advance(take);
+            written -= take;
+            if part.is_empty() {
+                first += 1;
+            }
+        }
+        // Skip empty buffers (none are queued, but a zero-length block could be).
+        while parts.get(first).is_some_and(|p| p.is_empty()) {
+            first += 1;
+        }
+    }
+    Ok(())
 }

@@ -58,6 +58,10 @@ pub struct SchedulerConfig {
     pub min_pipeline: usize,
     /// The most requests kept in flight to one peer (at least `min_pipeline`).
     pub max_pipeline: usize,
+    /// Once a peer's throughput is measured, at least this much of its data is kept
+    /// requested (bounded by `max_pipeline`): a fast peer whose round trip is mostly our
+    /// own processing time then never runs dry while the session is busy for that long.
+    pub min_pipeline_time: Duration,
     /// When a requested block counts as late.
     pub deadline: DeadlinePolicy,
     /// After start, how long pieces that no connected peer has wait for peers before they
@@ -83,6 +87,7 @@ impl Default for SchedulerConfig {
             initial_pipeline: 16,
             min_pipeline: 2,
             max_pipeline: 256,
+            min_pipeline_time: Duration::from_millis(5),
             deadline: DeadlinePolicy::default(),
             initial_peer_wait: Duration::from_millis(150),
             choke_grace: Duration::from_millis(500),
@@ -102,6 +107,7 @@ impl SchedulerConfig {
         self.initial_pipeline = self
             .initial_pipeline
             .clamp(self.min_pipeline, self.max_pipeline);
+        self.min_pipeline_time = self.min_pipeline_time.min(MAX_DURATION);
         self.initial_peer_wait = self.initial_peer_wait.min(MAX_DURATION);
         self.choke_grace = self.choke_grace.min(MAX_DURATION);
         self.deadline = match self.deadline {
@@ -147,6 +153,7 @@ mod tests {
                 cap: Duration::MAX,
                 initial: Duration::MAX,
             },
+            min_pipeline_time: Duration::MAX,
             initial_peer_wait: Duration::MAX,
             choke_grace: Duration::MAX,
             ..SchedulerConfig::default()
@@ -161,6 +168,7 @@ mod tests {
             ),
             (1, 1, 1)
         );
+        assert_eq!(config.min_pipeline_time, MAX_DURATION);
         assert_eq!(config.initial_peer_wait, MAX_DURATION);
         assert_eq!(config.choke_grace, MAX_DURATION);
         assert_eq!(

@@ -1106,7 +1106,7 @@ impl Scheduler {
             slot.timely += 1;
         });
         if p.reqs.is_empty() {
-            p.est.restart_window(now);
+            p.est.resume(now);
         }
         let deadline = now.checked_add(p.est.deadline(&self.config)).unwrap_or(now);
         p.reqs.insert(

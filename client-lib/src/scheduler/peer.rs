@@ -7,6 +7,18 @@
 //! would grow the pipeline without end. Growth is also limited to 1.5× per measurement
 //! window (one smoothed latency or more), so a block's latency can never jump past the
 //! 2× deadline just because the pipeline grew.
+//!
+//! The bandwidth-delay product alone starves a fast peer whose latency is mostly our own
+//! processing time (loopback, a LAN): a pipeline of a few blocks drains between two turns
+//! of the session's loop. So the pipeline also never drops below what the peer delivers in
+//! [`SchedulerConfig::min_pipeline_time`] at its measured rate (up to `max_pipeline`),
+//! which covers a scheduling hiccup of that length.
+//!
+//! Throughput is measured over windows that stay open while the peer is idle: when a
+//! request goes out to a peer with none outstanding, the time since its last block is cut
+//! out of the open window instead of restarting it. A peer that drains its pipeline every
+//! turn (the usual case for a fast one) would otherwise never complete a window, and its
+//! pipeline would never be tuned.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -15,8 +27,14 @@ use swarmcdn_proto::peer::Bitfield;
 
 use super::config::{DeadlinePolicy, SchedulerConfig};
 
-/// The shortest window over which a peer's throughput is measured.
-pub(super) const MIN_RATE_WINDOW: Duration = Duration::from_millis(100);
+/// The shortest window over which a peer's throughput is measured (it lasts at least one
+/// smoothed latency too). Short enough that a fast peer's pipeline grows to its size within
+/// a few tens of milliseconds (1.5× per window).
+pub(super) const MIN_RATE_WINDOW: Duration = Duration::from_millis(10);
+
+/// The fewest blocks a measurement window holds, so a slow peer's rate is not judged on one
+/// or two blocks.
+const MIN_WINDOW_BLOCKS: u64 = 8;
 
 /// Weight of a new latency sample in the smoothed latency (1/8, as for TCP's SRTT).
 const LATENCY_WEIGHT: f64 = 1.0 / 8.0;
@@ -99,8 +117,11 @@ pub(super) struct Estimator {
     min_latency: Option<Duration>,
     /// Smoothed throughput in bytes per second.
     rate: Option<f64>,
-    /// The open measurement window: its start and the bytes received since.
+    /// The open measurement window: its start (moved forward past idle gaps) and the bytes
+    /// received since.
     window: Option<(Instant, u64)>,
+    /// When the last block arrived.
+    last_arrival: Option<Instant>,
     /// Requests to keep in flight.
     pub(super) pipeline: usize,
 }
@@ -112,6 +133,7 @@ impl Estimator {
             min_latency: None,
             rate: None,
             window: None,
+            last_arrival: None,
             pipeline: config.initial_pipeline,
         }
     }
@@ -151,10 +173,25 @@ impl Estimator {
         self.latency
     }
 
-    /// A request went out to a peer that had none outstanding: measure from here, so idle
-    /// time does not count against its throughput.
-    pub(super) fn restart_window(&mut self, now: Instant) {
-        self.window = Some((now, 0));
+    /// A request went out to a peer that had none outstanding. The first one opens the
+    /// measurement window; later ones cut the idle time since the last block (or since the
+    /// window opened, if later) out of the open window, so idle time does not count against
+    /// the peer's throughput and what was measured before the gap is kept.
+    pub(super) fn resume(&mut self, now: Instant) {
+        match self.window.as_mut() {
+            None => self.window = Some((now, 0)),
+            Some((start, _)) => {
+                let busy_until = self.last_arrival.map_or(*start, |at| at.max(*start));
+                // `busy_until >= start`, so the new start is at most `now`.
+                *start += now.saturating_duration_since(busy_until);
+            }
+        }
+    }
+
+    /// The measured throughput in bytes per second, if a window has closed.
+    #[cfg(test)]
+    pub(super) fn rate(&self) -> Option<f64> {
+        self.rate
     }
 
     /// A requested block of `bytes` arrived `latency` after it was asked for.
@@ -171,13 +208,16 @@ impl Estimator {
         self.latency = Some(Duration::try_from_secs_f64(smoothed).unwrap_or(latency));
         self.min_latency = Some(self.min_latency.map_or(latency, |min| min.min(latency)));
 
+        self.last_arrival = Some(self.last_arrival.map_or(now, |at| at.max(now)));
+
         let window_len = MIN_RATE_WINDOW.max(self.latency.unwrap_or(latency));
         let Some((start, received)) = self.window.as_mut() else {
             return;
         };
         *received += u64::from(bytes);
         let elapsed = now.saturating_duration_since(*start);
-        if elapsed < window_len || elapsed.is_zero() {
+        let enough = *received >= MIN_WINDOW_BLOCKS * u64::from(config.block_size);
+        if elapsed < window_len || elapsed.is_zero() || !enough {
             return;
         }
         let sample = *received as f64 / elapsed.as_secs_f64();
@@ -187,15 +227,18 @@ impl Estimator {
         self.retune(config);
     }
 
-    /// Sets the pipeline from the latest throughput: twice the bandwidth-delay product,
-    /// growing at most 1.5× and shrinking at most 2× per window.
+    /// Sets the pipeline from the latest throughput: twice the bandwidth-delay product, and
+    /// at least what the peer delivers in `min_pipeline_time`, growing at most 1.5× and
+    /// shrinking at most 2× per window.
     fn retune(&mut self, config: &SchedulerConfig) {
         let (Some(rate), Some(min_latency)) = (self.rate, self.min_latency) else {
             return;
         };
-        let bdp_blocks = rate * min_latency.as_secs_f64() / f64::from(config.block_size);
+        let block = f64::from(config.block_size);
+        let bdp_blocks = rate * min_latency.as_secs_f64() / block;
+        let floor_blocks = rate * config.min_pipeline_time.as_secs_f64() / block;
         // `as` saturates (and maps NaN to 0); the clamps below bound it anyway.
-        let target = (2.0 * bdp_blocks).ceil() as usize + 1;
+        let target = ((2.0 * bdp_blocks).ceil() as usize + 1).max(floor_blocks.ceil() as usize);
         let current = self.pipeline;
         let grow_limit = current + (current / 2).max(1);
         let shrink_limit = current / 2;
@@ -239,7 +282,7 @@ mod tests {
         let config = SchedulerConfig::default();
         let t0 = Instant::now();
         let mut est = Estimator::new(&config);
-        est.restart_window(t0);
+        est.resume(t0);
         // A peer on a 100 ms path that can deliver 1000 blocks/s: BDP = 100 blocks.
         let mut now = t0;
         let mut last = est.pipeline;
@@ -258,5 +301,92 @@ mod tests {
             last = est.pipeline;
         }
         assert!((190..=210).contains(&est.pipeline), "{}", est.pipeline);
+    }
+
+    #[test]
+    fn a_peer_that_drains_its_pipeline_every_round_trip_is_still_measured() {
+        let config = SchedulerConfig::default();
+        let t0 = Instant::now();
+        let mut est = Estimator::new(&config);
+        // Each round: 16 requests go out with none outstanding, the blocks arrive 50 µs
+        // apart after a 200 µs round trip, and the next round starts 100 µs after the last
+        // block (the session's turn). Busy time per round: 200 + 16 × 50 = 1000 µs.
+        let us = Duration::from_micros;
+        let mut now = t0;
+        for _ in 0..100 {
+            est.resume(now);
+            now += us(200);
+            for _ in 0..16 {
+                now += us(50);
+                est.block_arrived(us(200), 16384, now, &config);
+            }
+            now += us(100);
+        }
+        let rate = est.rate().expect("a window closed");
+        // 16 blocks per 1000 µs of busy time (the 100 µs gaps are cut out).
+        let expected = 16.0 * 16384.0 / 1e-3;
+        assert!(
+            (rate - expected).abs() < expected * 0.05,
+            "{rate} vs {expected}"
+        );
+        assert!(est.pipeline > 16, "{}", est.pipeline);
+    }
+
+    #[test]
+    fn an_idle_gap_keeps_what_was_measured_before_it() {
+        // A latency prior of 1 ms, so the window is the 10 ms minimum from the start.
+        let config = SchedulerConfig {
+            deadline: DeadlinePolicy::Fixed(ms(2)),
+            ..SchedulerConfig::default()
+        };
+        let t0 = Instant::now();
+        let mut est = Estimator::new(&config);
+        let mut now = t0;
+        est.resume(now);
+        // Half a window of blocks, one per millisecond...
+        for _ in 0..6 {
+            now += ms(1);
+            est.block_arrived(ms(1), 16384, now, &config);
+        }
+        // ...a second of nothing, then the rest of the window at the same pace.
+        now += ms(1000);
+        est.resume(now);
+        for _ in 0..6 {
+            now += ms(1);
+            est.block_arrived(ms(1), 16384, now, &config);
+        }
+        // The window holds all 12 blocks over 12 ms of busy time, not the gap (restarted
+        // at the gap, it would still be open).
+        let rate = est.rate().expect("a window closed");
+        let expected = 16384.0 / 1e-3;
+        assert!(
+            (rate - expected).abs() < expected * 0.01,
+            "{rate} vs {expected}"
+        );
+    }
+
+    /// An estimator fed `blocks` blocks of 16 KiB, one every `per_block`, each 100 µs after
+    /// it was asked for.
+    fn steady(config: &SchedulerConfig, per_block: Duration, blocks: usize) -> Estimator {
+        let mut est = Estimator::new(config);
+        let mut now = Instant::now();
+        est.resume(now);
+        for _ in 0..blocks {
+            now += per_block;
+            est.block_arrived(Duration::from_micros(100), 16384, now, config);
+        }
+        est
+    }
+
+    #[test]
+    fn a_fast_peer_gets_at_least_min_pipeline_time_of_data_up_to_the_cap() {
+        let config = SchedulerConfig::default();
+        // 1 GB/s with a 100 µs round trip: the bandwidth-delay product is 6 blocks, while
+        // 5 ms of data is 305 blocks, above the cap.
+        let est = steady(&config, Duration::from_nanos(16_384), 100_000);
+        assert_eq!(est.pipeline, config.max_pipeline);
+        // A peer at 100 MB/s: 5 ms is about 31 blocks.
+        let est = steady(&config, Duration::from_nanos(163_840), 10_000);
+        assert!((31..=32).contains(&est.pipeline), "{}", est.pipeline);
     }
 }

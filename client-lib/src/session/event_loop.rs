@@ -260,9 +260,11 @@ impl Torrent {
         }
     }
 
-    /// Hashes (and stores) a piece assembled from peer blocks in a task of its own; a
-    /// small piece of a memory store right here (see [`INLINE_COMMIT_MAX`]). Either way the
-    /// verdict comes back through the results channel, so it is handled like any other.
+    /// Hashes (and stores) a piece assembled from peer blocks: a small piece of a memory
+    /// store right here (see [`INLINE_COMMIT_MAX`]), a large or on-disk one in the store's
+    /// commit queue on the blocking pool, one in between in a task of its own (hashed inline
+    /// there; a blocking-pool trip would cost more). Every verdict comes back through the
+    /// results channel, so it is handled like any other.
     pub(super) fn commit_from_peers(&mut self, piece: u32, data: Bytes) {
         let contributors = self.scheduler.piece_contributors(piece);
         if self.store.kind() == StoreKind::Memory && data.len() <= INLINE_COMMIT_MAX {
@@ -277,6 +279,18 @@ impl Torrent {
         let store = Arc::clone(&self.store);
         let results = self.results_tx.clone();
         let stop = self.stop.clone();
+        if !store.commits_inline(data.len()) {
+            store.commit_piece_queued(piece, data, move |result| {
+                if !stop.is_cancelled() {
+                    let _ = results.send(TaskResult::Commit(CommitOutcome {
+                        piece,
+                        contributors,
+                        result,
+                    }));
+                }
+            });
+            return;
+        }
         self.shared.tasks.spawn(
             async move {
                 let result = tokio::select! {

@@ -38,8 +38,11 @@ pub const CONTROL_QUEUE_LEN: usize = 1024;
 pub const MAX_QUEUED_UPLOADS: usize = 256;
 
 /// Blocks read from the store in one go when a peer's next request is served: that request
-/// and the ones queued behind it, up to this many (16 blocks of 16 KiB: one 256 KiB piece).
-pub(super) const READ_AHEAD_BLOCKS: usize = 16;
+/// and the ones queued behind it, up to this many (64 blocks of 16 KiB: 1 MiB, the longest
+/// run the store reads at once). Each read is a trip to the blocking pool, which costs a
+/// thread wake-up: a fast downloader keeps hundreds of requests queued, and reading a
+/// quarter of them per trip keeps those trips rare.
+pub(super) const READ_AHEAD_BLOCKS: usize = 64;
 
 /// A block a peer asked us for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

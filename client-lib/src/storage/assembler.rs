@@ -37,7 +37,9 @@ pub const DEFAULT_MAX_PARTIAL_PIECES: usize = 32;
 /// A piece being assembled.
 #[derive(Debug)]
 struct Partial {
-    /// The piece's bytes, zeroed where no block has arrived yet.
+    /// The piece's bytes up to the furthest block received, zeroed where no block has
+    /// arrived yet. It grows as blocks come in (allocated whole up front), so blocks that
+    /// arrive in order, the usual case, are copied in without zeroing the piece first.
     buf: BytesMut,
     /// One flag per block: received or not.
     received: Vec<bool>,
@@ -125,7 +127,7 @@ impl PieceAssembler {
         let partial = self.partial.entry(piece).or_insert_with(|| {
             let blocks = piece_len.div_ceil(BLOCK_SIZE) as usize;
             Partial {
-                buf: BytesMut::zeroed(piece_len as usize),
+                buf: BytesMut::with_capacity(piece_len as usize),
                 received: vec![false; blocks],
                 missing: blocks,
             }
@@ -137,7 +139,12 @@ impl PieceAssembler {
             None => return Err(out_of_range()),
         }
         let start = begin as usize;
-        if let Some(dest) = partial.buf.get_mut(start..start + data.len()) {
+        if start >= partial.buf.len() {
+            // Past the furthest block so far: zero the gap (blocks still to come), append.
+            partial.buf.resize(start, 0);
+            partial.buf.extend_from_slice(data);
+        } else if let Some(dest) = partial.buf.get_mut(start..start + data.len()) {
+            // A gap left earlier: blocks lie on the grid, so it holds this block whole.
             dest.copy_from_slice(data);
         }
         partial.missing -= 1;

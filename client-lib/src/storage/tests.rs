@@ -3,6 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -582,6 +583,24 @@ fn nothing_on_disk_opens_as_none_and_a_file_in_the_way_is_corrupt() {
 }
 
 #[test]
+fn a_large_download_is_synced_as_it_goes_and_completes() {
+    // 40 MiB in 1 MiB pieces: an early writeback after every 16 MiB, then the final sync.
+    let release = Release::single_with_piece_length(40 * 1024 * 1024, 1024 * 1024);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::disk(dir.path(), &release.metainfo).unwrap();
+    for i in 0..release.piece_count() {
+        store.commit_piece(i, release.piece(i)).unwrap();
+        if i == 14 {
+            assert_eq!(store.writebacks(), 0, "not before 16 MiB");
+        }
+    }
+    assert_eq!(store.writebacks(), 2);
+    assert!(store.is_complete());
+    assert_eq!(store.read_file(0).unwrap(), release.file(0));
+    assert!(complete_path(dir.path(), &release).is_dir());
+}
+
+#[test]
 fn parallel_verification_agrees_with_one_thread() {
     // 40 pieces, so several batches per thread.
     let release = Release::single(40 * K16 - 3);
@@ -664,6 +683,57 @@ fn assembled_pieces_commit_and_read_back() {
                 .unwrap();
         }
         assert!(store.is_complete());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_commits_deliver_every_verdict_and_the_workers_stop() {
+    let release = Release::single_with_piece_length(40 * 64 * 1024, 64 * 1024);
+    for (store, _dir) in stores(&release) {
+        let store = Arc::new(store);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for i in 0..release.piece_count() {
+            // Piece 7 is corrupt: its verdict says so and nothing is stored.
+            let data = if i == 7 {
+                Bytes::from(vec![0; 64 * 1024])
+            } else {
+                release.piece(i)
+            };
+            let tx = tx.clone();
+            store.commit_piece_queued(i, data, move |result| {
+                let _ = tx.send((i, result));
+            });
+        }
+        drop(tx);
+        let mut verdicts = Vec::new();
+        while let Some(verdict) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("every verdict arrives")
+        {
+            verdicts.push(verdict);
+        }
+        verdicts.sort_by_key(|(i, _)| *i);
+        assert_eq!(verdicts.len(), release.piece_count() as usize);
+        for (i, result) in verdicts {
+            match i {
+                7 => assert!(matches!(
+                    result,
+                    Err(StorageError::HashMismatch { piece: 7 })
+                )),
+                _ => result.unwrap(),
+            }
+        }
+        assert_eq!(store.have_count(), release.piece_count() - 1);
+        assert!(!store.has_piece(7));
+        // The workers give their places back once the queue is empty.
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while lock(&store.queue).workers > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the workers stop");
+        assert!(lock(&store.queue).jobs.is_empty());
     }
 }
 

@@ -247,6 +247,22 @@ impl Message {
         }
     }
 
+    /// [`Message::encode`] without the block of a `piece` message: its length prefix (which
+    /// counts the block), id, index and begin, so the block can be written from its own
+    /// buffer (vectored I/O) rather than copied after the header. Any other message is
+    /// encoded whole.
+    pub fn encode_header(&self, out: &mut impl BufMut) {
+        match (self, self.id()) {
+            (Message::Piece { index, begin, .. }, Some(id)) => {
+                out.put_u32(self.body_len() as u32);
+                out.put_u8(id);
+                out.put_u32(*index);
+                out.put_u32(*begin);
+            }
+            _ => self.encode(out),
+        }
+    }
+
     /// The encoding in a new buffer.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
@@ -432,6 +448,24 @@ mod tests {
 
     fn decode_one(bytes: &[u8]) -> Result<Option<(Message, usize)>, PeerWireError> {
         Message::decode(bytes, &limits())
+    }
+
+    #[test]
+    fn a_piece_header_followed_by_its_block_is_the_whole_encoding() {
+        let piece = Message::Piece {
+            index: 2,
+            begin: 16384,
+            data: Bytes::from_static(b"abc"),
+        };
+        let mut out = Vec::new();
+        piece.encode_header(&mut out);
+        assert_eq!(out.len(), piece.encoded_len() - 3);
+        out.extend_from_slice(b"abc");
+        assert_eq!(out, piece.to_bytes());
+        let have = Message::Have { piece: 5 };
+        let mut out = Vec::new();
+        have.encode_header(&mut out);
+        assert_eq!(out, have.to_bytes());
     }
 
     #[test]
