@@ -101,6 +101,8 @@ pub enum PeerEvent {
 pub struct ConnectionStats {
     uploaded: AtomicU64,
     downloaded: AtomicU64,
+    /// The writer has ended: `uploaded` is final.
+    writer_done: std::sync::atomic::AtomicBool,
 }
 
 impl ConnectionStats {
@@ -112,6 +114,13 @@ impl ConnectionStats {
     /// Block payload bytes received from the peer.
     pub fn downloaded(&self) -> u64 {
         self.downloaded.load(Ordering::Relaxed)
+    }
+
+    /// Whether the connection's writer has ended, so that [`ConnectionStats::uploaded`]
+    /// will not change any more (a batch being written when the connection was closed is
+    /// counted once its write returns, which may be after the session let go of it).
+    pub fn upload_final(&self) -> bool {
+        self.writer_done.load(Ordering::Acquire)
     }
 }
 
@@ -426,7 +435,9 @@ impl Reader {
                 Err(_elapsed) => return Err(PeerError::IdleTimeout(self.idle_timeout)),
                 Ok(Ok(0)) => return Err(PeerError::ClosedByPeer),
                 Ok(Ok(read)) => {
-                    self.chunk = if read >= room {
+                    // Only a full read of a whole chunk's room says the stream is fast: a
+                    // small leftover filled up says nothing.
+                    self.chunk = if read >= room && room >= self.chunk {
                         (self.chunk * 2).min(MAX_READ_CHUNK)
                     } else if read < room / 2 {
                         READ_CHUNK
@@ -479,6 +490,7 @@ impl Writer {
         keep_alive: Duration,
     ) -> Result<(), PeerError> {
         let result = self.write_loop(&mut queue, keep_alive).await;
+        self.stats.writer_done.store(true, Ordering::Release);
         self.cancel.cancel();
         result
     }

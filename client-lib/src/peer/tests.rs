@@ -312,10 +312,14 @@ async fn connect_and_accept_exchange_handshakes_and_1000_messages_each_way() {
     assert_eq!(b.stats().uploaded(), piece_bytes(&from_b));
     assert_eq!(a.stats().downloaded(), piece_bytes(&from_b));
 
-    // We close a: it reports a clean close, b hears the peer leave.
+    // We close a: it reports a clean close, b hears the peer leave. Once closed, a's upload
+    // count is final (its writer has ended), and still the whole of what it sent.
+    assert!(!a.stats().upload_final());
     a.close();
     assert!(a.is_closed());
     assert!(session.closed(1).await.is_none());
+    assert!(a.stats().upload_final());
+    assert_eq!(a.stats().uploaded(), piece_bytes(&from_a));
     assert!(matches!(
         session.closed(2).await,
         Some(PeerError::ClosedByPeer)

@@ -1108,6 +1108,7 @@ impl Scheduler {
         if p.reqs.is_empty() {
             p.est.resume(now);
         }
+        p.est.request_sent(now);
         let deadline = now.checked_add(p.est.deadline(&self.config)).unwrap_or(now);
         p.reqs.insert(
             (piece, block),

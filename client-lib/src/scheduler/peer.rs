@@ -122,6 +122,8 @@ pub(super) struct Estimator {
     window: Option<(Instant, u64)>,
     /// When the last block arrived.
     last_arrival: Option<Instant>,
+    /// When the last request went out.
+    last_sent: Option<Instant>,
     /// Requests to keep in flight.
     pub(super) pipeline: usize,
 }
@@ -134,6 +136,7 @@ impl Estimator {
             rate: None,
             window: None,
             last_arrival: None,
+            last_sent: None,
             pipeline: config.initial_pipeline,
         }
     }
@@ -173,19 +176,35 @@ impl Estimator {
         self.latency
     }
 
-    /// A request went out to a peer that had none outstanding. The first one opens the
-    /// measurement window; later ones cut the idle time since the last block (or since the
-    /// window opened, if later) out of the open window, so idle time does not count against
-    /// the peer's throughput and what was measured before the gap is kept.
+    /// A request is about to go out to a peer that had none outstanding (call before
+    /// [`Estimator::request_sent`]). The first one opens the measurement window. Later ones
+    /// cut the idle time out of the open window, so idle time does not count against the
+    /// peer's throughput and what was measured before the gap is kept; but only when the
+    /// pipeline emptied because its last block arrived. When it emptied because requests
+    /// were given up (cancelled after a stall, dropped by a choke), the time since the last
+    /// block was the peer's, and stays in the window: a staller's rate must not look high.
     pub(super) fn resume(&mut self, now: Instant) {
+        let drained_by_arrival = match (self.last_arrival, self.last_sent) {
+            // Strictly after: requests sent as a block arrives (the same `now`) are still
+            // outstanding when that block is handled.
+            (Some(arrival), Some(sent)) => arrival > sent,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
         match self.window.as_mut() {
             None => self.window = Some((now, 0)),
-            Some((start, _)) => {
+            Some((start, _)) if drained_by_arrival => {
                 let busy_until = self.last_arrival.map_or(*start, |at| at.max(*start));
                 // `busy_until >= start`, so the new start is at most `now`.
                 *start += now.saturating_duration_since(busy_until);
             }
+            Some(_) => {}
         }
+    }
+
+    /// A request went out.
+    pub(super) fn request_sent(&mut self, now: Instant) {
+        self.last_sent = Some(self.last_sent.map_or(now, |at| at.max(now)));
     }
 
     /// The measured throughput in bytes per second, if a window has closed.
@@ -362,6 +381,39 @@ mod tests {
         assert!(
             (rate - expected).abs() < expected * 0.01,
             "{rate} vs {expected}"
+        );
+    }
+
+    #[test]
+    fn a_stall_ended_by_giving_up_counts_against_the_peer() {
+        let config = SchedulerConfig {
+            deadline: DeadlinePolicy::Fixed(ms(2)),
+            ..SchedulerConfig::default()
+        };
+        let t0 = Instant::now();
+        let mut est = Estimator::new(&config);
+        let mut now = t0;
+        est.resume(now);
+        est.request_sent(now);
+        for _ in 0..6 {
+            now += ms(1);
+            est.block_arrived(ms(1), 16384, now, &config);
+        }
+        // Requests go out and nothing comes for a second; they are given up (the caller
+        // forgets them), and later new requests go out.
+        est.request_sent(now);
+        now += ms(1000);
+        est.resume(now);
+        est.request_sent(now);
+        for _ in 0..6 {
+            now += ms(1);
+            est.block_arrived(ms(1), 16384, now, &config);
+        }
+        // The second of stalling is in the window: 12 blocks over about 1.012 s.
+        let rate = est.rate().expect("a window closed");
+        assert!(
+            rate < 16384.0 * 12.0 / 0.9,
+            "{rate} B/s: the stall was cut out"
         );
     }
 

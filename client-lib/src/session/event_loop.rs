@@ -82,7 +82,11 @@ impl Torrent {
                 .map(Instant::from_std)
                 .into_iter()
                 .chain(self.choker.next_wakeup().map(Instant::from_std))
-                .chain((!self.peers.is_empty()).then_some(next_refresh))
+                // Also while a let-go connection may still count a last write.
+                .chain(
+                    (!self.peers.is_empty() || !self.counters.closing.is_empty())
+                        .then_some(next_refresh),
+                )
                 .chain(next_snub_check)
                 .chain((bootstrap && !self.scheduler.is_complete()).then_some(next_redial))
                 .min();
@@ -280,7 +284,8 @@ impl Torrent {
         let results = self.results_tx.clone();
         let stop = self.stop.clone();
         if !store.commits_inline(data.len()) {
-            store.commit_piece_queued(piece, data, move |result| {
+            let tasks = &self.shared.tasks;
+            store.commit_piece_queued(piece, data, stop.clone(), tasks, move |result| {
                 if !stop.is_cancelled() {
                     let _ = results.send(TaskResult::Commit(CommitOutcome {
                         piece,
@@ -401,6 +406,12 @@ impl Torrent {
     /// The progress as it is now.
     pub(super) fn progress(&self) -> Progress {
         let uploaded = self.counters.closed_uploaded
+            + self
+                .counters
+                .closing
+                .iter()
+                .map(|s| s.uploaded())
+                .sum::<u64>()
             + self.peers.values().map(|p| p.link.uploaded()).sum::<u64>();
         Progress {
             total_bytes: self.info.total_length(),
@@ -420,8 +431,23 @@ impl Torrent {
         }
     }
 
+    /// Moves the uploads of let-go connections whose writers have ended into
+    /// `closed_uploaded`.
+    pub(super) fn settle_closing(&mut self) {
+        let counters = &mut self.counters;
+        counters.closing.retain(|stats| {
+            if stats.upload_final() {
+                counters.closed_uploaded += stats.uploaded();
+                false
+            } else {
+                true
+            }
+        });
+    }
+
     /// Updates the watch channel, waking watchers only when something changed.
     pub(super) fn publish_progress(&mut self) {
+        self.settle_closing();
         let progress = self.progress();
         self.progress_tx.send_if_modified(|current| {
             if *current == progress {

@@ -447,7 +447,9 @@ impl Torrent {
             return;
         };
         peer.link.close();
-        self.counters.closed_uploaded += peer.link.uploaded();
+        self.counters
+            .closing
+            .push(std::sync::Arc::clone(peer.link.stats()));
         self.scheduler.peer_disconnected(key);
         if self.peer_ids.get(&peer.peer_id) == Some(&key) {
             self.peer_ids.remove(&peer.peer_id);

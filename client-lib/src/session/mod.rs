@@ -300,8 +300,11 @@ struct Counters {
     have_bytes: u64,
     bytes_from_peers: u64,
     bytes_from_http: u64,
-    /// Uploads of connections already closed.
+    /// Uploads of connections already closed (whose writers have ended).
     closed_uploaded: u64,
+    /// Connections let go of whose writers may still be finishing a write: their uploads
+    /// move to `closed_uploaded` once final (see [`Torrent::settle_closing`]).
+    closing: Vec<Arc<crate::peer::ConnectionStats>>,
     peers_banned: usize,
     web_seeds_removed: usize,
     hash_failures: u32,

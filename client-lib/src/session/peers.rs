@@ -38,11 +38,14 @@ pub const CONTROL_QUEUE_LEN: usize = 1024;
 pub const MAX_QUEUED_UPLOADS: usize = 256;
 
 /// Blocks read from the store in one go when a peer's next request is served: that request
-/// and the ones queued behind it, up to this many (64 blocks of 16 KiB: 1 MiB, the longest
-/// run the store reads at once). Each read is a trip to the blocking pool, which costs a
-/// thread wake-up: a fast downloader keeps hundreds of requests queued, and reading a
-/// quarter of them per trip keeps those trips rare.
+/// and the ones queued behind it, up to this many and up to [`READ_AHEAD_BYTES`] in all
+/// (64 blocks of 16 KiB: 1 MiB, the longest run the store reads at once). Each read is a
+/// trip to the blocking pool, which costs a thread wake-up: a fast downloader keeps hundreds
+/// of requests queued, and reading a quarter of them per trip keeps those trips rare.
 pub(super) const READ_AHEAD_BLOCKS: usize = 64;
+/// The most bytes read ahead for one peer: a peer asking for large blocks (up to
+/// [`crate::storage::MAX_READ_BLOCK_LEN`]) must not make each connection hold 8 MiB.
+pub(super) const READ_AHEAD_BYTES: u64 = 1024 * 1024;
 
 /// A block a peer asked us for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,9 +99,19 @@ impl UploadQueue {
         self.lock().pop_front()
     }
 
-    /// Copies of the first `count` queued requests, left in the queue.
-    fn peek(&self, count: usize) -> Vec<BlockRequest> {
-        self.lock().iter().take(count).copied().collect()
+    /// Copies of the first queued requests, left in the queue: at most `count` of them,
+    /// and only while their lengths add up to at most `bytes`.
+    fn peek(&self, count: usize, bytes: u64) -> Vec<BlockRequest> {
+        let mut total = 0u64;
+        self.lock()
+            .iter()
+            .take(count)
+            .take_while(|r| {
+                total += u64::from(r.length);
+                total <= bytes
+            })
+            .copied()
+            .collect()
     }
 
     /// Waits for the next request. Cancel-safe: a request is taken only by a poll that
@@ -174,6 +187,11 @@ impl PeerLink {
     /// Block bytes written to the peer so far.
     pub(super) fn uploaded(&self) -> u64 {
         self.stats.uploaded()
+    }
+
+    /// The connection's counters (they outlive the link).
+    pub(super) fn stats(&self) -> &Arc<ConnectionStats> {
+        &self.stats
     }
 
     /// Closes the connection (its task ends, dropping the connection's handle).
@@ -262,7 +280,8 @@ impl ReadAhead {
             }
         }
         let mut wanted = vec![*request];
-        wanted.extend(queue.peek(READ_AHEAD_BLOCKS - 1));
+        let room = READ_AHEAD_BYTES.saturating_sub(u64::from(request.length));
+        wanted.extend(queue.peek(READ_AHEAD_BLOCKS - 1, room));
         let triples = wanted
             .iter()
             .map(|r| (r.piece, r.begin, r.length))
@@ -382,6 +401,22 @@ mod tests {
             ahead.take(&again, &queue, &store).await.unwrap(),
             data(again)
         );
+    }
+
+    #[test]
+    fn read_ahead_is_bounded_in_bytes_too() {
+        let q = UploadQueue::default();
+        for piece in 0..20 {
+            assert!(q.push(BlockRequest {
+                piece,
+                begin: 0,
+                length: 128 * 1024,
+            }));
+        }
+        // 64 blocks allowed, but 1 MiB of 128 KiB blocks is 8 of them.
+        assert_eq!(q.peek(READ_AHEAD_BLOCKS, READ_AHEAD_BYTES).len(), 8);
+        assert_eq!(q.peek(3, READ_AHEAD_BYTES).len(), 3);
+        assert!(q.peek(READ_AHEAD_BLOCKS, 1000).is_empty());
     }
 
     #[tokio::test]

@@ -21,8 +21,10 @@
 //! renamed back to `.partial` before anything else happens.
 //!
 //! Written pieces are pushed to the device while the download goes on: every
-//! [`WRITEBACK_STEP`] bytes, the files just written are `fdatasync`ed on the committing
-//! thread (one such sync at a time, outside the store's commit lock). Without it the page
+//! [`WRITEBACK_STEP`] bytes, the files under the piece that crossed the step are
+//! `fdatasync`ed on the committing thread (one such sync at a time, outside the store's
+//! commit lock; in a multi-file release, files written earlier in the step are left to the
+//! final sync). A failed early sync keeps the folder from ever being made complete. Without it the page
 //! cache holds the whole release dirty until completion, and the final `fsync` then waits
 //! for all of it at once (about 0.13 s for 256 MiB on the benchmark machine), after the
 //! last byte arrived. With it, only the last step is left to sync.
@@ -89,6 +91,10 @@ pub(super) struct DiskPieces {
     unsynced: AtomicU64,
     /// Whether an early writeback is running.
     syncing: AtomicBool,
+    /// An early writeback failed: the kernel reports a write-back error once, so a later
+    /// sync may succeed although data never reached the device. The folder is then never
+    /// made complete (see [`DiskPieces::finish`]); it is re-verified when next opened.
+    sync_failed: AtomicBool,
     /// Early writebacks done (for tests).
     writebacks: AtomicU32,
 }
@@ -115,6 +121,7 @@ impl DiskPieces {
             }),
             unsynced: AtomicU64::new(0),
             syncing: AtomicBool::new(false),
+            sync_failed: AtomicBool::new(false),
             writebacks: AtomicU32::new(0),
         })
     }
@@ -154,6 +161,7 @@ impl DiskPieces {
             }),
             unsynced: AtomicU64::new(0),
             syncing: AtomicBool::new(false),
+            sync_failed: AtomicBool::new(false),
             writebacks: AtomicU32::new(0),
         };
         if was_complete && have.is_complete() {
@@ -198,6 +206,7 @@ impl DiskPieces {
             }),
             unsynced: AtomicU64::new(0),
             syncing: AtomicBool::new(false),
+            sync_failed: AtomicBool::new(false),
             writebacks: AtomicU32::new(0),
         };
         Ok(Some((store, have)))
@@ -266,6 +275,9 @@ impl DiskPieces {
         }
         self.unsynced.store(0, Ordering::Release);
         let result = self.sync_range(info, offset, len);
+        if result.is_err() {
+            self.sync_failed.store(true, Ordering::Release);
+        }
         self.writebacks.fetch_add(1, Ordering::Relaxed);
         self.syncing.store(false, Ordering::Release);
         result
@@ -318,6 +330,14 @@ impl DiskPieces {
             return Ok(());
         }
         let root = location.root.clone();
+        if self.sync_failed.load(Ordering::Acquire) {
+            return Err(StorageError::Corrupt {
+                path: root,
+                detail: "an earlier sync of its files failed, so they may not be on the device; \
+                         the folder stays partial and is re-verified when next opened"
+                    .into(),
+            });
+        }
         let mut folders = BTreeSet::from([root.clone()]);
         for index in 0..info.files().len() {
             let path = file_path(&root, info, index);

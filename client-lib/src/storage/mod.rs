@@ -80,6 +80,8 @@ use sha1::{Digest, Sha1};
 use swarmcdn_proto::metainfo::{Info, Metainfo};
 use swarmcdn_proto::peer::Bitfield;
 use swarmcdn_proto::{InfoHash, RelativePath};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use assembler::{BLOCK_SIZE, DEFAULT_MAX_PARTIAL_PIECES, PieceAssembler};
 pub use cache::{
@@ -118,8 +120,17 @@ type CommitDone = Box<dyn FnOnce(Result<(), StorageError>) + Send>;
 /// Pieces waiting for a commit worker, and how many workers run.
 #[derive(Default)]
 struct CommitQueue {
-    jobs: VecDeque<(u32, Bytes, CommitDone)>,
+    jobs: VecDeque<CommitJob>,
     workers: usize,
+}
+
+/// One piece waiting in a [`CommitQueue`].
+struct CommitJob {
+    index: u32,
+    data: Bytes,
+    /// The session that asked: once it is stopped the piece is not committed.
+    stop: CancellationToken,
+    done: CommitDone,
 }
 
 impl std::fmt::Debug for CommitQueue {
@@ -602,40 +613,68 @@ impl Store {
     /// Pieces queue up for at most [`MAX_COMMIT_WORKERS`] workers, each of which commits
     /// queued pieces until none is left: a download that completes pieces faster than they
     /// hash costs no thread hand-off per piece, and does not spread its hashing over dozens
-    /// of threads. Call from within a tokio runtime.
+    /// of threads. Workers run on `tasks` (so a shutdown that waits for them waits for the
+    /// commit in progress), and a piece whose `stop` is cancelled by the time a worker takes
+    /// it is not committed (`done` gets [`StorageError::Cancelled`]). Call from within a
+    /// tokio runtime.
     pub(crate) fn commit_piece_queued(
         self: &Arc<Self>,
         index: u32,
         data: Bytes,
+        stop: CancellationToken,
+        tasks: &TaskTracker,
         done: impl FnOnce(Result<(), StorageError>) + Send + 'static,
     ) {
         {
             let mut queue = lock(&self.queue);
-            queue.jobs.push_back((index, data, Box::new(done)));
+            queue.jobs.push_back(CommitJob {
+                index,
+                data,
+                stop,
+                done: Box::new(done),
+            });
             if queue.workers >= MAX_COMMIT_WORKERS {
                 return;
             }
             queue.workers += 1;
         }
         let store = Arc::clone(self);
-        tokio::task::spawn_blocking(move || store.run_commits());
+        let span = tracing::trace_span!("commit_worker");
+        tasks.spawn_blocking(move || span.in_scope(|| store.run_commits()));
     }
 
-    /// One commit worker: takes queued pieces until the queue is empty.
+    /// One commit worker: takes queued pieces until the queue is empty. A worker gives its
+    /// place back in the same critical section in which it finds the queue empty, so a piece
+    /// queued meanwhile always finds a place for a new worker (or a worker that will take it).
     fn run_commits(&self) {
         /// Gives the worker's place back if a commit panics, so the queue keeps moving.
-        struct Worker<'a>(&'a Mutex<CommitQueue>);
-        impl Drop for Worker<'_> {
+        struct OnPanic<'a>(&'a Mutex<CommitQueue>);
+        impl Drop for OnPanic<'_> {
             fn drop(&mut self) {
                 lock(self.0).workers -= 1;
             }
         }
-        let _worker = Worker(&self.queue);
+        let on_panic = OnPanic(&self.queue);
         loop {
-            let Some((index, data, done)) = lock(&self.queue).jobs.pop_front() else {
-                return;
+            let job = {
+                let mut queue = lock(&self.queue);
+                match queue.jobs.pop_front() {
+                    Some(job) => job,
+                    None => {
+                        queue.workers -= 1;
+                        drop(queue);
+                        // The place is given back: the guard must not do it again.
+                        std::mem::forget(on_panic);
+                        return;
+                    }
+                }
             };
-            done(self.commit_piece(index, data));
+            let verdict = if job.stop.is_cancelled() {
+                Err(StorageError::Cancelled)
+            } else {
+                self.commit_piece(job.index, job.data)
+            };
+            (job.done)(verdict);
         }
     }
 

@@ -691,6 +691,8 @@ async fn queued_commits_deliver_every_verdict_and_the_workers_stop() {
     let release = Release::single_with_piece_length(40 * 64 * 1024, 64 * 1024);
     for (store, _dir) in stores(&release) {
         let store = Arc::new(store);
+        let tasks = tokio_util::task::TaskTracker::new();
+        let stop = tokio_util::sync::CancellationToken::new();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         for i in 0..release.piece_count() {
             // Piece 7 is corrupt: its verdict says so and nothing is stored.
@@ -700,7 +702,7 @@ async fn queued_commits_deliver_every_verdict_and_the_workers_stop() {
                 release.piece(i)
             };
             let tx = tx.clone();
-            store.commit_piece_queued(i, data, move |result| {
+            store.commit_piece_queued(i, data, stop.clone(), &tasks, move |result| {
                 let _ = tx.send((i, result));
             });
         }
@@ -733,7 +735,48 @@ async fn queued_commits_deliver_every_verdict_and_the_workers_stop() {
         })
         .await
         .expect("the workers stop");
+        // They ran on the tracker: waiting for it waits for them.
+        tasks.close();
+        tokio::time::timeout(Duration::from_secs(30), tasks.wait())
+            .await
+            .expect("the tracker sees the workers end");
         assert!(lock(&store.queue).jobs.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn queued_commits_of_a_stopped_session_are_not_made() {
+    let release = Release::single_with_piece_length(8 * 64 * 1024, 64 * 1024);
+    for (store, _dir) in stores(&release) {
+        let store = Arc::new(store);
+        let tasks = tokio_util::task::TaskTracker::new();
+        let stop = tokio_util::sync::CancellationToken::new();
+        stop.cancel();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for i in 0..release.piece_count() {
+            let tx = tx.clone();
+            store.commit_piece_queued(i, release.piece(i), stop.clone(), &tasks, move |r| {
+                let _ = tx.send(r);
+            });
+        }
+        drop(tx);
+        let mut verdicts = 0;
+        while let Some(verdict) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("every verdict arrives")
+        {
+            assert!(
+                matches!(verdict, Err(StorageError::Cancelled)),
+                "{verdict:?}"
+            );
+            verdicts += 1;
+        }
+        assert_eq!(verdicts, release.piece_count());
+        assert_eq!(store.have_count(), 0, "nothing was committed");
+        tasks.close();
+        tokio::time::timeout(Duration::from_secs(30), tasks.wait())
+            .await
+            .expect("the workers end");
     }
 }
 
