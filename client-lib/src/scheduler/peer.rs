@@ -351,29 +351,40 @@ mod tests {
         assert!(est.pipeline > 16, "{}", est.pipeline);
     }
 
-    #[test]
-    fn an_idle_gap_keeps_what_was_measured_before_it() {
-        // A latency prior of 1 ms, so the window is the 10 ms minimum from the start.
-        let config = SchedulerConfig {
+    /// A latency prior of 1 ms, so a window is the 10 ms minimum from the start.
+    fn one_ms_latency_config() -> SchedulerConfig {
+        SchedulerConfig {
             deadline: DeadlinePolicy::Fixed(ms(2)),
             ..SchedulerConfig::default()
-        };
-        let t0 = Instant::now();
-        let mut est = Estimator::new(&config);
-        let mut now = t0;
-        est.resume(now);
-        // Half a window of blocks, one per millisecond...
+        }
+    }
+
+    /// Six blocks of 16 KiB arriving one per millisecond after `now` (each 1 ms after it was
+    /// asked for); returns the time of the last.
+    fn six_blocks_a_ms_apart(
+        est: &mut Estimator,
+        mut now: Instant,
+        config: &SchedulerConfig,
+    ) -> Instant {
         for _ in 0..6 {
             now += ms(1);
-            est.block_arrived(ms(1), 16384, now, &config);
+            est.block_arrived(ms(1), 16384, now, config);
         }
+        now
+    }
+
+    #[test]
+    fn an_idle_gap_keeps_what_was_measured_before_it() {
+        let config = one_ms_latency_config();
+        let mut est = Estimator::new(&config);
+        let mut now = Instant::now();
+        est.resume(now);
+        // Half a window of blocks, one per millisecond...
+        now = six_blocks_a_ms_apart(&mut est, now, &config);
         // ...a second of nothing, then the rest of the window at the same pace.
         now += ms(1000);
         est.resume(now);
-        for _ in 0..6 {
-            now += ms(1);
-            est.block_arrived(ms(1), 16384, now, &config);
-        }
+        six_blocks_a_ms_apart(&mut est, now, &config);
         // The window holds all 12 blocks over 12 ms of busy time, not the gap (restarted
         // at the gap, it would still be open).
         let rate = est.rate().expect("a window closed");
@@ -386,29 +397,19 @@ mod tests {
 
     #[test]
     fn a_stall_ended_by_giving_up_counts_against_the_peer() {
-        let config = SchedulerConfig {
-            deadline: DeadlinePolicy::Fixed(ms(2)),
-            ..SchedulerConfig::default()
-        };
-        let t0 = Instant::now();
+        let config = one_ms_latency_config();
         let mut est = Estimator::new(&config);
-        let mut now = t0;
+        let mut now = Instant::now();
         est.resume(now);
         est.request_sent(now);
-        for _ in 0..6 {
-            now += ms(1);
-            est.block_arrived(ms(1), 16384, now, &config);
-        }
+        now = six_blocks_a_ms_apart(&mut est, now, &config);
         // Requests go out and nothing comes for a second; they are given up (the caller
         // forgets them), and later new requests go out.
         est.request_sent(now);
         now += ms(1000);
         est.resume(now);
         est.request_sent(now);
-        for _ in 0..6 {
-            now += ms(1);
-            est.block_arrived(ms(1), 16384, now, &config);
-        }
+        six_blocks_a_ms_apart(&mut est, now, &config);
         // The second of stalling is in the window: 12 blocks over about 1.012 s.
         let rate = est.rate().expect("a window closed");
         assert!(
