@@ -45,6 +45,19 @@ fn build(tracker: &TestTracker, web: &TestWebSeed, version: &str, seed: u64) -> 
     )
 }
 
+/// [`build`], published to `tracker` and served by `web`.
+async fn published(
+    tracker: &TestTracker,
+    web: &TestWebSeed,
+    version: &str,
+    seed: u64,
+) -> TestRelease {
+    let release = build(tracker, web, version, seed);
+    tracker.publish(&release).await;
+    web.serve(&release);
+    release
+}
+
 /// Checks that `site` serves every file of `release` under its latest route and that the
 /// index reports that version.
 async fn assert_site_serves(http: &reqwest::Client, site: &Site, release: &TestRelease) {
@@ -316,12 +329,8 @@ async fn proxy(State(state): State<Arc<ProxyState>>, request: Request) -> Respon
 async fn an_older_failing_or_untrusted_tracker_answer_never_moves_or_clears_the_release() {
     let tracker = TestTracker::start(300).await;
     let web = TestWebSeed::start().await;
-    let v1 = build(&tracker, &web, "1.0.0", 11);
-    let v2 = build(&tracker, &web, "2.0.0", 12);
-    for release in [&v1, &v2] {
-        tracker.publish(release).await;
-        web.serve(release);
-    }
+    let v1 = published(&tracker, &web, "1.0.0", 11).await;
+    let v2 = published(&tracker, &web, "2.0.0", 12).await;
     // Signed by a key the client does not trust, with a higher version.
     let forged = TestRelease::build(
         NAME,
@@ -376,9 +385,7 @@ async fn through_an_outage_a_site_keeps_serving_and_a_new_site_on_its_cache_fold
  {
     let mut tracker = TestTracker::start(300).await;
     let web = TestWebSeed::start().await;
-    let v1 = build(&tracker, &web, "1.0.0", 21);
-    tracker.publish(&v1).await;
-    web.serve(&v1);
+    let v1 = published(&tracker, &web, "1.0.0", 21).await;
     let proxy = TrackerProxy::start(tracker.url()).await;
     let cache = tempfile::tempdir().unwrap();
     // The first site keeps the release on disk, in the shared folder.
@@ -456,9 +463,7 @@ async fn through_an_outage_a_site_keeps_serving_and_a_new_site_on_its_cache_fold
 async fn latest_routes_ask_the_tracker_once_not_per_request() {
     let tracker = TestTracker::start(300).await;
     let web = TestWebSeed::start().await;
-    let v1 = build(&tracker, &web, "1.0.0", 31);
-    tracker.publish(&v1).await;
-    web.serve(&v1);
+    let v1 = published(&tracker, &web, "1.0.0", 31).await;
     let proxy = TrackerProxy::start(tracker.url()).await;
     let client = test_client()
         .tracker(proxy.url.clone())
@@ -494,9 +499,7 @@ async fn latest_routes_ask_the_tracker_once_not_per_request() {
 async fn watching_a_name_prefetches_it() {
     let mut tracker = TestTracker::start(300).await;
     let web = TestWebSeed::start().await;
-    let v1 = build(&tracker, &web, "1.0.0", 41);
-    tracker.publish(&v1).await;
-    web.serve(&v1);
+    let v1 = published(&tracker, &web, "1.0.0", 41).await;
     let client = test_client()
         .tracker(tracker.url())
         .update_interval(POLL)
@@ -555,9 +558,7 @@ async fn watching_a_name_prefetches_it() {
 async fn unknown_names_are_not_polled() {
     let tracker = TestTracker::start(300).await;
     let web = TestWebSeed::start().await;
-    let v1 = build(&tracker, &web, "1.0.0", 51);
-    tracker.publish(&v1).await;
-    web.serve(&v1);
+    let v1 = published(&tracker, &web, "1.0.0", 51).await;
     let proxy = TrackerProxy::start(tracker.url()).await;
     let client = test_client()
         .tracker(proxy.url.clone())
@@ -671,12 +672,8 @@ async fn names_are_polled_concurrently() {
 async fn a_restarted_site_never_goes_back_to_an_older_version() {
     let tracker = TestTracker::start(300).await;
     let web = TestWebSeed::start().await;
-    let v1 = build(&tracker, &web, "1.0.0", 61);
-    let v2 = build(&tracker, &web, "2.0.0", 62);
-    for release in [&v1, &v2] {
-        tracker.publish(release).await;
-        web.serve(release);
-    }
+    let v1 = published(&tracker, &web, "1.0.0", 61).await;
+    let v2 = published(&tracker, &web, "2.0.0", 62).await;
     let proxy = TrackerProxy::start(tracker.url()).await;
     let cache = tempfile::tempdir().unwrap();
     let start = || {
@@ -736,9 +733,7 @@ async fn a_restarted_site_never_goes_back_to_an_older_version() {
 async fn a_site_that_left_the_folder_is_not_dialled() {
     let tracker = TestTracker::start(300).await;
     let web = TestWebSeed::start().await;
-    let v1 = build(&tracker, &web, "1.0.0", 71);
-    tracker.publish(&v1).await;
-    web.serve(&v1);
+    let v1 = published(&tracker, &web, "1.0.0", 71).await;
     let cache = tempfile::tempdir().unwrap();
     let start = || {
         test_client()
