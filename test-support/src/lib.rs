@@ -47,6 +47,7 @@
 #![warn(missing_docs)]
 
 pub mod interop;
+pub mod metrics;
 pub mod net;
 pub mod payload;
 mod process;

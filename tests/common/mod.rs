@@ -292,13 +292,4 @@ impl Drop for TestSeeder {
     }
 }
 
-/// The value of one series (`name{labels}` exactly as exported) in a metrics text, 0 when
-/// absent.
-pub(crate) fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().unwrap())
-        })
-        .unwrap_or(0.0)
-}
+pub(crate) use swarmcdn_test_support::metrics::metric;

@@ -198,15 +198,7 @@ impl Harness {
     }
 }
 
-/// The value of one series (`name{labels}` exactly as exported), 0 when absent.
-pub(crate) fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().unwrap())
-        })
-        .unwrap_or(0.0)
-}
+pub(crate) use swarmcdn_test_support::metrics::metric;
 
 /// `tracker_errors_total{endpoint=..,reason=..}`.
 pub(crate) fn errors(text: &str, endpoint: &str, reason: &str) -> f64 {
