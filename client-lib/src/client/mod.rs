@@ -64,7 +64,7 @@ pub use shared_folder::{LOCK_FILE, MAX_LOCAL_PEERS, PEERS_DIR};
 use crate::config::ClientConfig;
 use crate::peer::{Listener, PeerRegistry, UploadLimiter};
 use crate::scheduler::{DeadlinePolicy, SchedulerConfig};
-use crate::session::{self, SessionHandle, SessionParams, Shared};
+use crate::session::{self, LookupStart, SessionHandle, SessionParams, Shared};
 use crate::storage::{
     Cache, CacheConfig, CacheMode, Placement, StorageError, StoreKind, StoreLease,
 };
@@ -431,7 +431,7 @@ impl Client {
                 continue;
             };
             match self
-                .start_session(Arc::new(metainfo), Vec::new(), Vec::new())
+                .start_session(Arc::new(metainfo), Vec::new(), None)
                 .await
             {
                 Ok(_leased) => {
@@ -571,6 +571,15 @@ impl Client {
             }
             found => found?,
         };
+        // Dials to the lookup's peers start now, while the signature is checked (see
+        // `session::LookupStart`); dropped, closing them, if the check fails.
+        let claimed = signed.unverified_manifest().info_hash();
+        let mut lookup = match &source {
+            ManifestSource::Tracker { peers, .. } if !self.is_running(claimed).await => {
+                Some(LookupStart::new(&self.inner.shared, claimed, peers.clone()))
+            }
+            _ => None,
+        };
         let manifest = signed.verify(trusted).map_err(|e| match e {
             ManifestError::UntrustedKey { key } => GetError::UntrustedKey {
                 name: name.clone(),
@@ -587,6 +596,9 @@ impl Client {
                 got: format!("{} {}", manifest.name(), manifest.version()),
             });
         }
+        if let Some(lookup) = &mut lookup {
+            lookup.advance();
+        }
         let info_hash = manifest.info_hash();
         let files = |metainfo: &Metainfo| release::file_map(manifest, metainfo.info());
 
@@ -597,16 +609,16 @@ impl Client {
         let (session, lease) = match running {
             Some(running) => running,
             None => {
-                let (metainfo, peers) = match &source {
-                    ManifestSource::Cache(cached) => (Arc::clone(&cached.metainfo), Vec::new()),
+                let metainfo = match &source {
+                    ManifestSource::Cache(cached) => Arc::clone(&cached.metainfo),
                     // Parsed only now that the manifest is trusted, so a bad one is reported
                     // against the info-hash the publisher signed.
-                    ManifestSource::Tracker { torrent, peers } => {
+                    ManifestSource::Tracker { torrent, .. } => {
                         let metainfo = Metainfo::from_bytes(torrent)
                             .map_err(|source| GetError::BadMetainfo { info_hash, source })?;
-                        (Arc::new(metainfo), peers.clone())
+                        Arc::new(metainfo)
                     }
-                    ManifestSource::Peers(metainfo) => (Arc::clone(metainfo), Vec::new()),
+                    ManifestSource::Peers(metainfo) => Arc::clone(metainfo),
                 };
                 if metainfo.info_hash() != info_hash {
                     return Err(GetError::InfoHashMismatch {
@@ -617,7 +629,7 @@ impl Client {
                 // Refuse a torrent that does not carry the manifest's files before
                 // downloading anything.
                 files(&metainfo)?;
-                self.start_session(metainfo, Vec::new(), peers).await?
+                self.start_session(metainfo, Vec::new(), lookup).await?
             }
         };
         let files = files(&session.metainfo)?;
@@ -766,6 +778,12 @@ impl Client {
     }
 
     /// The running session of `info_hash`, leased and marked used.
+    /// Whether a session for `info_hash` is running.
+    async fn is_running(&self, info_hash: InfoHash) -> bool {
+        let sessions = self.inner.sessions.lock().await;
+        sessions.get(&info_hash).is_some_and(|s| !s.is_finished())
+    }
+
     async fn running_session(&self, info_hash: InfoHash) -> Option<(SessionHandle, StoreLease)> {
         let sessions = self.inner.sessions.lock().await;
         let session = sessions.get(&info_hash).filter(|s| !s.is_finished())?;
@@ -787,12 +805,13 @@ impl Client {
     /// gives it, which may already hold some or all of it). Every session announces to the
     /// same set of trackers however it started (fetched, added, restored from the cache):
     /// see [`announce_targets`].
-    /// `initial_peers` are dialled at once (a release lookup's sample of the swarm).
+    /// `lookup`: the release lookup the torrent came from (its peers, the first being
+    /// dialled already), if any; dropped if the session is running already.
     async fn start_session(
         &self,
         metainfo: Arc<Metainfo>,
         extra_announce: Vec<String>,
-        initial_peers: Vec<SocketAddr>,
+        lookup: Option<LookupStart>,
     ) -> Result<(SessionHandle, StoreLease), StartError> {
         let info_hash = metainfo.info_hash();
         // A seed-only store is verified (the whole release read) as it opens: done before
@@ -826,7 +845,7 @@ impl Client {
             announce_urls,
             shared: Arc::clone(&self.inner.shared),
             bootstrap_peers,
-            initial_peers,
+            lookup,
             stop: self.inner.shutdown.child_token(),
         };
         let session = session::spawn(params).map_err(|_| StartError::Shutdown)?;
@@ -849,7 +868,7 @@ impl Client {
 
     async fn add_metainfo(&self, metainfo: Metainfo) -> Result<TorrentHandle, AddError> {
         let (session, lease) = self
-            .start_session(Arc::new(metainfo), Vec::new(), Vec::new())
+            .start_session(Arc::new(metainfo), Vec::new(), None)
             .await?;
         Ok(TorrentHandle::new(session, lease))
     }
@@ -912,7 +931,7 @@ impl Client {
             });
         }
         let (session, lease) = self
-            .start_session(Arc::new(metainfo), magnet.trackers.clone(), Vec::new())
+            .start_session(Arc::new(metainfo), magnet.trackers.clone(), None)
             .await?;
         Ok(TorrentHandle::new(session, lease))
     }

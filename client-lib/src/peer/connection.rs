@@ -70,6 +70,9 @@ const MAX_WRITE_SLICES: usize = 64;
 /// The reader makes sure at least this much room is free before each read.
 pub const MIN_READ_ROOM: usize = 4 * 1024;
 
+/// The id byte of a PIECE message.
+const PIECE_ID: u8 = 7;
+
 /// The session's number for one of its connections. Events carry it; the session maps it to
 /// its own state for the peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -233,6 +236,33 @@ impl PeerConnection {
     /// Whether the connection holds a [`ConnectionPermit`].
     pub fn has_permit(&self) -> bool {
         self.permit.is_some()
+    }
+
+    /// Takes the messages that arrived with the handshake (a dialled peer's bitfield,
+    /// extended handshake and often an unchoke come in the same segment), so the session
+    /// can act on them at once instead of waiting for the reader task's first turn. Stops at
+    /// the first frame that is incomplete, fails to decode or carries a block (blocks are
+    /// counted by the reader): that frame and everything after it stay for the reader, which
+    /// reports them (or the error) as usual. Keep-alives are dropped.
+    pub fn take_received_messages(&mut self, limits: &WireLimits) -> Vec<Message> {
+        let mut messages = Vec::new();
+        while let Ok(Some(total)) = Message::frame_len(&self.received, limits) {
+            if self.received.len() < total || (total > 4 && self.received[4] == PIECE_ID) {
+                break;
+            }
+            // Decoded from a copy, so a frame that fails stays for the reader to report.
+            let mut frame = BytesMut::from(&self.received[..total]);
+            match Message::decode_from(&mut frame, limits) {
+                Ok(Some(message)) => {
+                    self.received.advance(total);
+                    if message != Message::KeepAlive {
+                        messages.push(message);
+                    }
+                }
+                _ => break,
+            }
+        }
+        messages
     }
 
     /// How many bytes the peer sent after its handshake that were read with it.

@@ -390,6 +390,75 @@ async fn bytes_right_behind_the_handshake_are_not_lost() {
 }
 
 #[tokio::test]
+async fn messages_behind_the_handshake_are_taken_up_to_a_block_and_the_reader_gets_the_rest() {
+    let opts = ConnectionOptions::default();
+    let mut server = Server::start(opts.clone()).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let bitfield = Message::Bitfield(Bytes::from_static(&[0xc0]));
+    let block = Message::Piece {
+        index: 0,
+        begin: 0,
+        data: Bytes::from_static(b"data"),
+    };
+    let mut opening = handshake_bytes(&handshake(CLIENT_ID));
+    for message in [
+        bitfield.clone(),
+        Message::KeepAlive,
+        Message::Unchoke,
+        block.clone(),
+        Message::Have { piece: 1 },
+    ] {
+        message.encode(&mut opening);
+    }
+    stream.write_all(&opening).await.unwrap();
+
+    let mut accepted = server.accept().await;
+    // Everything up to the block (keep-alives dropped); the block and what follows stay.
+    let taken = accepted.take_received_messages(&opts.wire_limits);
+    assert_eq!(taken, vec![bitfield, Message::Unchoke]);
+    let mut session = Session::new(opts);
+    let handle = session.start(accepted, 7);
+    assert!(matches!(session.next().await, (PeerKey(7), PeerEvent::Message(m)) if m == block));
+    assert!(
+        handle.stats().downloaded() == 4,
+        "the reader counted the block"
+    );
+    assert!(matches!(
+        session.next().await,
+        (PeerKey(7), PeerEvent::Message(Message::Have { piece: 1 }))
+    ));
+    drop(handle);
+    assert!(session.closed(7).await.is_none());
+    session.assert_stopped().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_frame_behind_the_handshake_is_left_for_the_reader_to_report() {
+    let opts = ConnectionOptions::default();
+    let mut server = Server::start(opts.clone()).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let mut opening = handshake_bytes(&handshake(CLIENT_ID));
+    Message::Interested.encode(&mut opening);
+    // A HAVE two bytes short: a protocol violation.
+    opening.extend_from_slice(&[0, 0, 0, 3, 4, 0, 1]);
+    stream.write_all(&opening).await.unwrap();
+
+    let mut accepted = server.accept().await;
+    let taken = accepted.take_received_messages(&opts.wire_limits);
+    assert_eq!(taken, vec![Message::Interested]);
+    let mut session = Session::new(opts);
+    let _handle = session.start(accepted, 8);
+    let error = session
+        .closed(8)
+        .await
+        .expect("the reader reports the bad frame");
+    assert!(error.is_protocol_violation(), "{error}");
+    session.assert_stopped().await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_peer_that_stops_reading_is_closed_after_the_write_timeout() {
     let opts = ConnectionOptions {
         write_timeout: Duration::from_millis(300),

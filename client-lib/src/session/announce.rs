@@ -4,9 +4,17 @@
 //! sooner than its `min interval`, nor than [`MIN_ANNOUNCE_INTERVAL`]), `completed` as soon
 //! as the download completes (once, and only if it was not complete when the session
 //! started), and `stopped` when the session stops, bounded by a short timeout so shutdown
-//! never waits on a dead tracker. A tracker that cannot be reached (or refuses) is retried
+//! never waits on a dead tracker. An announce under way when the session stops is let
+//! finish first (within the same bound): a tracker that handled it after `stopped` would
+//! list us again. A tracker that cannot be reached (or refuses) is retried
 //! with exponential backoff between the configured bounds; the event that failed is sent
 //! again, so the tracker still sees `started` first.
+//!
+//! A session opened from a release lookup already knows the swarm the tracker would hand
+//! out, so its first announce waits until it has a piece to offer (then the peers the
+//! tracker tells about us can get something from us), or at most
+//! [`LOOKUP_FIRST_ANNOUNCE_WAIT`]. A small release is complete by then, and the announce
+//! no longer competes with its first peer exchange.
 //!
 //! The task reads the transfer counters for `uploaded`/`downloaded`/`left` from the
 //! session's progress watch, so it needs nothing else from the session, and it reports every
@@ -30,6 +38,10 @@ pub const MIN_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(1);
 /// The longest wait between two announces to one tracker, whatever it asks for.
 pub const MAX_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
+/// The longest a session opened from a release lookup holds its first announce back
+/// waiting for a piece (see the module docs).
+pub const LOOKUP_FIRST_ANNOUNCE_WAIT: Duration = Duration::from_secs(1);
+
 /// What one announce attempt gave.
 #[derive(Debug)]
 pub(super) struct AnnounceOutcome {
@@ -51,6 +63,8 @@ pub(super) struct Announcer {
     pub(super) retry_min: Duration,
     pub(super) retry_max: Duration,
     pub(super) stopped_timeout: Duration,
+    /// Hold the first announce back until a piece is in (see the module docs).
+    pub(super) first_waits: bool,
     pub(super) progress: watch::Receiver<Progress>,
     pub(super) results: mpsc::UnboundedSender<TaskResult>,
     pub(super) stop: CancellationToken,
@@ -70,7 +84,17 @@ impl Announcer {
 
     /// Runs until the session stops, then sends `stopped` if the tracker ever answered.
     pub(super) async fn run(self) {
+        // Before any wait: `completed` is for a download done in this session.
         let started_complete = self.progress.borrow().complete;
+        if self.first_waits {
+            let mut progress = self.progress.clone();
+            tokio::select! {
+                biased;
+                () = self.stop.cancelled() => return,
+                () = tokio::time::sleep(LOOKUP_FIRST_ANNOUNCE_WAIT) => {}
+                _ = progress.wait_for(|p| p.complete || p.have_pieces > 0) => {}
+            }
+        }
         let mut event = AnnounceEvent::Started;
         let mut answered = false;
         let mut completed_sent = started_complete;
@@ -80,10 +104,20 @@ impl Announcer {
                 event = AnnounceEvent::Completed;
             }
             let request = self.request(event);
+            let announcing = self.client.announce(&self.url, &request);
+            tokio::pin!(announcing);
             let result = tokio::select! {
                 biased;
-                () = self.stop.cancelled() => break,
-                result = self.client.announce(&self.url, &request) => result,
+                () = self.stop.cancelled() => {
+                    // The request may have reached the tracker already: let it land
+                    // (bounded) so that `stopped` is the last the tracker hears of us.
+                    let landed = tokio::time::timeout(self.stopped_timeout, &mut announcing);
+                    if let Ok(Ok(_)) = landed.await {
+                        answered = true;
+                    }
+                    break;
+                }
+                result = &mut announcing => result,
             };
             let wait = match &result {
                 Ok(success) => {

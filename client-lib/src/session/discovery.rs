@@ -24,12 +24,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use swarmcdn_proto::PeerId;
-use swarmcdn_proto::peer::Handshake;
 use tracing::Instrument;
 
 use super::announce::{AnnounceOutcome, Announcer};
-use super::{MAX_DIAL_QUEUE, TaskResult, Torrent, is_local_ip};
-use crate::peer::{ConnectionPermit, PeerConnection, PeerError, PeerKey, connect};
+use super::opening::{is_own_listener, our_handshake, spawn_connect};
+use super::{MAX_DIAL_QUEUE, Torrent};
+use crate::peer::{ConnectionPermit, PeerConnection, PeerError, PeerKey};
 use crate::tracker_client::TrackerClient;
 
 /// While a download is incomplete, configured bootstrap peers that are not connected are
@@ -77,10 +77,10 @@ pub(super) fn snub_check(
 /// The result of one dial.
 #[derive(Debug)]
 pub(super) struct DialOutcome {
-    addr: SocketAddr,
+    pub(super) addr: SocketAddr,
     /// Whether discovery waits for this dial.
-    settling: bool,
-    result: Result<PeerConnection, PeerError>,
+    pub(super) settling: bool,
+    pub(super) result: Result<PeerConnection, PeerError>,
 }
 
 /// Who a peer key was, for bans after it left.
@@ -106,6 +106,7 @@ impl Torrent {
                 retry_min: config.announce_retry_min,
                 retry_max: config.announce_retry_max,
                 stopped_timeout: config.stopped_announce_timeout,
+                first_waits: self.first_announce_waits,
                 progress: self.progress_tx.subscribe(),
                 results: self.results_tx.clone(),
                 stop: self.stop.clone(),
@@ -151,9 +152,7 @@ impl Torrent {
 
     /// Whether `addr` is our own listener as someone else sees it.
     fn is_self(&self, addr: SocketAddr) -> bool {
-        let listen = self.shared.listen_addr;
-        self.self_addrs.contains(&addr)
-            || (addr.port() == listen.port() && is_local_ip(addr.ip(), listen.ip()))
+        self.self_addrs.contains(&addr) || is_own_listener(addr, self.shared.listen_addr)
     }
 
     /// Whether `addr` snubbed us recently.
@@ -243,34 +242,14 @@ impl Torrent {
             self.settling += 1;
         }
         self.dialing.insert(addr);
-        let ours = Handshake {
-            reserved: swarmcdn_proto::peer::Reserved::NONE
-                .with_extension_protocol()
-                .with_fast(),
-            info_hash: self.info_hash,
-            peer_id: self.shared.peer_id,
-        };
-        let opts = self.shared.conn_opts.clone();
-        let results = self.results_tx.clone();
-        let stop = self.stop.clone();
-        self.shared.tasks.spawn(
-            async move {
-                let result = tokio::select! {
-                    biased;
-                    () = stop.cancelled() => return,
-                    result = connect(addr, ours, &opts) => result,
-                };
-                let result = result.map(|(mut conn, _)| {
-                    conn.set_permit(permit);
-                    conn
-                });
-                let _ = results.send(TaskResult::Dial(DialOutcome {
-                    addr,
-                    settling,
-                    result,
-                }));
-            }
-            .instrument(tracing::debug_span!("dial", %addr)),
+        spawn_connect(
+            &self.shared,
+            addr,
+            permit,
+            our_handshake(self.info_hash, &self.shared),
+            settling,
+            self.results_tx.clone(),
+            self.stop.clone(),
         );
     }
 

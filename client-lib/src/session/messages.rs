@@ -33,7 +33,7 @@ impl Torrent {
     /// Takes on an established connection (dialled or incoming), unless the peer is banned,
     /// already connected, or one too many. `settling`: discovery waits for its first
     /// message.
-    pub(super) fn add_connection(&mut self, conn: PeerConnection, settling: bool) {
+    pub(super) fn add_connection(&mut self, mut conn: PeerConnection, settling: bool) {
         let theirs = *conn.remote_handshake();
         let ours = *conn.local_handshake();
         let addr = conn.peer_addr();
@@ -70,6 +70,7 @@ impl Torrent {
         let fast = ours.reserved.supports_fast() && theirs.reserved.supports_fast();
         let extended = ours.reserved.supports_extension_protocol()
             && theirs.reserved.supports_extension_protocol();
+        let early = conn.take_received_messages(&self.shared.conn_opts.wire_limits);
         let handle = conn.start(
             key,
             self.events_tx.clone(),
@@ -131,6 +132,11 @@ impl Torrent {
                 server.advertise(&mut handshake);
             }
             self.send_or_drop(key, handshake.to_message());
+        }
+        // What came with the handshake, handled now (see
+        // `PeerConnection::take_received_messages`).
+        for message in early {
+            self.peer_event(key, PeerEvent::Message(message));
         }
     }
 

@@ -36,6 +36,7 @@ mod discovery;
 mod event_loop;
 mod http;
 mod messages;
+mod opening;
 mod peers;
 mod progress;
 
@@ -48,7 +49,6 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use swarmcdn_proto::metainfo::{Info, Metainfo};
-use swarmcdn_proto::peer::{Handshake, Reserved};
 use swarmcdn_proto::{InfoHash, PeerId};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -65,9 +65,10 @@ use crate::scheduler::{PieceGeometry, Scheduler, SchedulerStats};
 use crate::storage::{PieceAssembler, Store};
 use crate::webseed::WebSeed;
 
+pub(crate) use opening::LookupStart;
 pub use progress::{DownloadError, Progress};
 
-pub use announce::{MAX_ANNOUNCE_INTERVAL, MIN_ANNOUNCE_INTERVAL};
+pub use announce::{LOOKUP_FIRST_ANNOUNCE_WAIT, MAX_ANNOUNCE_INTERVAL, MIN_ANNOUNCE_INTERVAL};
 pub use discovery::BOOTSTRAP_REDIAL;
 pub use http::{WEB_SEED_RETRY_MAX, WEB_SEED_RETRY_MIN};
 pub use peers::{CONTROL_QUEUE_LEN, MAX_QUEUED_UPLOADS};
@@ -122,9 +123,9 @@ pub(crate) struct SessionParams {
     /// The peers dialled besides those trackers hand out (configured bootstrap peers and
     /// clients on the same cache folder), as found when the session starts.
     pub(crate) bootstrap_peers: Vec<SocketAddr>,
-    /// Peers to dial once at the start, before any tracker answers (those of a release
-    /// lookup), like peers a tracker hands out.
-    pub(crate) initial_peers: Vec<SocketAddr>,
+    /// The release lookup the session comes from, if any: its peers, the first of them
+    /// being dialled already (see `opening.rs`).
+    pub(crate) lookup: Option<LookupStart>,
     /// Stops this session (a child of the client's shutdown token).
     pub(crate) stop: CancellationToken,
 }
@@ -280,6 +281,9 @@ struct Torrent {
     first_round_pending: usize,
     /// Which trackers have reported an outcome.
     heard_from: Vec<bool>,
+    /// The first announces wait for a piece to offer (the session came from a release
+    /// lookup: see `opening.rs`).
+    first_announce_waits: bool,
     identities: discovery::Identities,
     settled: bool,
 
@@ -322,16 +326,12 @@ pub(crate) fn spawn(
         announce_urls,
         shared,
         bootstrap_peers,
-        initial_peers,
+        lookup,
         stop,
     } = params;
     let info_hash = metainfo.info_hash();
     let info = Arc::clone(store.info());
-    let ours = Handshake {
-        reserved: Reserved::NONE.with_extension_protocol().with_fast(),
-        info_hash,
-        peer_id: shared.peer_id,
-    };
+    let ours = opening::our_handshake(info_hash, &shared);
     let (incoming_tx, incoming_rx) = mpsc::channel::<PeerConnection>(INCOMING_QUEUE);
     let registration = shared.registry.register(ours, incoming_tx)?;
 
@@ -412,8 +412,14 @@ pub(crate) fn spawn(
         dial_queue: VecDeque::new(),
         dialing: HashSet::new(),
         settling: 0,
-        first_round_pending: announce_urls.len(),
-        heard_from: vec![false; announce_urls.len()],
+        // A release lookup counts as every tracker's first answer (see `opening.rs`).
+        first_round_pending: if lookup.is_some() {
+            0
+        } else {
+            announce_urls.len()
+        },
+        heard_from: vec![lookup.is_some(); announce_urls.len()],
+        first_announce_waits: lookup.is_some(),
         identities: discovery::Identities::default(),
         settled: false,
         seeds,
@@ -427,9 +433,17 @@ pub(crate) fn spawn(
         progress_tx,
         failure: None,
     };
-    // Dialled as soon as the session runs (with the bootstrap peers).
-    for addr in initial_peers {
-        torrent.queue_dial(addr);
+    // The lookup's dials under way are the session's own; the rest of its peers are
+    // dialled as soon as the session runs (with the bootstrap peers).
+    if let Some(lookup) = lookup {
+        for dial in lookup.dials {
+            torrent.dialing.insert(dial.addr);
+            torrent.settling += 1;
+            dial.finish(&torrent.shared, &torrent.results_tx, &torrent.stop);
+        }
+        for addr in lookup.queued {
+            torrent.queue_dial(addr);
+        }
     }
     let span =
         tracing::info_span!("torrent", info_hash = %info_hash, name = %metainfo.info().name());

@@ -8,6 +8,7 @@ mod bootstrap;
 mod eviction;
 mod fallback;
 mod integrity;
+mod lookup;
 mod magnet;
 mod real_clients;
 mod restart;
