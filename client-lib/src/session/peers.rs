@@ -12,9 +12,17 @@
 //! `cancel` can still remove a block that has not been read yet). A peer that lets the
 //! control queue fill up ([`CONTROL_QUEUE_LEN`] messages) is not reading: the session drops
 //! it.
+//!
+//! A control message skips the task (and the connection's queue) when neither holds
+//! anything for the peer: it is written to the socket from the session's task at once
+//! ([`crate::peer::ControlWriter::send_now`]), which saves two task hand-offs per message
+//! on the rounds a small release is fetched in. The task counts what it holds (queued
+//! control messages, and the upload it is reading) so that such a write never overtakes a
+//! message handed over before it.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
@@ -25,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::peer::{ConnectionStats, Direction, PeerHandle};
+use crate::peer::{ConnectionStats, ControlWriter, Direction, PeerHandle};
 use crate::storage::{StorageError, Store, StoreKind};
 
 /// Messages the session may have handed to one peer's task and not yet sent. Generous
@@ -133,6 +141,11 @@ impl UploadQueue {
 #[derive(Debug)]
 pub(super) struct PeerLink {
     control: mpsc::Sender<Message>,
+    /// Writes control messages at once when nothing is held for the peer.
+    writer: ControlWriter,
+    /// Control messages handed to the task and the upload it is reading, not yet handed
+    /// to the connection.
+    held: Arc<AtomicUsize>,
     uploads: Arc<UploadQueue>,
     stats: Arc<ConnectionStats>,
     cancel: CancellationToken,
@@ -154,6 +167,8 @@ impl PeerLink {
         let uploads = Arc::new(UploadQueue::default());
         let stats = Arc::clone(handle.stats());
         let cancel = parent.child_token();
+        let writer = handle.control_writer();
+        let held = Arc::new(AtomicUsize::new(0));
         let span =
             tracing::debug_span!("peer_feed", peer = %handle.peer_addr(), key = handle.key().0);
         tasks.spawn(
@@ -162,21 +177,32 @@ impl PeerLink {
                 control_rx,
                 Arc::clone(&uploads),
                 store,
+                Arc::clone(&held),
                 cancel.clone(),
             )
             .instrument(span),
         );
         PeerLink {
             control,
+            writer,
+            held,
             uploads,
             stats,
             cancel,
         }
     }
 
-    /// Hands `message` to the peer's task without waiting.
+    /// Sends `message` without waiting: written at once if nothing is held for the peer
+    /// (see the module docs), else handed to the peer's task.
     pub(super) fn send(&self, message: Message) -> Result<(), SendFailed> {
-        self.control.try_send(message).map_err(|_| SendFailed)
+        if self.held.load(Ordering::Acquire) == 0 && self.writer.send_now(&message) {
+            return Ok(());
+        }
+        self.held.fetch_add(1, Ordering::AcqRel);
+        self.control.try_send(message).map_err(|_| {
+            self.held.fetch_sub(1, Ordering::AcqRel);
+            SendFailed
+        })
     }
 
     /// The peer's upload queue.
@@ -207,6 +233,7 @@ async fn feed(
     mut control: mpsc::Receiver<Message>,
     uploads: Arc<UploadQueue>,
     store: Arc<Store>,
+    held: Arc<AtomicUsize>,
     cancel: CancellationToken,
 ) {
     enum Next {
@@ -222,7 +249,12 @@ async fn feed(
                 Some(message) => Next::Control(message),
                 None => break,
             },
-            request = uploads.next() => Next::Upload(request),
+            request = uploads.next() => {
+                // Held from now until handed over (a control message was counted by the
+                // session when it queued it).
+                held.fetch_add(1, Ordering::AcqRel);
+                Next::Upload(request)
+            }
         };
         let message = match next {
             Next::Control(message) => message,
@@ -234,6 +266,7 @@ async fn feed(
                 },
                 Err(error) => {
                     tracing::debug!(%error, piece = r.piece, "cannot serve a requested block");
+                    held.fetch_sub(1, Ordering::AcqRel);
                     continue;
                 }
             },
@@ -243,6 +276,8 @@ async fn feed(
             () = cancel.cancelled() => break,
             sent = handle.send(message) => sent,
         };
+        // In the connection's queue now (which counts it), or the connection is gone.
+        held.fetch_sub(1, Ordering::AcqRel);
         if sent.is_err() {
             break;
         }
