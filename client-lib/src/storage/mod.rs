@@ -58,10 +58,10 @@
 //! `spawn_blocking` and call the memory backend inline. Small disk reads are first tried
 //! inline with a read that fails rather than wait for the device (Linux): the bytes a
 //! seeder serves are nearly always in the page cache, and a trip to the pool costs more
-//! than copying them. Keeping the core synchronous keeps
-//! it testable without a runtime and lets start-up verification use plain threads
-//! (`std::thread::scope`). Opening a store and the [`Cache`] operations that touch disk are
-//! also blocking: call them from `spawn_blocking` (or at start-up, before serving).
+//! than copying them. Keeping the core synchronous keeps it testable without a runtime and
+//! lets start-up verification use plain threads (`std::thread::scope`). Opening a store and
+//! the [`Cache`] operations that touch disk are also blocking: call them from
+//! `spawn_blocking` (or at start-up, before serving).
 
 mod assembler;
 mod cache;

@@ -1319,6 +1319,11 @@ mod nowait {
         supported
     }
 
+    /// The blocks of a batch, every one of which must have been read.
+    fn unwrap_all(batch: Vec<Result<Bytes, StorageError>>) -> Vec<Bytes> {
+        batch.into_iter().map(Result::unwrap).collect()
+    }
+
     /// A complete disk store of [`spanning`] whose files were each read once (so their
     /// handles are kept and their bytes in the page cache).
     fn primed() -> (Arc<Store>, Release, TempDir) {
@@ -1356,23 +1361,13 @@ mod nowait {
         let (store, release, dir) = primed();
         let inline = nowait_supported(dir.path());
         for blocks in block_lists(&release) {
-            let want: Vec<Bytes> = store
-                .read_blocks(&blocks)
-                .into_iter()
-                .map(Result::unwrap)
-                .collect();
+            let want = unwrap_all(store.read_blocks(&blocks));
             if inline {
-                let got = store.read_blocks_nowait(&blocks).expect("served inline");
-                let got: Vec<Bytes> = got.into_iter().map(Result::unwrap).collect();
+                let got = unwrap_all(store.read_blocks_nowait(&blocks).expect("served inline"));
                 assert_eq!(got, want, "{blocks:?}");
             }
             let before = disk(&store).nowait_reads();
-            let got: Vec<Bytes> = store
-                .read_blocks_async(blocks.clone())
-                .await
-                .into_iter()
-                .map(Result::unwrap)
-                .collect();
+            let got = unwrap_all(store.read_blocks_async(blocks.clone()).await);
             assert_eq!(got, want, "{blocks:?}");
             assert_eq!(disk(&store).nowait_reads() > before, inline, "{blocks:?}");
         }
@@ -1399,18 +1394,9 @@ mod nowait {
         let (store, release, _dir) = primed();
         disk(&store).refuse_nowait(true);
         for blocks in block_lists(&release) {
-            let want: Vec<Bytes> = store
-                .read_blocks(&blocks)
-                .into_iter()
-                .map(Result::unwrap)
-                .collect();
+            let want = unwrap_all(store.read_blocks(&blocks));
             assert!(store.read_blocks_nowait(&blocks).is_none());
-            let got: Vec<Bytes> = store
-                .read_blocks_async(blocks.clone())
-                .await
-                .into_iter()
-                .map(Result::unwrap)
-                .collect();
+            let got = unwrap_all(store.read_blocks_async(blocks.clone()).await);
             assert_eq!(got, want, "{blocks:?}");
         }
         assert_eq!(store.read_file_async(2).await.unwrap(), release.file(2));
