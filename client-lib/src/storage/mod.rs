@@ -116,6 +116,7 @@ const MAX_READ_RUN: u64 = 1024 * 1024;
 /// release, a batch of 16 blocks) the worker is held for well under 50 µs; beyond it the
 /// saving is a small part of the read, and the bulk upload path (1 MiB read-ahead) keeps
 /// its reads on the pool, off the workers that drive the peer connections.
+#[cfg(target_os = "linux")]
 const INLINE_READ_MAX: u64 = 256 * 1024;
 
 /// Memory pieces up to this size are hashed inline by [`Store::commit_piece_async`]
@@ -795,11 +796,11 @@ impl Store {
     }
 
     /// [`Store::read_blocks`] for async callers: inline for memory; for disk, inline when
-    /// the blocks are few and the page cache holds them all (Linux, see
-    /// [`INLINE_READ_MAX`]), else in **one** trip to the blocking pool. A peer asks for a
-    /// piece as a run of 16 KiB blocks, and a blocking-pool trip per block costs more than
-    /// the read itself (a loopback seeder reached about 220 MB/s with one trip per block
-    /// against about 400 MB/s with the reads done inline).
+    /// the blocks are few (at most 256 KiB) and the page cache holds them all (Linux), else
+    /// in **one** trip to the blocking pool. A peer asks for a piece as a run of 16 KiB
+    /// blocks, and a blocking-pool trip per block costs more than the read itself (a
+    /// loopback seeder reached about 220 MB/s with one trip per block against about 400 MB/s
+    /// with the reads done inline).
     pub async fn read_blocks_async(
         self: &Arc<Self>,
         blocks: Vec<(u32, u32, u32)>,
