@@ -29,10 +29,13 @@
 //! for all of it at once (about 0.13 s for 256 MiB on the benchmark machine), after the
 //! last byte arrived. With it, only the last step is left to sync.
 //!
-//! Files are opened for each operation rather than kept open: a release may have thousands
+//! Files are opened for each write rather than kept open: a release may have thousands
 //! of files and a cache many releases, and open handles would run into the descriptor
 //! limit and keep renames from working on some systems. Opening costs microseconds; a piece
-//! write or a block upload costs more.
+//! write costs more. Reads on Linux are the exception: a few read handles per store are
+//! kept (bounded per store and per process) so that page-cache-hot blocks can be read on
+//! the calling task without waiting (see the `nowait` module); the store drops them
+//! whenever it moves its folder. Elsewhere reads open their files each time too.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -44,10 +47,13 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 use swarmcdn_proto::InfoHash;
-use swarmcdn_proto::metainfo::Info;
+use swarmcdn_proto::metainfo::{FileRanges, Info};
 use swarmcdn_proto::peer::Bitfield;
 
 use super::{StorageError, read_lock, write_lock};
+
+#[cfg(target_os = "linux")]
+mod nowait;
 
 /// The suffix of a release folder that is still being downloaded.
 pub const PARTIAL_SUFFIX: &str = ".partial";
@@ -97,9 +103,26 @@ pub(super) struct DiskPieces {
     sync_failed: AtomicBool,
     /// Early writebacks done (for tests).
     writebacks: AtomicU32,
+    /// Read handles kept open (see the `nowait` module). Dropped whenever the folder moves.
+    #[cfg(target_os = "linux")]
+    open_files: nowait::OpenFiles,
 }
 
 impl DiskPieces {
+    fn new(cache_dir: &Path, info_hash: InfoHash, root: PathBuf, complete: bool) -> Self {
+        DiskPieces {
+            cache_dir: cache_dir.to_path_buf(),
+            info_hash,
+            location: RwLock::new(Location { root, complete }),
+            unsynced: AtomicU64::new(0),
+            syncing: AtomicBool::new(false),
+            sync_failed: AtomicBool::new(false),
+            writebacks: AtomicU32::new(0),
+            #[cfg(target_os = "linux")]
+            open_files: nowait::OpenFiles::default(),
+        }
+    }
+
     /// Starts a new download in `C/H.partial`, keeping nothing that may be there already
     /// (call [`DiskPieces::open`] first to resume).
     pub(super) fn create(
@@ -112,18 +135,7 @@ impl DiskPieces {
         remove_if_present(&root)?;
         fs::create_dir(&root).map_err(|e| StorageError::io(&root, e))?;
         prepare_files(&root, info)?;
-        Ok(DiskPieces {
-            cache_dir: cache_dir.to_path_buf(),
-            info_hash,
-            location: RwLock::new(Location {
-                root,
-                complete: false,
-            }),
-            unsynced: AtomicU64::new(0),
-            syncing: AtomicBool::new(false),
-            sync_failed: AtomicBool::new(false),
-            writebacks: AtomicU32::new(0),
-        })
+        Ok(DiskPieces::new(cache_dir, info_hash, root, false))
     }
 
     /// Opens what is on disk for this release, re-hashing every piece with `threads`
@@ -152,18 +164,7 @@ impl DiskPieces {
         };
         let have = verify(&root, info, threads)?;
         let was_complete = root == complete;
-        let store = DiskPieces {
-            cache_dir: cache_dir.to_path_buf(),
-            info_hash,
-            location: RwLock::new(Location {
-                root: root.clone(),
-                complete: was_complete,
-            }),
-            unsynced: AtomicU64::new(0),
-            syncing: AtomicBool::new(false),
-            sync_failed: AtomicBool::new(false),
-            writebacks: AtomicU32::new(0),
-        };
+        let store = DiskPieces::new(cache_dir, info_hash, root.clone(), was_complete);
         if was_complete && have.is_complete() {
             // Every piece is there; trim files that grew past their length.
             prepare_files(&root, info)?;
@@ -171,9 +172,7 @@ impl DiskPieces {
         }
         if was_complete {
             rename_durably(&complete, &partial, cache_dir)?;
-            let mut location = write_lock(&store.location);
-            location.root = partial.clone();
-            location.complete = false;
+            store.relocate(&mut write_lock(&store.location), partial.clone(), false);
         }
         prepare_files(&partial, info)?;
         if have.is_complete() {
@@ -197,19 +196,18 @@ impl DiskPieces {
             return Ok(None);
         }
         let have = verify(&root, info, threads)?;
-        let store = DiskPieces {
-            cache_dir: cache_dir.to_path_buf(),
-            info_hash,
-            location: RwLock::new(Location {
-                root,
-                complete: true,
-            }),
-            unsynced: AtomicU64::new(0),
-            syncing: AtomicBool::new(false),
-            sync_failed: AtomicBool::new(false),
-            writebacks: AtomicU32::new(0),
-        };
+        let store = DiskPieces::new(cache_dir, info_hash, root, true);
         Ok(Some((store, have)))
+    }
+
+    /// Records that the folder is now `root` (under the location's write lock, so no read
+    /// is under way), and drops the kept read handles: they must never outlive the folder
+    /// they were opened in.
+    fn relocate(&self, location: &mut Location, root: PathBuf, complete: bool) {
+        location.root = root;
+        location.complete = complete;
+        #[cfg(target_os = "linux")]
+        self.open_files.clear();
     }
 
     /// The release's folder now.
@@ -312,8 +310,13 @@ impl DiskPieces {
     pub(super) fn read(&self, info: &Info, offset: u64, len: u64) -> Result<Bytes, StorageError> {
         let location = read_lock(&self.location);
         let mut buf = Vec::new();
-        let mut reader = RangeReader::new(&location.root, info);
-        match reader.read_to_vec(offset, len, &mut buf)? {
+        #[cfg(target_os = "linux")]
+        let outcome = self
+            .open_files
+            .read_to_vec(&location.root, info, offset, len, &mut buf)?;
+        #[cfg(not(target_os = "linux"))]
+        let outcome = RangeReader::new(&location.root, info).read_to_vec(offset, len, &mut buf)?;
+        match outcome {
             ReadOutcome::Read => Ok(Bytes::from(buf)),
             ReadOutcome::Missing(path) => Err(StorageError::Corrupt {
                 path,
@@ -357,10 +360,49 @@ impl DiskPieces {
         }
         let complete = complete_dir(&self.cache_dir, &self.info_hash);
         rename_durably(&root, &complete, &self.cache_dir)?;
-        location.root = complete;
-        location.complete = true;
+        self.relocate(&mut location, complete, true);
         Ok(())
     }
+
+    /// [`DiskPieces::read`] on the calling task, if every byte is in the page cache and
+    /// every file under the range has a kept handle; `None` otherwise (then call
+    /// [`DiskPieces::read`] on the blocking pool). The caller has checked that the pieces
+    /// are verified. Never blocks.
+    #[cfg(target_os = "linux")]
+    pub(super) fn read_nowait(&self, info: &Info, offset: u64, len: u64) -> Option<Bytes> {
+        self.open_files.read_nowait(info, offset, len)
+    }
+
+    /// How many read handles are kept (for tests).
+    #[cfg(all(test, target_os = "linux"))]
+    pub(super) fn kept_handles(&self) -> usize {
+        self.open_files.len()
+    }
+
+    /// How many reads were served without waiting (for tests).
+    #[cfg(all(test, target_os = "linux"))]
+    pub(super) fn nowait_reads(&self) -> usize {
+        self.open_files.nowait_reads.load(Ordering::Acquire)
+    }
+
+    /// Makes every read without waiting fail as if it would block (for tests).
+    #[cfg(all(test, target_os = "linux"))]
+    pub(super) fn refuse_nowait(&self, refuse: bool) {
+        self.open_files
+            .refuse_nowait
+            .store(refuse, Ordering::Release);
+    }
+}
+
+/// The file runs under `len` bytes at `offset` of the torrent; a range reaching past the
+/// end is [`StorageError::OutOfRange`].
+fn file_ranges(info: &Info, offset: u64, len: u64) -> Result<FileRanges<'_>, StorageError> {
+    info.file_ranges(offset, len)
+        .ok_or(StorageError::OutOfRange {
+            piece: u32::try_from(offset / u64::from(info.piece_length())).unwrap_or(u32::MAX),
+            begin: 0,
+            len,
+        })
 }
 
 /// The path of file `index` under `root`.
@@ -480,6 +522,8 @@ impl<'a> RangeReader<'a> {
 
     /// Appends the `len` bytes at `offset` of the torrent to `out`, reading into its spare
     /// capacity (no zeroing first: this is the upload path, which reads every block sent).
+    /// (On Linux the upload path reads through kept handles instead.)
+    #[cfg(not(target_os = "linux"))]
     fn read_to_vec(
         &mut self,
         offset: u64,
@@ -501,16 +545,7 @@ impl<'a> RangeReader<'a> {
         len: u64,
         mut read: impl FnMut(&mut File, usize) -> io::Result<bool>,
     ) -> Result<ReadOutcome, StorageError> {
-        let ranges = self
-            .info
-            .file_ranges(offset, len)
-            .ok_or(StorageError::OutOfRange {
-                piece: u32::try_from(offset / u64::from(self.info.piece_length()))
-                    .unwrap_or(u32::MAX),
-                begin: 0,
-                len,
-            })?;
-        for range in ranges {
+        for range in file_ranges(self.info, offset, len)? {
             let path = file_path(self.root, self.info, range.file_index);
             if self
                 .open

@@ -1281,3 +1281,236 @@ fn a_stored_torrent_with_another_info_hash_is_corrupt() {
     // `restore` skips it rather than failing.
     assert!(cache.restore().unwrap().is_empty());
 }
+
+/// Disk reads served on the calling task from the page cache (Linux only).
+#[cfg(target_os = "linux")]
+mod nowait {
+    use std::io::IoSliceMut;
+
+    use rustix::io::ReadWriteFlags;
+
+    use super::*;
+
+    fn disk(store: &Store) -> &DiskPieces {
+        match &store.backend {
+            Backend::Disk(disk) => disk,
+            Backend::Memory(_) => panic!("not a disk store"),
+        }
+    }
+
+    /// Whether the file system under `dir` serves `RWF_NOWAIT` reads of a file just written
+    /// (a few refuse them); the tests that expect reads served inline need it.
+    fn nowait_supported(dir: &Path) -> bool {
+        let path = dir.join("nowait-probe");
+        fs::write(&path, [7; 64]).unwrap();
+        let file = fs::File::open(&path).unwrap();
+        let mut buf = [0; 64];
+        let read = rustix::io::preadv2(
+            &file,
+            &mut [IoSliceMut::new(&mut buf)],
+            0,
+            ReadWriteFlags::NOWAIT,
+        );
+        fs::remove_file(&path).unwrap();
+        let supported = read.is_ok_and(|n| n == 64);
+        if !supported {
+            eprintln!("SKIPPED (inline part): this file system refuses RWF_NOWAIT reads");
+        }
+        supported
+    }
+
+    /// The blocks of a batch, every one of which must have been read.
+    fn unwrap_all(batch: Vec<Result<Bytes, StorageError>>) -> Vec<Bytes> {
+        batch.into_iter().map(Result::unwrap).collect()
+    }
+
+    /// A complete disk store of [`spanning`] whose files were each read once (so their
+    /// handles are kept and their bytes in the page cache).
+    fn primed() -> (Arc<Store>, Release, TempDir) {
+        let release = spanning();
+        let dir = TempDir::new().unwrap();
+        let store = Arc::new(Store::disk(dir.path(), &release.metainfo).unwrap());
+        commit_all(&store, &release);
+        for index in 0..release.metainfo.info().files().len() {
+            store.read_file(index).unwrap();
+        }
+        (store, release, dir)
+    }
+
+    /// Single blocks, a run over two pieces, a block over two files (piece 0 holds the end
+    /// of `a.js`, the empty file and the start of `c/big.bin`), a run over the last piece.
+    fn block_lists(release: &Release) -> Vec<Vec<(u32, u32, u32)>> {
+        let k16 = K16 as u32;
+        let last = release.piece_count() - 1;
+        let last_len = release.piece(last).len() as u32;
+        vec![
+            vec![(1, 10, 100)],
+            vec![(0, 0, k16), (1, 0, k16)],
+            vec![(0, 9_000, 2_000)],
+            vec![
+                (2, 0, 16),
+                (0, 0, 100),
+                (last, 0, 2),
+                (last, 2, last_len - 2),
+            ],
+        ]
+    }
+
+    #[tokio::test]
+    async fn inline_reads_give_what_the_blocking_pool_gives() {
+        let (store, release, dir) = primed();
+        let inline = nowait_supported(dir.path());
+        for blocks in block_lists(&release) {
+            let want = unwrap_all(store.read_blocks(&blocks));
+            if inline {
+                let got = unwrap_all(store.read_blocks_nowait(&blocks).expect("served inline"));
+                assert_eq!(got, want, "{blocks:?}");
+            }
+            let before = disk(&store).nowait_reads();
+            let got = unwrap_all(store.read_blocks_async(blocks.clone()).await);
+            assert_eq!(got, want, "{blocks:?}");
+            assert_eq!(disk(&store).nowait_reads() > before, inline, "{blocks:?}");
+        }
+        for index in 0..release.metainfo.info().files().len() {
+            let before = disk(&store).nowait_reads();
+            assert_eq!(
+                store.read_file_async(index).await.unwrap(),
+                release.file(index)
+            );
+            // The empty file needs no read at all.
+            let read_inline = inline && !release.file(index).is_empty();
+            assert_eq!(disk(&store).nowait_reads() > before, read_inline, "{index}");
+        }
+        let before = disk(&store).nowait_reads();
+        assert_eq!(
+            store.read_block_async(1, 10, 100).await.unwrap(),
+            release.piece(1).slice(10..110)
+        );
+        assert_eq!(disk(&store).nowait_reads() > before, inline);
+    }
+
+    #[tokio::test]
+    async fn a_read_that_would_block_falls_back_to_the_blocking_pool() {
+        let (store, release, _dir) = primed();
+        disk(&store).refuse_nowait(true);
+        for blocks in block_lists(&release) {
+            let want = unwrap_all(store.read_blocks(&blocks));
+            assert!(store.read_blocks_nowait(&blocks).is_none());
+            let got = unwrap_all(store.read_blocks_async(blocks.clone()).await);
+            assert_eq!(got, want, "{blocks:?}");
+        }
+        assert_eq!(store.read_file_async(2).await.unwrap(), release.file(2));
+        assert_eq!(
+            store.read_block_async(1, 10, 100).await.unwrap(),
+            release.piece(1).slice(10..110)
+        );
+        assert_eq!(disk(&store).nowait_reads(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_unverified_piece_is_never_read_inline() {
+        let release = Release::single(2 * K16);
+        let dir = TempDir::new().unwrap();
+        let inline = nowait_supported(dir.path());
+        let store = Arc::new(Store::disk(dir.path(), &release.metainfo).unwrap());
+        store.commit_piece(0, release.piece(0)).unwrap();
+        // Piece 1's bytes are in the file (and the page cache), but it was never verified.
+        let file = partial_path(dir.path(), &release).join("blob.bin");
+        fs::write(&file, &release.content).unwrap();
+        store.read_block(0, 0, 16).unwrap();
+        let k16 = K16 as u32;
+        assert_eq!(store.read_blocks_nowait(&[(0, 0, k16)]).is_some(), inline);
+        assert!(store.read_blocks_nowait(&[(1, 0, k16)]).is_none());
+        assert!(
+            store
+                .read_blocks_nowait(&[(0, 0, k16), (1, 0, k16)])
+                .is_none()
+        );
+        assert!(store.read_file_nowait(0).is_none());
+        let before = disk(&store).nowait_reads();
+        let batch = store.read_blocks_async(vec![(0, 0, k16), (1, 0, 16)]).await;
+        assert_eq!(batch[0].as_ref().unwrap(), &release.piece(0));
+        assert!(matches!(
+            batch[1],
+            Err(StorageError::NotVerified { piece: 1 })
+        ));
+        assert!(matches!(
+            store.read_block_async(1, 0, 16).await,
+            Err(StorageError::NotVerified { piece: 1 })
+        ));
+        assert!(matches!(
+            store.read_file_async(0).await,
+            Err(StorageError::NotVerified { piece: 1 })
+        ));
+        assert_eq!(disk(&store).nowait_reads(), before);
+    }
+
+    #[tokio::test]
+    async fn reads_larger_than_the_bound_go_to_the_blocking_pool() {
+        let pieces = (INLINE_READ_MAX as usize / K16) + 2;
+        let release = Release::single(pieces * K16);
+        let dir = TempDir::new().unwrap();
+        let store = Arc::new(Store::disk(dir.path(), &release.metainfo).unwrap());
+        commit_all(&store, &release);
+        store.read_file(0).unwrap();
+        let k16 = K16 as u32;
+        let all: Vec<(u32, u32, u32)> = (0..pieces as u32).map(|p| (p, 0, k16)).collect();
+        assert!(store.read_blocks_nowait(&all).is_none());
+        assert!(store.read_file_nowait(0).is_none());
+        let got = store.read_blocks_async(all).await;
+        for (piece, block) in got.into_iter().enumerate() {
+            assert_eq!(block.unwrap(), release.piece(piece as u32));
+        }
+        assert_eq!(store.read_file_async(0).await.unwrap(), release.content);
+        assert_eq!(disk(&store).nowait_reads(), 0);
+    }
+
+    #[tokio::test]
+    async fn kept_handles_are_dropped_when_the_folder_moves() {
+        let release = Release::single(2 * K16);
+        let dir = TempDir::new().unwrap();
+        let store = Arc::new(Store::disk(dir.path(), &release.metainfo).unwrap());
+        store.commit_piece(0, release.piece(0)).unwrap();
+        // A handle on the file in the `.partial` folder is kept.
+        assert_eq!(
+            store.read_block_async(0, 0, 16).await.unwrap(),
+            release.piece(0).slice(..16)
+        );
+        assert_eq!(disk(&store).kept_handles(), 1);
+        // The last piece completes the store: the folder is renamed and the handle dropped.
+        store.commit_piece(1, release.piece(1)).unwrap();
+        assert!(store.is_complete());
+        // The complete folder's file is replaced by another (a new inode): reads give what
+        // is there now, as the blocking path always did, not the old file's bytes.
+        let file = complete_path(dir.path(), &release).join("blob.bin");
+        let mut replaced = release.content.clone();
+        replaced[..16].copy_from_slice(&[0xAA; 16]);
+        let temp = dir.path().join("replacement");
+        fs::write(&temp, &replaced).unwrap();
+        fs::rename(&temp, &file).unwrap();
+        for _ in 0..2 {
+            // The first read opens the new file on the pool, the second may be inline.
+            assert_eq!(
+                store.read_block_async(0, 0, 16).await.unwrap(),
+                &replaced[..16]
+            );
+            assert_eq!(store.read_block(0, 0, 16).unwrap(), &replaced[..16]);
+        }
+        assert_eq!(disk(&store).kept_handles(), 1);
+    }
+
+    #[test]
+    fn kept_handles_are_bounded_per_store() {
+        let names: Vec<String> = (0..50).map(|i| format!("f{i:02}.js")).collect();
+        let files: Vec<(&str, usize)> = names.iter().map(|n| (n.as_str(), 100)).collect();
+        let release = Release::multi(&files);
+        let dir = TempDir::new().unwrap();
+        let store = Store::disk(dir.path(), &release.metainfo).unwrap();
+        commit_all(&store, &release);
+        for index in 0..files.len() {
+            assert_eq!(store.read_file(index).unwrap(), release.file(index));
+            assert!(disk(&store).kept_handles() <= 32);
+        }
+        assert!(disk(&store).kept_handles() > 0);
+    }
+}
