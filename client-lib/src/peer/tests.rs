@@ -458,6 +458,116 @@ async fn a_bad_frame_behind_the_handshake_is_left_for_the_reader_to_report() {
     server.stop().await;
 }
 
+/// Reads frames from `stream` until `count` messages (keep-alives skipped) are decoded.
+async fn read_messages(stream: &mut TcpStream, count: usize) -> Vec<Message> {
+    let mut buf = bytes::BytesMut::new();
+    let mut got = Vec::new();
+    while got.len() < count {
+        while let Some(m) = Message::decode_from(&mut buf, &WireLimits::DEFAULT).unwrap() {
+            if m != Message::KeepAlive {
+                got.push(m);
+            }
+        }
+        if got.len() >= count {
+            break;
+        }
+        let read = timeout(WAIT, stream.read_buf(&mut buf))
+            .await
+            .expect("messages in time")
+            .unwrap();
+        assert_ne!(read, 0, "closed after {} messages", got.len());
+    }
+    got
+}
+
+#[tokio::test]
+async fn send_now_writes_at_once_when_nothing_is_queued_and_never_overtakes_the_queue() {
+    let opts = ConnectionOptions::default();
+    let mut server = Server::start(opts.clone()).await;
+    let (mut peer, _) = raw_peer(server.addr, handshake(CLIENT_ID)).await;
+    let session = Session::new(opts);
+    let handle = session.start(server.accept().await, 9);
+
+    // Idle: written from this task, and the peer has it.
+    assert!(handle.send_now(&Message::Interested));
+    assert_eq!(read_messages(&mut peer, 1).await, vec![Message::Interested]);
+    // Blocks never go this way.
+    let block = Message::Piece {
+        index: 0,
+        begin: 0,
+        data: Bytes::from(vec![7u8; 16 * 1024]),
+    };
+    assert!(!handle.send_now(&block));
+
+    // The peer stops reading: queue blocks until the socket is full and the writer holds
+    // some. From then on `send_now` refuses (something unwritten is queued ahead).
+    let mut queued = 0usize;
+    loop {
+        match handle.try_send(block.clone()) {
+            Ok(()) => queued += 1,
+            Err(mpsc::error::TrySendError::Full(_)) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(!handle.send_now(&Message::Have { piece: 1 }));
+    // Queued behind the blocks (waiting for room as the peer reads again), a control
+    // message comes after every one of them.
+    let reader = tokio::spawn(async move {
+        let got = read_messages(&mut peer, queued + 1).await;
+        (peer, got)
+    });
+    handle.send(Message::Have { piece: 2 }).await.unwrap();
+    let (mut peer, got) = timeout(WAIT, reader).await.unwrap().unwrap();
+    assert!(got[..queued].iter().all(|m| *m == block));
+    assert_eq!(got[queued], Message::Have { piece: 2 });
+    // Drained: direct writes again.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !handle.send_now(&Message::Have { piece: 3 }) {
+        assert!(tokio::time::Instant::now() < deadline, "never idle again");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        read_messages(&mut peer, 1).await,
+        vec![Message::Have { piece: 3 }]
+    );
+
+    drop(handle);
+    session.assert_stopped().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn direct_and_queued_messages_from_one_task_arrive_in_the_order_sent() {
+    let opts = ConnectionOptions {
+        send_queue_len: 8,
+        ..ConnectionOptions::default()
+    };
+    let mut server = Server::start(opts.clone()).await;
+    let (mut peer, _) = raw_peer(server.addr, handshake(CLIENT_ID)).await;
+    let session = Session::new(opts);
+    let handle = session.start(server.accept().await, 10);
+    let messages = mixed_messages(5, 2000);
+    let reader = tokio::spawn(async move {
+        let got = read_messages(&mut peer, 2000).await;
+        (peer, got)
+    });
+    let mut direct = 0;
+    for message in &messages {
+        if handle.send_now(message) {
+            direct += 1;
+        } else {
+            handle.send(message.clone()).await.unwrap();
+        }
+    }
+    let (_peer, got) = timeout(WAIT, reader).await.unwrap().unwrap();
+    assert_eq!(got, messages);
+    assert!(direct > 0, "some were written directly");
+
+    drop(handle);
+    session.assert_stopped().await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_peer_that_stops_reading_is_closed_after_the_write_timeout() {
     let opts = ConnectionOptions {
