@@ -27,7 +27,7 @@ use swarmcdn_proto::PeerId;
 use tracing::Instrument;
 
 use super::announce::{AnnounceOutcome, Announcer};
-use super::opening::{is_own_listener, our_handshake, spawn_connect};
+use super::opening::{is_own_listener, our_handshake};
 use super::{MAX_DIAL_QUEUE, Torrent};
 use crate::peer::{ConnectionPermit, PeerConnection, PeerError, PeerKey};
 use crate::tracker_client::TrackerClient;
@@ -242,15 +242,14 @@ impl Torrent {
             self.settling += 1;
         }
         self.dialing.insert(addr);
-        spawn_connect(
+        let ours = our_handshake(self.info_hash, &self.shared);
+        self.dials.push(super::opening::dial(
             &self.shared,
             addr,
             permit,
-            our_handshake(self.info_hash, &self.shared),
+            ours,
             settling,
-            self.results_tx.clone(),
-            self.stop.clone(),
-        );
+        ));
     }
 
     pub(super) fn dial_finished(&mut self, outcome: DialOutcome) {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use swarmcdn_proto::peer::Message;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -97,6 +98,9 @@ impl Torrent {
                 // Results first: there are few (bounded by what we started), each may free
                 // work (a verified piece), and a flood of peer events must not delay them.
                 Some(result) = inputs.results.recv() => self.task_result(result),
+                Some(outcome) = self.dials.next(), if !self.dials.is_empty() => {
+                    self.dial_finished(outcome);
+                }
                 Some(conn) = inputs.incoming.recv() => self.incoming(conn),
                 Some((key, event)) = inputs.events.recv() => {
                     self.peer_event(key, event);
@@ -181,7 +185,6 @@ impl Torrent {
     /// The report of one task this session started.
     fn task_result(&mut self, result: TaskResult) {
         match result {
-            TaskResult::Dial(outcome) => self.dial_finished(outcome),
             TaskResult::Http(outcome) => self.http_finished(outcome),
             TaskResult::Commit(outcome) => self.commit_finished(outcome),
             TaskResult::Announce(outcome) => self.announce_finished(outcome),

@@ -8,13 +8,15 @@
 //! plain sequence of calls: handle the event, [`poll`](crate::scheduler::Scheduler::poll)
 //! the scheduler, execute its actions. Everything slow runs beside it as its own task and
 //! reports back: connections (reader/writer tasks, see [`crate::peer`]), one feeding task
-//! per peer (`peers.rs`), dials, web-seed fetches, piece commits (hashing and disk writes),
-//! and one announce loop per tracker (`announce.rs`). The loop itself never waits on the
-//! network or the disk.
+//! per peer (`peers.rs`), web-seed fetches, piece commits (hashing and disk writes), and
+//! one announce loop per tracker (`announce.rs`). Dials are the exception: they are
+//! futures the loop polls itself (a connect and a handshake, no work to move off the loop),
+//! so the socket wakes the session directly when one ends. The loop itself never waits on
+//! the network or the disk.
 //!
 //! The loop `select!`s over, in this order: the stop signal, commands from the client,
-//! results of the tasks it started (dials, fetches, commits, announces), connections the
-//! listener routed here, events of every peer connection (one channel for all of them,
+//! results of the tasks it started (fetches, commits, announces), its dials, connections
+//! the listener routed here, events of every peer connection (one channel for all of them,
 //! handled in batches), and a timer for the scheduler's or the choker's next deadline (or
 //! a progress refresh).
 //!
@@ -46,6 +48,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use futures::stream::FuturesUnordered;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use swarmcdn_proto::metainfo::{Info, Metainfo};
@@ -226,7 +229,6 @@ impl SessionHandle {
 /// What the tasks a session started report back.
 #[derive(Debug)]
 enum TaskResult {
-    Dial(discovery::DialOutcome),
     Http(http::HttpOutcome),
     Commit(event_loop::CommitOutcome),
     Announce(announce::AnnounceOutcome),
@@ -274,6 +276,8 @@ struct Torrent {
 
     dial_queue: VecDeque<SocketAddr>,
     dialing: HashSet<SocketAddr>,
+    /// The dials of `dialing`, polled by the event loop.
+    dials: FuturesUnordered<opening::Dialing>,
     /// Dials in flight and connected peers awaiting their first message that discovery
     /// waits for.
     settling: usize,
@@ -411,6 +415,7 @@ pub(crate) fn spawn(
         avoid_until: HashMap::new(),
         dial_queue: VecDeque::new(),
         dialing: HashSet::new(),
+        dials: FuturesUnordered::new(),
         settling: 0,
         // A release lookup counts as every tracker's first answer (see `opening.rs`).
         first_round_pending: if lookup.is_some() {
@@ -439,7 +444,7 @@ pub(crate) fn spawn(
         for dial in lookup.dials {
             torrent.dialing.insert(dial.addr);
             torrent.settling += 1;
-            dial.finish(&torrent.shared, &torrent.results_tx, &torrent.stop);
+            torrent.dials.push(dial.into_dialing());
         }
         for addr in lookup.queued {
             torrent.queue_dial(addr);

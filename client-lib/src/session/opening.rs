@@ -15,8 +15,8 @@
 //! a task spawned from outside the runtime's workers (an application's main thread) waits
 //! for a parked worker to wake, which on an idle machine cost more than the overlap saves.
 //! A poll without a waker only starts the work (the connect's SYN, the handshake's write);
-//! the session spawns what is still pending as its own dial tasks, whose first poll
-//! registers them for the readiness that has come meanwhile. Each dial holds a place in the
+//! the session takes what is still pending over as its own dials (its event loop polls
+//! them), whose first poll registers them for the readiness that has come meanwhile. Each dial holds a place in the
 //! client's connection limit from the start; dropping a [`LookupStart`] (a bad signature, a
 //! torrent that does not match) closes everything it opened.
 //!
@@ -31,15 +31,11 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+use super::discovery::DialOutcome;
+use super::{Shared, is_local_ip};
+use crate::peer::{ConnectionPermit, PeerConnection, PeerError, connect};
 use swarmcdn_proto::InfoHash;
 use swarmcdn_proto::peer::{Handshake, Reserved};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
-
-use super::discovery::DialOutcome;
-use super::{Shared, TaskResult, is_local_ip};
-use crate::peer::{ConnectionPermit, PeerConnection, PeerError, connect};
 
 /// A connect and handshake under way.
 type Connecting =
@@ -126,15 +122,8 @@ impl LookupStart {
 }
 
 impl EarlyDial {
-    /// Finishes the dial as a session's own: a dial already done reports at once, one still
-    /// connecting goes on in a task of the session's. Either way one [`TaskResult::Dial`]
-    /// reaches `results` (unless `stop` is cancelled first).
-    pub(super) fn finish(
-        self,
-        shared: &Shared,
-        results: &mpsc::UnboundedSender<TaskResult>,
-        stop: &CancellationToken,
-    ) {
+    /// The dial as one of the session's own (see [`Dialing`]): done already, or going on.
+    pub(super) fn into_dialing(self) -> Dialing {
         let EarlyDial {
             addr,
             permit,
@@ -142,19 +131,10 @@ impl EarlyDial {
         } = self;
         match state {
             DialState::Done(result) => {
-                let _ = results.send(dial_outcome(addr, true, permit, *result));
+                let outcome = dial_outcome(addr, true, permit, *result);
+                Box::pin(std::future::ready(outcome))
             }
-            DialState::Connecting(connecting) => {
-                spawn_dial(
-                    shared,
-                    addr,
-                    permit,
-                    connecting,
-                    true,
-                    results.clone(),
-                    stop.clone(),
-                );
-            }
+            DialState::Connecting(connecting) => finish_dial(addr, permit, connecting, true),
         }
     }
 }
@@ -185,44 +165,33 @@ pub(super) fn our_handshake(info_hash: InfoHash, shared: &Shared) -> Handshake {
     }
 }
 
-/// Dials `addr` as `ours` in a task of the client's tracker: see [`spawn_dial`].
-pub(super) fn spawn_connect(
+/// A dial of the session's: polled by its event loop (no task of its own, so the session
+/// is woken by the socket itself when the dial ends), dropped with it.
+pub(super) type Dialing = Pin<Box<dyn Future<Output = DialOutcome> + Send>>;
+
+/// A dial of `addr` as `ours`, holding `permit` (kept by the connection it makes).
+pub(super) fn dial(
     shared: &Shared,
     addr: SocketAddr,
     permit: ConnectionPermit,
     ours: Handshake,
     settling: bool,
-    results: mpsc::UnboundedSender<TaskResult>,
-    stop: CancellationToken,
-) {
+) -> Dialing {
     let opts = shared.conn_opts.clone();
     let connecting: Connecting = Box::pin(async move { connect(addr, ours, &opts).await });
-    spawn_dial(shared, addr, permit, connecting, settling, results, stop);
+    finish_dial(addr, permit, connecting, settling)
 }
 
-/// Runs `connecting` to its end in a task of the client's tracker; the outcome (the
-/// connection holding `permit`, or why it failed) goes to `results` unless `stop` is
-/// cancelled first.
-fn spawn_dial(
-    shared: &Shared,
+fn finish_dial(
     addr: SocketAddr,
     permit: ConnectionPermit,
     connecting: Connecting,
     settling: bool,
-    results: mpsc::UnboundedSender<TaskResult>,
-    stop: CancellationToken,
-) {
-    shared.tasks.spawn(
-        async move {
-            let result = tokio::select! {
-                biased;
-                () = stop.cancelled() => return,
-                result = connecting => result.map(|(conn, _)| conn),
-            };
-            let _ = results.send(dial_outcome(addr, settling, permit, result));
-        }
-        .instrument(tracing::debug_span!("dial", %addr)),
-    );
+) -> Dialing {
+    Box::pin(async move {
+        let result = connecting.await.map(|(conn, _)| conn);
+        dial_outcome(addr, settling, permit, result)
+    })
 }
 
 fn dial_outcome(
@@ -230,13 +199,13 @@ fn dial_outcome(
     settling: bool,
     permit: ConnectionPermit,
     result: Result<PeerConnection, PeerError>,
-) -> TaskResult {
-    TaskResult::Dial(DialOutcome {
+) -> DialOutcome {
+    DialOutcome {
         addr,
         settling,
         result: result.map(|mut conn| {
             conn.set_permit(permit);
             conn
         }),
-    })
+    }
 }
