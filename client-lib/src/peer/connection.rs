@@ -24,14 +24,14 @@
 //!   allocation instead of growing the buffer read by read. A block shares its receive
 //!   chunk ([`READ_CHUNK`]) with its neighbours, so a session should copy blocks into its
 //!   piece buffers (or drop them) promptly rather than hold on to them.
-//! - **Control messages may skip the queue.** When nothing is queued for the writer and
-//!   the socket takes the whole message at once, [`ControlWriter::send_now`] writes a
-//!   control message straight from the caller's task (a non-blocking write under a small
-//!   lock the writer takes to count what it holds). A small release is fetched in two or
-//!   three request/response rounds, and each message that went through the writer task
-//!   waited for that task's turn (just after a connection starts, for the task's first
-//!   poll): that hand-off was a fifth of the peer-wire time of a 20 KiB fetch on loopback.
-//!   Blocks always go through the writer, which paces them.
+//! - **A message may skip the queue.** When nothing is queued for the writer and the
+//!   socket takes the whole message at once, [`DirectWriter::send_now`] writes it straight
+//!   from the caller's task (a non-blocking write under a small lock the writer takes to
+//!   count what it holds). A small release is fetched in two or three request/response
+//!   rounds, and each message that went through the writer task waited for that task's
+//!   turn (just after a connection starts, for the task's first poll): that hand-off was a
+//!   fifth of the peer-wire time of a 20 KiB fetch on loopback. A block skips the queue
+//!   only when the upload limiter has budget for it at once; the writer paces the rest.
 //! - **One `Closed` event, last.** The reader task is the connection's main task: when it
 //!   stops (error, end of stream, idle timeout, cancellation) it stops the writer, waits for
 //!   it, releases the connection permit and only then reports `PeerEvent::Closed` with the
@@ -79,14 +79,21 @@ const MAX_WRITE_SLICES: usize = 64;
 pub const MIN_READ_ROOM: usize = 4 * 1024;
 
 /// What the writer task is handed: a message, or the unwritten rest of one
-/// [`ControlWriter::send_now`] could only write in part.
+/// [`DirectWriter::send_now`] could only write in part.
 #[derive(Debug)]
 enum Outgoing {
     Message(Message),
-    Raw(Bytes),
+    /// A block whose upload budget is already taken.
+    Charged(Message),
+    /// The unwritten rest of a message, and the block bytes it finishes sending (counted
+    /// as uploaded once written).
+    Raw {
+        parts: Vec<Bytes>,
+        upload: u64,
+    },
 }
 
-/// What the writer task and [`ControlWriter::send_now`] share to keep the byte stream in
+/// What the writer task and [`DirectWriter::send_now`] share to keep the byte stream in
 /// order.
 #[derive(Debug)]
 struct WriteGate {
@@ -405,9 +412,11 @@ impl PeerConnection {
         PeerHandle {
             key,
             peer_addr,
-            control: ControlWriter {
+            control: DirectWriter {
                 outgoing,
                 gate,
+                stats: Arc::clone(&stats),
+                limiter: opts.upload_limiter.clone(),
                 cancel: cancel.clone(),
             },
             stats,
@@ -422,7 +431,7 @@ impl PeerConnection {
 pub struct PeerHandle {
     key: PeerKey,
     peer_addr: SocketAddr,
-    control: ControlWriter,
+    control: DirectWriter,
     stats: Arc<ConnectionStats>,
     cancel: CancellationToken,
     _close_on_drop: DropGuard,
@@ -450,7 +459,7 @@ impl PeerHandle {
     }
 
     /// Queues `message`, waiting while the queue is full. Messages go out in the order
-    /// queued (and after any [`ControlWriter::send_now`] that returned `true` before).
+    /// queued (and after any [`DirectWriter::send_now`] that returned `true` before).
     pub async fn send(&self, message: Message) -> Result<(), ConnectionClosed> {
         let control = &self.control;
         control.gate.add(1);
@@ -470,14 +479,14 @@ impl PeerHandle {
         self.control.queue(message)
     }
 
-    /// See [`ControlWriter::send_now`].
+    /// See [`DirectWriter::send_now`].
     pub fn send_now(&self, message: &Message) -> bool {
         self.control.send_now(message)
     }
 
     /// The connection's control-message writer, for a task other than the one holding the
     /// handle.
-    pub fn control_writer(&self) -> ControlWriter {
+    pub fn direct_writer(&self) -> DirectWriter {
         self.control.clone()
     }
 
@@ -497,22 +506,22 @@ impl PeerHandle {
 /// queued ahead (see the module docs), else through the connection's queue. Clones write to
 /// the same connection.
 #[derive(Debug, Clone)]
-pub struct ControlWriter {
+pub struct DirectWriter {
     outgoing: mpsc::Sender<Outgoing>,
     gate: Arc<WriteGate>,
+    stats: Arc<ConnectionStats>,
+    limiter: Option<UploadLimiter>,
     cancel: CancellationToken,
 }
 
-impl ControlWriter {
+impl DirectWriter {
     /// Writes `message` to the socket now, from this task, if nothing queued for the
     /// connection's writer is still unwritten and the socket takes it without waiting.
-    /// `true` when it is sent (or, written in part, its rest queued first in line);
-    /// `false` when it was not written at all, and the caller queues it as usual. Blocks
-    /// are never written this way (the writer paces them).
+    /// `true` when it is sent (or handed to the writer first in line: written in part, or
+    /// a block whose upload budget was taken); `false` when nothing was done, and the
+    /// caller queues it as usual. A block goes this way only if the upload limiter has
+    /// budget for it now (the writer paces the others).
     pub fn send_now(&self, message: &Message) -> bool {
-        if matches!(message, Message::Piece { .. }) {
-            return false;
-        }
         let mut state = self.gate.lock();
         if state.pending > 0 {
             return false;
@@ -520,28 +529,70 @@ impl ControlWriter {
         let Some(socket) = state.socket.as_ref() else {
             return false;
         };
-        let mut buf = BytesMut::new();
-        message.encode(&mut buf);
-        match socket.try_write(&buf) {
-            Ok(written) if written == buf.len() => true,
-            Ok(written) => {
-                // Nothing is queued (`pending` is 0), so there is room for the rest, and it
-                // goes out before anything queued after it.
-                let rest = buf.split_off(written).freeze();
-                state.pending += 1;
-                if self.outgoing.try_send(Outgoing::Raw(rest)).is_err() {
-                    state.pending -= 1;
-                    self.cancel.cancel();
+        let mut head = BytesMut::new();
+        let (block, upload) = match message {
+            Message::Piece { data, .. } => {
+                if let Some(limiter) = &self.limiter
+                    && !limiter.try_acquire(data.len())
+                {
+                    return false;
                 }
-                true
+                message.encode_header(&mut head);
+                (Some(data.clone()), data.len() as u64)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            _ => {
+                message.encode(&mut head);
+                (None, 0)
+            }
+        };
+        let head = head.freeze();
+        let mut parts = vec![head];
+        parts.extend(block);
+        let total: usize = parts.iter().map(Bytes::len).sum();
+        let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+        let written = match socket.try_write_vectored(&slices) {
+            Ok(written) => written,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
             Err(error) => {
                 tracing::debug!(%error, "direct write failed; closing the connection");
                 self.cancel.cancel();
-                false
+                return false;
             }
+        };
+        if written == total {
+            self.stats.uploaded.fetch_add(upload, Ordering::Relaxed);
+            return true;
         }
+        if written == 0 && upload == 0 {
+            return false;
+        }
+        // Nothing is queued (`pending` is 0), so there is room, and what is handed over
+        // goes out before anything queued after it: the rest of a message written in
+        // part, or a block whose budget is taken (the writer must not take it again).
+        let item = if written == 0 {
+            Outgoing::Charged(message.clone())
+        } else {
+            let mut skip = written;
+            let rest = parts
+                .into_iter()
+                .filter_map(|mut part| {
+                    let cut = skip.min(part.len());
+                    skip -= cut;
+                    part.advance(cut);
+                    (!part.is_empty()).then_some(part)
+                })
+                .collect();
+            Outgoing::Raw {
+                parts: rest,
+                upload,
+            }
+        };
+        state.pending += 1;
+        if self.outgoing.try_send(item).is_err() {
+            state.pending -= 1;
+            self.cancel.cancel();
+        }
+        true
     }
 
     /// Queues `message` for the writer if there is room now.
@@ -560,12 +611,12 @@ impl ControlWriter {
 }
 
 impl Outgoing {
-    /// The message queued (a raw rest only ever comes from `send_now`, which never gets it
-    /// back).
+    /// The message queued (a charged block or a raw rest only ever comes from `send_now`,
+    /// which never gets it back).
     fn into_message(self) -> Message {
         match self {
-            Outgoing::Message(message) => message,
-            Outgoing::Raw(_) => Message::KeepAlive,
+            Outgoing::Message(message) | Outgoing::Charged(message) => message,
+            Outgoing::Raw { .. } => Message::KeepAlive,
         }
     }
 }
@@ -727,17 +778,22 @@ impl Writer {
     /// (and writing what is batched before it, so earlier control messages are not held
     /// back by the wait). `Ok(false)` when cancelled meanwhile.
     async fn push(&mut self, item: Outgoing) -> Result<bool, PeerError> {
-        let message = match item {
-            Outgoing::Message(message) => message,
-            Outgoing::Raw(bytes) => {
+        let (message, charged) = match item {
+            Outgoing::Message(message) => (message, false),
+            Outgoing::Charged(message) => (message, true),
+            Outgoing::Raw { parts, upload } => {
                 self.batch_items += 1;
                 self.take_buf();
-                self.parts_len += bytes.len();
-                self.parts.push(bytes);
+                self.unflushed_upload += upload;
+                for part in parts {
+                    self.parts_len += part.len();
+                    self.parts.push(part);
+                }
                 return Ok(true);
             }
         };
         if let (Message::Piece { data, .. }, Some(limiter)) = (&message, &self.limiter)
+            && !charged
             && !limiter.try_acquire(data.len())
         {
             let limiter = limiter.clone();
@@ -826,7 +882,7 @@ async fn write_all_parts(socket: &OwnedWriteHalf, parts: &mut [Bytes]) -> std::i
             *slot = IoSlice::new(part);
             count += 1;
         }
-        // Through `&self` calls, as `ControlWriter::send_now` shares the write half.
+        // Through `&self` calls, as `DirectWriter::send_now` shares the write half.
         let mut written = loop {
             socket.writable().await?;
             match socket.try_write_vectored(&slices[..count]) {

@@ -89,7 +89,7 @@ mod upload_limit;
 mod tests;
 
 pub use connection::{
-    ConnectionClosed, ConnectionLimit, ConnectionPermit, ConnectionStats, ControlWriter, Direction,
+    ConnectionClosed, ConnectionLimit, ConnectionPermit, ConnectionStats, DirectWriter, Direction,
     MAX_BATCH_BYTES, MIN_READ_ROOM, PeerConnection, PeerEvent, PeerHandle, PeerKey, READ_CHUNK,
 };
 pub use error::PeerError;

@@ -491,13 +491,15 @@ async fn send_now_writes_at_once_when_nothing_is_queued_and_never_overtakes_the_
     // Idle: written from this task, and the peer has it.
     assert!(handle.send_now(&Message::Interested));
     assert_eq!(read_messages(&mut peer, 1).await, vec![Message::Interested]);
-    // Blocks never go this way.
+    // A block too (no upload cap here), counted as uploaded.
     let block = Message::Piece {
         index: 0,
         begin: 0,
         data: Bytes::from(vec![7u8; 16 * 1024]),
     };
-    assert!(!handle.send_now(&block));
+    assert!(handle.send_now(&block));
+    assert_eq!(read_messages(&mut peer, 1).await, vec![block.clone()]);
+    assert_eq!(handle.stats().uploaded(), 16 * 1024);
 
     // The peer stops reading: queue blocks until the socket is full and the writer holds
     // some. From then on `send_now` refuses (something unwritten is queued ahead).
@@ -530,6 +532,76 @@ async fn send_now_writes_at_once_when_nothing_is_queued_and_never_overtakes_the_
         read_messages(&mut peer, 1).await,
         vec![Message::Have { piece: 3 }]
     );
+
+    drop(handle);
+    session.assert_stopped().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn blocks_written_directly_until_the_socket_is_full_arrive_whole_and_counted() {
+    let opts = ConnectionOptions::default();
+    let mut server = Server::start(opts.clone()).await;
+    let (mut peer, _) = raw_peer(server.addr, handshake(CLIENT_ID)).await;
+    let session = Session::new(opts);
+    let handle = session.start(server.accept().await, 11);
+    // The peer does not read: direct writes fill the socket, the last one in part (its
+    // rest, or the whole block, goes to the writer first in line), then they are refused.
+    let mut sent = Vec::new();
+    for index in 0.. {
+        let block = Message::Piece {
+            index,
+            begin: 0,
+            data: Bytes::from(vec![index as u8; 16 * 1024 + 3]),
+        };
+        if !handle.send_now(&block) {
+            break;
+        }
+        sent.push(block);
+        assert!(index < 10_000, "the socket never filled up");
+    }
+    assert!(!sent.is_empty());
+    let got = read_messages(&mut peer, sent.len()).await;
+    assert_eq!(got, sent);
+    let total = sent.len() as u64 * (16 * 1024 + 3);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while handle.stats().uploaded() != total {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "uploaded {}",
+            handle.stats().uploaded()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    drop(handle);
+    session.assert_stopped().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_block_over_the_upload_budget_is_left_to_the_writer() {
+    // 16 KiB/s: the burst covers one 16 KiB block, not two.
+    let opts = ConnectionOptions {
+        upload_limiter: Some(UploadLimiter::new(NonZeroU32::new(16).unwrap())),
+        ..ConnectionOptions::default()
+    };
+    let mut server = Server::start(ConnectionOptions::default()).await;
+    let (mut peer, _) = raw_peer(server.addr, handshake(CLIENT_ID)).await;
+    let session = Session::new(opts);
+    let handle = session.start(server.accept().await, 12);
+    let block = |index: u32| Message::Piece {
+        index,
+        begin: 0,
+        data: Bytes::from(vec![index as u8; 16 * 1024]),
+    };
+    assert!(handle.send_now(&block(0)), "within the burst");
+    assert!(!handle.send_now(&block(1)), "over the budget");
+    // Control messages are not budgeted.
+    assert!(handle.send_now(&Message::Have { piece: 5 }));
+    handle.send(block(1)).await.unwrap();
+    let got = read_messages(&mut peer, 3).await;
+    assert_eq!(got, vec![block(0), Message::Have { piece: 5 }, block(1)]);
 
     drop(handle);
     session.assert_stopped().await;

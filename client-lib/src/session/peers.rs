@@ -15,10 +15,12 @@
 //!
 //! A control message skips the task (and the connection's queue) when neither holds
 //! anything for the peer: it is written to the socket from the session's task at once
-//! ([`crate::peer::ControlWriter::send_now`]), which saves two task hand-offs per message
+//! ([`crate::peer::DirectWriter::send_now`]), which saves two task hand-offs per message
 //! on the rounds a small release is fetched in. The task counts what it holds (queued
 //! control messages, and the upload it is reading) so that such a write never overtakes a
-//! message handed over before it.
+//! message handed over before it; and it writes a block it read the same way when it
+//! holds nothing else (the connection's writer then only takes what the socket or the
+//! upload cap holds back).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -33,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::peer::{ConnectionStats, ControlWriter, Direction, PeerHandle};
+use crate::peer::{ConnectionStats, DirectWriter, Direction, PeerHandle};
 use crate::storage::{StorageError, Store, StoreKind};
 
 /// Messages the session may have handed to one peer's task and not yet sent. Generous
@@ -142,7 +144,7 @@ impl UploadQueue {
 pub(super) struct PeerLink {
     control: mpsc::Sender<Message>,
     /// Writes control messages at once when nothing is held for the peer.
-    writer: ControlWriter,
+    writer: DirectWriter,
     /// Control messages handed to the task and the upload it is reading, not yet handed
     /// to the connection.
     held: Arc<AtomicUsize>,
@@ -167,7 +169,7 @@ impl PeerLink {
         let uploads = Arc::new(UploadQueue::default());
         let stats = Arc::clone(handle.stats());
         let cancel = parent.child_token();
-        let writer = handle.control_writer();
+        let writer = handle.direct_writer();
         let held = Arc::new(AtomicUsize::new(0));
         let span =
             tracing::debug_span!("peer_feed", peer = %handle.peer_addr(), key = handle.key().0);
@@ -271,6 +273,12 @@ async fn feed(
                 }
             },
         };
+        // Alone (nothing else held for the peer): written from here if the connection's
+        // writer holds nothing either.
+        if held.load(Ordering::Acquire) == 1 && handle.send_now(&message) {
+            held.fetch_sub(1, Ordering::AcqRel);
+            continue;
+        }
         let sent = tokio::select! {
             biased;
             () = cancel.cancelled() => break,
