@@ -57,6 +57,13 @@ pub(super) const READ_AHEAD_BLOCKS: usize = 64;
 /// [`crate::storage::MAX_READ_BLOCK_LEN`]) must not make each connection hold 8 MiB.
 pub(super) const READ_AHEAD_BYTES: u64 = 1024 * 1024;
 
+/// The feed task writes a block itself (rather than through the connection's writer)
+/// only while at most this many requests wait behind it: a few blocks of a small release
+/// save a task hand-off, a long run goes out in the writer's batches (one write for many
+/// blocks). On the 256 MiB bulk benchmark, direct writes of every block and this bound
+/// measured the same within the noise (600 to 770 MB/s either way).
+const DIRECT_BLOCKS_BEHIND_MAX: usize = 4;
+
 /// A block a peer asked us for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct BlockRequest {
@@ -98,6 +105,11 @@ impl UploadQueue {
         let before = queue.len();
         queue.retain(|r| r != request);
         queue.len() != before
+    }
+
+    /// How many requests are queued.
+    fn len(&self) -> usize {
+        self.lock().len()
     }
 
     /// Removes every queued request and returns them (the peer was choked).
@@ -274,8 +286,11 @@ async fn feed(
             },
         };
         // Alone (nothing else held for the peer): written from here if the connection's
-        // writer holds nothing either.
-        if held.load(Ordering::Acquire) == 1 && handle.send_now(&message) {
+        // writer holds nothing either. Not a block with a long queue of requests behind it:
+        // those go out in the writer's batches (one write for many blocks).
+        let short_queue =
+            !matches!(message, Message::Piece { .. }) || uploads.len() <= DIRECT_BLOCKS_BEHIND_MAX;
+        if short_queue && held.load(Ordering::Acquire) == 1 && handle.send_now(&message) {
             held.fetch_sub(1, Ordering::AcqRel);
             continue;
         }
