@@ -28,6 +28,8 @@ pub const DEFAULT_LISTEN_ADDR: SocketAddr =
 pub const DEFAULT_TRACKER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default [`ClientConfig::stopped_announce_timeout`].
 pub const DEFAULT_STOPPED_ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default [`ClientConfig::lookup_announce_wait`].
+pub const DEFAULT_LOOKUP_ANNOUNCE_WAIT: Duration = Duration::from_secs(1);
 /// Default [`ClientConfig::announce_retry_min`].
 pub const DEFAULT_ANNOUNCE_RETRY_MIN: Duration = Duration::from_secs(2);
 /// Default [`ClientConfig::announce_retry_max`].
@@ -122,8 +124,12 @@ pub struct ClientConfig {
     pub web_seed: WebSeedLimits,
     /// Timeout of one tracker request (manifest, metainfo, announce).
     pub tracker_timeout: Duration,
-    /// How long a `stopped` announce may take at shutdown.
+    /// How long the last announces of a session may take when it stops (an announce under
+    /// way, then `stopped`).
     pub stopped_announce_timeout: Duration,
+    /// A download found through a release lookup already knows the swarm, so its first
+    /// announce waits until it has a piece to offer, or at most this long.
+    pub lookup_announce_wait: Duration,
     /// The first wait before announcing again to a tracker that could not be reached; it
     /// doubles on each failure up to [`ClientConfig::announce_retry_max`].
     pub announce_retry_min: Duration,
@@ -175,6 +181,7 @@ impl Default for ClientConfig {
             web_seed: WebSeedLimits::default(),
             tracker_timeout: DEFAULT_TRACKER_TIMEOUT,
             stopped_announce_timeout: DEFAULT_STOPPED_ANNOUNCE_TIMEOUT,
+            lookup_announce_wait: DEFAULT_LOOKUP_ANNOUNCE_WAIT,
             announce_retry_min: DEFAULT_ANNOUNCE_RETRY_MIN,
             announce_retry_max: DEFAULT_ANNOUNCE_RETRY_MAX,
             numwant: DEFAULT_NUMWANT,

@@ -108,6 +108,19 @@ struct GateState {
     /// The socket's write half, until the writer ends (then it is dropped, which shuts the
     /// write side down).
     socket: Option<Arc<OwnedWriteHalf>>,
+    /// When a direct write last sent something (keep-alives are for quiet connections).
+    last_direct: Option<Instant>,
+}
+
+/// Takes one item back off a gate's count when dropped, unless disarmed (`None`).
+struct Uncount<'a>(Option<&'a WriteGate>);
+
+impl Drop for Uncount<'_> {
+    fn drop(&mut self) {
+        if let Some(gate) = self.0 {
+            gate.sub(1);
+        }
+    }
 }
 
 impl WriteGate {
@@ -355,6 +368,7 @@ impl PeerConnection {
             state: Mutex::new(GateState {
                 pending: 0,
                 socket: Some(Arc::clone(&write_half)),
+                last_direct: None,
             }),
         });
 
@@ -463,14 +477,13 @@ impl PeerHandle {
     pub async fn send(&self, message: Message) -> Result<(), ConnectionClosed> {
         let control = &self.control;
         control.gate.add(1);
-        control
-            .outgoing
-            .send(Outgoing::Message(message))
-            .await
-            .map_err(|e| {
-                control.gate.sub(1);
-                ConnectionClosed(e.0.into_message())
-            })
+        // Uncounted again unless queued (an error, or this future dropped while waiting).
+        let mut uncount = Uncount(Some(&control.gate));
+        let sent = control.outgoing.send(Outgoing::Message(message)).await;
+        if sent.is_ok() {
+            uncount.0 = None;
+        }
+        sent.map_err(|e| ConnectionClosed(e.0.into_message()))
     }
 
     /// Queues `message` if there is room now. A session's event loop should prefer this (and
@@ -559,6 +572,9 @@ impl DirectWriter {
                 return false;
             }
         };
+        if written > 0 {
+            state.last_direct = Some(Instant::now());
+        }
         if written == total {
             self.stats.uploaded.fetch_add(upload, Ordering::Relaxed);
             return true;
@@ -751,8 +767,19 @@ impl Writer {
                     None => return Ok(()),
                 },
                 () = sleep_until(quiet_until) => {
+                    let mut gate = self.gate.lock();
+                    // Not quiet after all: something is queued (the rest of a direct write,
+                    // maybe: a keep-alive now would land in the middle of that message),
+                    // or direct writes went out meanwhile.
+                    let direct_until = gate.last_direct.map(|at| at + keep_alive);
+                    if gate.pending > 0 || direct_until.is_some_and(|until| until > Instant::now()) {
+                        quiet_until = direct_until
+                            .filter(|&until| until > Instant::now())
+                            .unwrap_or_else(|| Instant::now() + keep_alive);
+                        continue;
+                    }
                     // Counted like a queued item, so no direct write interleaves with it.
-                    self.gate.add(1);
+                    gate.pending += 1;
                     Outgoing::Message(Message::KeepAlive)
                 }
             };

@@ -949,6 +949,49 @@ async fn keep_alives_are_sent_on_an_idle_connection() {
 }
 
 #[tokio::test]
+async fn direct_writes_count_as_traffic_for_keep_alives() {
+    let opts = ConnectionOptions {
+        keep_alive_interval: Duration::from_secs(90),
+        idle_timeout: Duration::from_secs(7 * 24 * 3600),
+        ..ConnectionOptions::default()
+    };
+    let mut server = Server::start(opts.clone()).await;
+    let (mut stream, _) = raw_peer(server.addr, handshake(CLIENT_ID)).await;
+    let mut session = Session::new(opts);
+    session.wait = PAUSED_WAIT;
+    let handle = session.start(server.accept().await, 13);
+
+    tokio::time::pause();
+    // A direct write every 60 s for 5 minutes: never 90 s of quiet, so no keep-alive
+    // between them; then quiet, and a keep-alive 90 s after the last one.
+    for piece in 0..5 {
+        assert!(handle.send_now(&Message::Have { piece }));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+    let mut expected = bytes::BytesMut::new();
+    for piece in 0..5 {
+        Message::Have { piece }.encode(&mut expected);
+    }
+    let mut got = vec![0u8; expected.len()];
+    timeout(PAUSED_WAIT, stream.read_exact(&mut got))
+        .await
+        .expect("the haves in time")
+        .unwrap();
+    assert_eq!(got, expected[..], "no keep-alive among the direct writes");
+    let mut keep_alive = [0xffu8; 4];
+    timeout(PAUSED_WAIT, stream.read_exact(&mut keep_alive))
+        .await
+        .expect("a keep-alive once quiet")
+        .unwrap();
+    assert_eq!(keep_alive, [0, 0, 0, 0]);
+
+    drop(handle);
+    assert!(session.closed(13).await.is_none());
+    session.assert_stopped().await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_silent_established_peer_is_closed_after_the_idle_timeout() {
     let opts = ConnectionOptions {
         keep_alive_interval: Duration::from_secs(90),

@@ -5,15 +5,15 @@
 //! as the download completes (once, and only if it was not complete when the session
 //! started), and `stopped` when the session stops, bounded by a short timeout so shutdown
 //! never waits on a dead tracker. An announce under way when the session stops is let
-//! finish first (within the same bound): a tracker that handled it after `stopped` would
-//! list us again. A tracker that cannot be reached (or refuses) is retried
+//! finish first (within the same bound, shared with `stopped`): a tracker that handled it
+//! after `stopped` would list us again. A tracker that cannot be reached (or refuses) is retried
 //! with exponential backoff between the configured bounds; the event that failed is sent
 //! again, so the tracker still sees `started` first.
 //!
 //! A session opened from a release lookup already knows the swarm the tracker would hand
 //! out, so its first announce waits until it has a piece to offer (then the peers the
 //! tracker tells about us can get something from us), or at most
-//! [`LOOKUP_FIRST_ANNOUNCE_WAIT`]. A small release is complete by then, and the announce
+//! [`ClientConfig::lookup_announce_wait`](crate::ClientConfig::lookup_announce_wait). A small release is complete by then, and the announce
 //! no longer competes with its first peer exchange.
 //!
 //! The task reads the transfer counters for `uploaded`/`downloaded`/`left` from the
@@ -38,10 +38,6 @@ pub const MIN_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(1);
 /// The longest wait between two announces to one tracker, whatever it asks for.
 pub const MAX_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
-/// The longest a session opened from a release lookup holds its first announce back
-/// waiting for a piece (see the module docs).
-pub const LOOKUP_FIRST_ANNOUNCE_WAIT: Duration = Duration::from_secs(1);
-
 /// What one announce attempt gave.
 #[derive(Debug)]
 pub(super) struct AnnounceOutcome {
@@ -63,8 +59,10 @@ pub(super) struct Announcer {
     pub(super) retry_min: Duration,
     pub(super) retry_max: Duration,
     pub(super) stopped_timeout: Duration,
-    /// Hold the first announce back until a piece is in (see the module docs).
+    /// Hold the first announce back until a piece is in (see the module docs), at most
+    /// `first_wait`.
     pub(super) first_waits: bool,
+    pub(super) first_wait: Duration,
     pub(super) progress: watch::Receiver<Progress>,
     pub(super) results: mpsc::UnboundedSender<TaskResult>,
     pub(super) stop: CancellationToken,
@@ -91,10 +89,13 @@ impl Announcer {
             tokio::select! {
                 biased;
                 () = self.stop.cancelled() => return,
-                () = tokio::time::sleep(LOOKUP_FIRST_ANNOUNCE_WAIT) => {}
+                () = tokio::time::sleep(self.first_wait) => {}
                 _ = progress.wait_for(|p| p.complete || p.have_pieces > 0) => {}
             }
         }
+        // Set when the session stops with an announce under way: it and `stopped` share
+        // one bound.
+        let mut stop_deadline = None;
         let mut event = AnnounceEvent::Started;
         let mut answered = false;
         let mut completed_sent = started_complete;
@@ -109,9 +110,11 @@ impl Announcer {
             let result = tokio::select! {
                 biased;
                 () = self.stop.cancelled() => {
+                    let deadline = tokio::time::Instant::now() + self.stopped_timeout;
+                    stop_deadline = Some(deadline);
                     // The request may have reached the tracker already: let it land
                     // (bounded) so that `stopped` is the last the tracker hears of us.
-                    let landed = tokio::time::timeout(self.stopped_timeout, &mut announcing);
+                    let landed = tokio::time::timeout_at(deadline, &mut announcing);
                     if let Ok(Ok(_)) = landed.await {
                         answered = true;
                     }
@@ -159,13 +162,12 @@ impl Announcer {
                 _ = progress.wait_for(|p| p.complete), if complete_watch => {}
             }
         }
+        let stop_deadline =
+            stop_deadline.unwrap_or_else(|| tokio::time::Instant::now() + self.stopped_timeout);
         if answered {
             let request = self.request(AnnounceEvent::Stopped);
-            match tokio::time::timeout(
-                self.stopped_timeout,
-                self.client.announce(&self.url, &request),
-            )
-            .await
+            match tokio::time::timeout_at(stop_deadline, self.client.announce(&self.url, &request))
+                .await
             {
                 Ok(Ok(_)) => tracing::debug!(url = %self.url, "announced stopped"),
                 Ok(Err(error)) => {

@@ -107,6 +107,7 @@ impl Torrent {
                 retry_max: config.announce_retry_max,
                 stopped_timeout: config.stopped_announce_timeout,
                 first_waits: self.first_announce_waits,
+                first_wait: config.lookup_announce_wait,
                 progress: self.progress_tx.subscribe(),
                 results: self.results_tx.clone(),
                 stop: self.stop.clone(),

@@ -71,7 +71,7 @@ use crate::webseed::WebSeed;
 pub(crate) use opening::LookupStart;
 pub use progress::{DownloadError, Progress};
 
-pub use announce::{LOOKUP_FIRST_ANNOUNCE_WAIT, MAX_ANNOUNCE_INTERVAL, MIN_ANNOUNCE_INTERVAL};
+pub use announce::{MAX_ANNOUNCE_INTERVAL, MIN_ANNOUNCE_INTERVAL};
 pub use discovery::BOOTSTRAP_REDIAL;
 pub use http::{WEB_SEED_RETRY_MAX, WEB_SEED_RETRY_MIN};
 pub use peers::{CONTROL_QUEUE_LEN, MAX_QUEUED_UPLOADS};

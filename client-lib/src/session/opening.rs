@@ -14,7 +14,9 @@
 //! The dials are futures polled in place by the caller (the `get` call) rather than tasks:
 //! a task spawned from outside the runtime's workers (an application's main thread) waits
 //! for a parked worker to wake, which on an idle machine cost more than the overlap saves.
-//! A poll without a waker only starts the work (the connect's SYN, the handshake's write);
+//! A poll without a waker only starts the work: the first (in `new`) sends the connect's
+//! SYN, and as tokio reports the connection established only at a later poll, the
+//! handshake goes out at the poll after the signature check (`advance`), never before.
 //! the session takes what is still pending over as its own dials (its event loop polls
 //! them), whose first poll registers them for the readiness that has come meanwhile. Each dial holds a place in the
 //! client's connection limit from the start; dropping a [`LookupStart`] (a bad signature, a

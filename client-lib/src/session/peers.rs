@@ -117,8 +117,14 @@ impl UploadQueue {
         self.lock().drain(..).collect()
     }
 
-    fn pop(&self) -> Option<BlockRequest> {
-        self.lock().pop_front()
+    /// Takes the first request, counting it in `held` under the queue's lock: a `clear`
+    /// (a choke) either still finds it, or comes after it is counted, so the session sends
+    /// its `choke` behind the block rather than ahead of it.
+    fn pop(&self, held: &AtomicUsize) -> Option<BlockRequest> {
+        let mut queue = self.lock();
+        let request = queue.pop_front()?;
+        held.fetch_add(1, Ordering::AcqRel);
+        Some(request)
     }
 
     /// Copies of the first queued requests, left in the queue: at most `count` of them,
@@ -138,9 +144,9 @@ impl UploadQueue {
 
     /// Waits for the next request. Cancel-safe: a request is taken only by a poll that
     /// returns it.
-    async fn next(&self) -> BlockRequest {
+    async fn next(&self, held: &AtomicUsize) -> BlockRequest {
         loop {
-            if let Some(request) = self.pop() {
+            if let Some(request) = self.pop(held) {
                 return request;
             }
             // `notify_one` stores a permit when nobody waits, so a push between `pop` and
@@ -263,12 +269,9 @@ async fn feed(
                 Some(message) => Next::Control(message),
                 None => break,
             },
-            request = uploads.next() => {
-                // Held from now until handed over (a control message was counted by the
-                // session when it queued it).
-                held.fetch_add(1, Ordering::AcqRel);
-                Next::Upload(request)
-            }
+            // Counted in `held` as it is popped, until handed over (a control message was
+            // counted by the session when it queued it).
+            request = uploads.next(&held) => Next::Upload(request),
         };
         let message = match next {
             Next::Control(message) => message,
@@ -404,13 +407,20 @@ mod tests {
         assert!(q.push(req(2)));
         assert!(q.cancel(&req(1)));
         assert!(!q.cancel(&req(1)));
-        assert_eq!(q.next().await, req(2));
+        let held = AtomicUsize::new(0);
+        assert_eq!(q.next(&held).await, req(2));
+        assert_eq!(held.load(Ordering::Acquire), 1, "counted as it is taken");
         for i in 0..MAX_QUEUED_UPLOADS as u32 {
             assert!(q.push(req(100 + i)));
         }
         assert!(!q.push(req(99)), "full");
         assert_eq!(q.clear().len(), MAX_QUEUED_UPLOADS);
-        assert!(q.pop().is_none());
+        assert!(q.pop(&held).is_none());
+        assert_eq!(
+            held.load(Ordering::Acquire),
+            1,
+            "nothing taken, nothing counted"
+        );
     }
 
     #[tokio::test]
@@ -438,7 +448,7 @@ mod tests {
             assert!(queue.push(r));
         }
         let mut ahead = ReadAhead::default();
-        let first = queue.pop().unwrap();
+        let first = queue.pop(&AtomicUsize::new(0)).unwrap();
         assert_eq!(
             ahead.take(&first, &queue, &store).await.unwrap(),
             data(first)
@@ -446,15 +456,15 @@ mod tests {
         assert_eq!(ahead.blocks.len(), 3, "the queued blocks were read along");
         // A cancelled block is never served; the next one comes from what was read.
         assert!(queue.cancel(&block(0, 16384)));
-        let next = queue.pop().unwrap();
+        let next = queue.pop(&AtomicUsize::new(0)).unwrap();
         assert_eq!(next, block(1, 0));
         assert_eq!(ahead.take(&next, &queue, &store).await.unwrap(), data(next));
         assert_eq!(ahead.blocks.len(), 1);
         // A request queued after the read-ahead is read when its turn comes.
-        let last = queue.pop().unwrap();
+        let last = queue.pop(&AtomicUsize::new(0)).unwrap();
         assert_eq!(ahead.take(&last, &queue, &store).await.unwrap(), data(last));
         assert!(queue.push(block(0, 0)));
-        let again = queue.pop().unwrap();
+        let again = queue.pop(&AtomicUsize::new(0)).unwrap();
         assert_eq!(
             ahead.take(&again, &queue, &store).await.unwrap(),
             data(again)
@@ -482,7 +492,7 @@ mod tests {
         let q = Arc::new(UploadQueue::default());
         let waiter = tokio::spawn({
             let q = Arc::clone(&q);
-            async move { q.next().await }
+            async move { q.next(&AtomicUsize::new(0)).await }
         });
         tokio::task::yield_now().await;
         assert!(q.push(req(7)));

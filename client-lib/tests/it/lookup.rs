@@ -123,7 +123,15 @@ async fn a_session_from_a_lookup_announces_once_it_has_a_piece() {
         unreachable!("bound to 127.0.0.1");
     };
     let (url, seen, stop) = lookup_tracker(&release, vec![seeder_addr], Duration::ZERO).await;
-    let client = test_client().tracker(url).build().await.unwrap();
+    // The wait for a piece is bounded; here by more than any download can take.
+    let mut config = test_client().current_config().clone();
+    config.lookup_announce_wait = WAIT;
+    let client = test_client()
+        .config(config)
+        .tracker(url)
+        .build()
+        .await
+        .unwrap();
     let port = client.local_peer_addr().port();
 
     let got = get_within(&client, "one-piece").await;
