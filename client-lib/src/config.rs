@@ -29,7 +29,7 @@ pub const DEFAULT_TRACKER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default [`ClientConfig::stopped_announce_timeout`].
 pub const DEFAULT_STOPPED_ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default [`ClientConfig::lookup_announce_wait`].
-pub const DEFAULT_LOOKUP_ANNOUNCE_WAIT: Duration = Duration::from_secs(1);
+pub const DEFAULT_LOOKUP_ANNOUNCE_WAIT: Duration = Duration::from_millis(50);
 /// Default [`ClientConfig::announce_retry_min`].
 pub const DEFAULT_ANNOUNCE_RETRY_MIN: Duration = Duration::from_secs(2);
 /// Default [`ClientConfig::announce_retry_max`].
@@ -128,7 +128,11 @@ pub struct ClientConfig {
     /// way, then `stopped`).
     pub stopped_announce_timeout: Duration,
     /// A download found through a release lookup already knows the swarm, so its first
-    /// announce waits until it has a piece to offer, or at most this long.
+    /// announce waits until it has a piece to offer, or at most this long. The default,
+    /// 50 ms, lets a small release finish its peer exchange without an announce running
+    /// beside it, and is short enough for a flash crowd's clients to find each other: with
+    /// 1 s, 20 clients sharing 16 MiB from a 20 MB/s-capped seeder drew 1.8 to 1.95
+    /// copies from it instead of 1.15 to 1.3.
     pub lookup_announce_wait: Duration,
     /// The first wait before announcing again to a tracker that could not be reached; it
     /// doubles on each failure up to [`ClientConfig::announce_retry_max`].

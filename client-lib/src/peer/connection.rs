@@ -611,6 +611,55 @@ impl DirectWriter {
         true
     }
 
+    /// [`DirectWriter::send_now`] for several control messages at once, in one write:
+    /// all are sent (`true`), or none is (`false`, and the caller queues them in order).
+    /// Blocks are refused.
+    pub fn send_all_now(&self, messages: &[Message]) -> bool {
+        if messages.iter().any(|m| matches!(m, Message::Piece { .. })) {
+            return false;
+        }
+        let mut state = self.gate.lock();
+        if state.pending > 0 {
+            return false;
+        }
+        let Some(socket) = state.socket.as_ref() else {
+            return false;
+        };
+        let mut buf = BytesMut::new();
+        for message in messages {
+            message.encode(&mut buf);
+        }
+        let written = match socket.try_write(&buf) {
+            Ok(written) => written,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(error) => {
+                tracing::debug!(%error, "direct write failed; closing the connection");
+                self.cancel.cancel();
+                return false;
+            }
+        };
+        if written > 0 {
+            state.last_direct = Some(Instant::now());
+        }
+        if written < buf.len() {
+            // As in `send_now`: nothing is queued, so the rest goes first in line.
+            let rest = buf.split_off(written).freeze();
+            state.pending += 1;
+            if self
+                .outgoing
+                .try_send(Outgoing::Raw {
+                    parts: vec![rest],
+                    upload: 0,
+                })
+                .is_err()
+            {
+                state.pending -= 1;
+                self.cancel.cancel();
+            }
+        }
+        true
+    }
+
     /// Queues `message` for the writer if there is room now.
     pub fn queue(&self, message: Message) -> Result<(), TrySendError<Message>> {
         self.gate.add(1);

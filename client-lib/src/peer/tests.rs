@@ -609,6 +609,39 @@ async fn a_block_over_the_upload_budget_is_left_to_the_writer() {
 }
 
 #[tokio::test]
+async fn send_all_now_writes_a_batch_in_one_go_or_not_at_all() {
+    let opts = ConnectionOptions::default();
+    let mut server = Server::start(opts.clone()).await;
+    let (mut peer, _) = raw_peer(server.addr, handshake(CLIENT_ID)).await;
+    let session = Session::new(opts);
+    let handle = session.start(server.accept().await, 14);
+    let writer = handle.direct_writer();
+    let batch: Vec<Message> = (0..50).map(|piece| Message::Have { piece }).collect();
+    assert!(writer.send_all_now(&batch));
+    assert_eq!(read_messages(&mut peer, 50).await, batch);
+    // A block in the batch: refused whole (blocks go one by one, under the upload cap).
+    let block = Message::Piece {
+        index: 0,
+        begin: 0,
+        data: Bytes::from_static(b"x"),
+    };
+    assert!(!writer.send_all_now(&[Message::Interested, block]));
+    // Something queued and unwritten ahead: refused, and the caller's queueing keeps order.
+    handle.try_send(Message::Unchoke).unwrap();
+    if !writer.send_all_now(&[Message::Have { piece: 99 }]) {
+        handle.try_send(Message::Have { piece: 99 }).unwrap();
+    }
+    assert_eq!(
+        read_messages(&mut peer, 2).await,
+        vec![Message::Unchoke, Message::Have { piece: 99 }]
+    );
+
+    drop(handle);
+    session.assert_stopped().await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn direct_and_queued_messages_from_one_task_arrive_in_the_order_sent() {
     let opts = ConnectionOptions {
         send_queue_len: 8,

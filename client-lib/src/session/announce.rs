@@ -13,8 +13,9 @@
 //! A session opened from a release lookup already knows the swarm the tracker would hand
 //! out, so its first announce waits until it has a piece to offer (then the peers the
 //! tracker tells about us can get something from us), or at most
-//! [`ClientConfig::lookup_announce_wait`](crate::ClientConfig::lookup_announce_wait). A small release is complete by then, and the announce
-//! no longer competes with its first peer exchange.
+//! [`ClientConfig::lookup_announce_wait`](crate::ClientConfig::lookup_announce_wait)
+//! (50 ms by default). A small release is complete by then, and the announce no longer
+//! competes with its first peer exchange.
 //!
 //! The task reads the transfer counters for `uploaded`/`downloaded`/`left` from the
 //! session's progress watch, so it needs nothing else from the session, and it reports every

@@ -209,7 +209,22 @@ impl Torrent {
         }
         let choke = self.choker.poll(now, &mut self.rng);
         self.apply_choke(choke);
+        self.flush_links();
         self.publish_progress();
+    }
+
+    /// Sends what this turn of the loop had for each peer (see `PeerLink::send`); a peer
+    /// that cannot take it is dropped (the scheduler then frees what it had asked of it).
+    fn flush_links(&mut self) {
+        let failed: Vec<PeerKey> = self
+            .peers
+            .iter_mut()
+            .filter_map(|(&key, peer)| peer.link.flush().is_err().then_some(key))
+            .collect();
+        for key in failed {
+            tracing::debug!(key = key.0, "peer not taking messages; dropping it");
+            self.remove_peer(key);
+        }
     }
 
     /// Carries out one scheduler action. Peer messages are handed over without waiting
@@ -254,16 +269,11 @@ impl Torrent {
         }
     }
 
-    /// Sends `message` to `peer`; a peer that cannot take it is dropped (the scheduler then
-    /// frees what it had asked of it).
+    /// Sends `message` to `peer` at the end of this turn of the loop (see
+    /// [`Torrent::flush_links`]); a peer that cannot take it is dropped then.
     pub(super) fn send_or_drop(&mut self, peer: PeerKey, message: Message) {
-        let failed = self
-            .peers
-            .get(&peer)
-            .is_some_and(|p| p.link.send(message).is_err());
-        if failed {
-            tracing::debug!(key = peer.0, "peer not taking messages; dropping it");
-            self.remove_peer(peer);
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.link.send(message);
         }
     }
 

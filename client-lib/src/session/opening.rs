@@ -24,7 +24,8 @@
 //!
 //! The same lookup answered what a first announce asks (who has the release), so a session
 //! started from one counts it as every tracker's first answer for settling, and holds its
-//! first announce back until it has a piece to offer (see `announce.rs`). On a tiny
+//! first announce back until it has a piece to offer or a moment has passed (see
+//! `announce.rs`). On a tiny
 //! release that announce otherwise ran beside the first peer exchange and slowed it by
 //! about a tenth of a millisecond, for no peer it did not already have.
 

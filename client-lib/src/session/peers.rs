@@ -13,10 +13,13 @@
 //! control queue fill up ([`CONTROL_QUEUE_LEN`] messages) is not reading: the session drops
 //! it.
 //!
-//! A control message skips the task (and the connection's queue) when neither holds
-//! anything for the peer: it is written to the socket from the session's task at once
-//! ([`crate::peer::DirectWriter::send_now`]), which saves two task hand-offs per message
-//! on the rounds a small release is fetched in. The task counts what it holds (queued
+//! Control messages skip the task (and the connection's queue) when neither holds
+//! anything for the peer: what one turn of the session's loop has for a peer is written
+//! to the socket from the session's task at its end, in one write
+//! ([`crate::peer::DirectWriter::send_all_now`]), which saves two task hand-offs per
+//! message on the rounds a small release is fetched in. One write per turn, not per
+//! message, so a turn's requests and haves do not leave as a storm of tiny segments, each
+//! waking the other side. The task counts what it holds (queued
 //! control messages, and the upload it is reading) so that such a write never overtakes a
 //! message handed over before it; and it writes a block it read the same way when it
 //! holds nothing else (the connection's writer then only takes what the socket or the
@@ -163,6 +166,8 @@ pub(super) struct PeerLink {
     control: mpsc::Sender<Message>,
     /// Writes control messages at once when nothing is held for the peer.
     writer: DirectWriter,
+    /// Messages of this turn of the session's loop, not sent yet.
+    corked: Vec<Message>,
     /// Control messages handed to the task and the upload it is reading, not yet handed
     /// to the connection.
     held: Arc<AtomicUsize>,
@@ -205,6 +210,7 @@ impl PeerLink {
         PeerLink {
             control,
             writer,
+            corked: Vec::new(),
             held,
             uploads,
             stats,
@@ -212,17 +218,30 @@ impl PeerLink {
         }
     }
 
-    /// Sends `message` without waiting: written at once if nothing is held for the peer
-    /// (see the module docs), else handed to the peer's task.
-    pub(super) fn send(&self, message: Message) -> Result<(), SendFailed> {
-        if self.held.load(Ordering::Acquire) == 0 && self.writer.send_now(&message) {
+    /// Keeps `message` for [`PeerLink::flush`], which the session calls once per turn of
+    /// its loop: what one turn has for a peer (haves, requests, a choke) leaves in one write.
+    pub(super) fn send(&mut self, message: Message) {
+        self.corked.push(message);
+    }
+
+    /// Sends what [`PeerLink::send`] kept, without waiting: written at once in one go if
+    /// nothing is held for the peer (see the module docs), else handed to the peer's task.
+    pub(super) fn flush(&mut self) -> Result<(), SendFailed> {
+        if self.corked.is_empty() {
             return Ok(());
         }
-        self.held.fetch_add(1, Ordering::AcqRel);
-        self.control.try_send(message).map_err(|_| {
-            self.held.fetch_sub(1, Ordering::AcqRel);
-            SendFailed
-        })
+        let messages = std::mem::take(&mut self.corked);
+        if self.held.load(Ordering::Acquire) == 0 && self.writer.send_all_now(&messages) {
+            return Ok(());
+        }
+        for message in messages {
+            self.held.fetch_add(1, Ordering::AcqRel);
+            if self.control.try_send(message).is_err() {
+                self.held.fetch_sub(1, Ordering::AcqRel);
+                return Err(SendFailed);
+            }
+        }
+        Ok(())
     }
 
     /// The peer's upload queue.
