@@ -535,6 +535,33 @@ impl DirectWriter {
     /// caller queues it as usual. A block goes this way only if the upload limiter has
     /// budget for it now (the writer paces the others).
     pub fn send_now(&self, message: &Message) -> bool {
+        let mut head = BytesMut::new();
+        if let Message::Piece { data, .. } = message {
+            message.encode_header(&mut head);
+            self.write_now(vec![head.freeze(), data.clone()], Some(message))
+        } else {
+            message.encode(&mut head);
+            self.write_now(vec![head.freeze()], None)
+        }
+    }
+
+    /// [`DirectWriter::send_now`] for several control messages at once, in one write:
+    /// all are sent (`true`), or none is (`false`, and the caller queues them in order).
+    /// Blocks are refused.
+    pub fn send_all_now(&self, messages: &[Message]) -> bool {
+        if messages.iter().any(|m| matches!(m, Message::Piece { .. })) {
+            return false;
+        }
+        let mut buf = BytesMut::new();
+        for message in messages {
+            message.encode(&mut buf);
+        }
+        self.write_now(vec![buf.freeze()], None)
+    }
+
+    /// Writes `parts` (encoded messages; `block` is the block they carry, if any) as
+    /// [`DirectWriter::send_now`] says.
+    fn write_now(&self, parts: Vec<Bytes>, block: Option<&Message>) -> bool {
         let mut state = self.gate.lock();
         if state.pending > 0 {
             return false;
@@ -542,25 +569,17 @@ impl DirectWriter {
         let Some(socket) = state.socket.as_ref() else {
             return false;
         };
-        let mut head = BytesMut::new();
-        let (block, upload) = match message {
-            Message::Piece { data, .. } => {
+        let upload = match block {
+            Some(Message::Piece { data, .. }) => {
                 if let Some(limiter) = &self.limiter
                     && !limiter.try_acquire(data.len())
                 {
                     return false;
                 }
-                message.encode_header(&mut head);
-                (Some(data.clone()), data.len() as u64)
+                data.len() as u64
             }
-            _ => {
-                message.encode(&mut head);
-                (None, 0)
-            }
+            _ => 0,
         };
-        let head = head.freeze();
-        let mut parts = vec![head];
-        parts.extend(block);
         let total: usize = parts.iter().map(Bytes::len).sum();
         let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
         let written = match socket.try_write_vectored(&slices) {
@@ -579,83 +598,33 @@ impl DirectWriter {
             self.stats.uploaded.fetch_add(upload, Ordering::Relaxed);
             return true;
         }
-        if written == 0 && upload == 0 {
-            return false;
-        }
         // Nothing is queued (`pending` is 0), so there is room, and what is handed over
-        // goes out before anything queued after it: the rest of a message written in
-        // part, or a block whose budget is taken (the writer must not take it again).
-        let item = if written == 0 {
-            Outgoing::Charged(message.clone())
-        } else {
-            let mut skip = written;
-            let rest = parts
-                .into_iter()
-                .filter_map(|mut part| {
-                    let cut = skip.min(part.len());
-                    skip -= cut;
-                    part.advance(cut);
-                    (!part.is_empty()).then_some(part)
-                })
-                .collect();
-            Outgoing::Raw {
-                parts: rest,
-                upload,
+        // goes out before anything queued after it: the rest of what was written in part,
+        // or a block whose budget is taken (the writer must not take it again).
+        let item = match (written, block) {
+            (0, None) => return false,
+            (0, Some(block)) => Outgoing::Charged(block.clone()),
+            _ => {
+                let mut skip = written;
+                let rest = parts
+                    .into_iter()
+                    .filter_map(|mut part| {
+                        let cut = skip.min(part.len());
+                        skip -= cut;
+                        part.advance(cut);
+                        (!part.is_empty()).then_some(part)
+                    })
+                    .collect();
+                Outgoing::Raw {
+                    parts: rest,
+                    upload,
+                }
             }
         };
         state.pending += 1;
         if self.outgoing.try_send(item).is_err() {
             state.pending -= 1;
             self.cancel.cancel();
-        }
-        true
-    }
-
-    /// [`DirectWriter::send_now`] for several control messages at once, in one write:
-    /// all are sent (`true`), or none is (`false`, and the caller queues them in order).
-    /// Blocks are refused.
-    pub fn send_all_now(&self, messages: &[Message]) -> bool {
-        if messages.iter().any(|m| matches!(m, Message::Piece { .. })) {
-            return false;
-        }
-        let mut state = self.gate.lock();
-        if state.pending > 0 {
-            return false;
-        }
-        let Some(socket) = state.socket.as_ref() else {
-            return false;
-        };
-        let mut buf = BytesMut::new();
-        for message in messages {
-            message.encode(&mut buf);
-        }
-        let written = match socket.try_write(&buf) {
-            Ok(written) => written,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
-            Err(error) => {
-                tracing::debug!(%error, "direct write failed; closing the connection");
-                self.cancel.cancel();
-                return false;
-            }
-        };
-        if written > 0 {
-            state.last_direct = Some(Instant::now());
-        }
-        if written < buf.len() {
-            // As in `send_now`: nothing is queued, so the rest goes first in line.
-            let rest = buf.split_off(written).freeze();
-            state.pending += 1;
-            if self
-                .outgoing
-                .try_send(Outgoing::Raw {
-                    parts: vec![rest],
-                    upload: 0,
-                })
-                .is_err()
-            {
-                state.pending -= 1;
-                self.cancel.cancel();
-            }
         }
         true
     }
