@@ -175,6 +175,28 @@ async fn raw_peer(addr: SocketAddr, ours: Handshake) -> (TcpStream, Handshake) {
     (stream, theirs)
 }
 
+/// A hand-driven peer connected to our listener, and our side of that connection started
+/// as `key` in a session with `opts`.
+async fn started_with_raw_peer(
+    opts: ConnectionOptions,
+    key: u64,
+) -> (Server, TcpStream, Session, PeerHandle) {
+    let mut server = Server::start(opts.clone()).await;
+    let (peer, _) = raw_peer(server.addr, handshake(CLIENT_ID)).await;
+    let session = Session::new(opts);
+    let handle = session.start(server.accept().await, key);
+    (server, peer, session, handle)
+}
+
+/// Options with a 90 s keep-alive and no practical idle timeout (keep-alive tests).
+fn keep_alive_options() -> ConnectionOptions {
+    ConnectionOptions {
+        keep_alive_interval: Duration::from_secs(90),
+        idle_timeout: Duration::from_secs(7 * 24 * 3600),
+        ..ConnectionOptions::default()
+    }
+}
+
 fn handshake_bytes(h: &Handshake) -> Vec<u8> {
     let mut out = Vec::new();
     h.encode(&mut out);
@@ -483,10 +505,7 @@ async fn read_messages(stream: &mut TcpStream, count: usize) -> Vec<Message> {
 #[tokio::test]
 async fn send_now_writes_at_once_when_nothing_is_queued_and_never_overtakes_the_queue() {
     let opts = ConnectionOptions::default();
-    let mut server = Server::start(opts.clone()).await;
-    let (mut peer, _) = raw_peer(server.addr, handshake(CLIENT_ID)).await;
-    let session = Session::new(opts);
-    let handle = session.start(server.accept().await, 9);
+    let (server, mut peer, session, handle) = started_with_raw_peer(opts, 9).await;
 
     // Idle: written from this task, and the peer has it.
     assert!(handle.send_now(&Message::Interested));
@@ -541,10 +560,7 @@ async fn send_now_writes_at_once_when_nothing_is_queued_and_never_overtakes_the_
 #[tokio::test]
 async fn blocks_written_directly_until_the_socket_is_full_arrive_whole_and_counted() {
     let opts = ConnectionOptions::default();
-    let mut server = Server::start(opts.clone()).await;
-    let (mut peer, _) = raw_peer(server.addr, handshake(CLIENT_ID)).await;
-    let session = Session::new(opts);
-    let handle = session.start(server.accept().await, 11);
+    let (server, mut peer, session, handle) = started_with_raw_peer(opts, 11).await;
     // The peer does not read: direct writes fill the socket, the last one in part (its
     // rest, or the whole block, goes to the writer first in line), then they are refused.
     let mut sent = Vec::new();
@@ -586,10 +602,7 @@ async fn a_block_over_the_upload_budget_is_left_to_the_writer() {
         upload_limiter: Some(UploadLimiter::new(NonZeroU32::new(16).unwrap())),
         ..ConnectionOptions::default()
     };
-    let mut server = Server::start(ConnectionOptions::default()).await;
-    let (mut peer, _) = raw_peer(server.addr, handshake(CLIENT_ID)).await;
-    let session = Session::new(opts);
-    let handle = session.start(server.accept().await, 12);
+    let (server, mut peer, session, handle) = started_with_raw_peer(opts, 12).await;
     let block = |index: u32| Message::Piece {
         index,
         begin: 0,
@@ -611,10 +624,7 @@ async fn a_block_over_the_upload_budget_is_left_to_the_writer() {
 #[tokio::test]
 async fn send_all_now_writes_a_batch_in_one_go_or_not_at_all() {
     let opts = ConnectionOptions::default();
-    let mut server = Server::start(opts.clone()).await;
-    let (mut peer, _) = raw_peer(server.addr, handshake(CLIENT_ID)).await;
-    let session = Session::new(opts);
-    let handle = session.start(server.accept().await, 14);
+    let (server, mut peer, session, handle) = started_with_raw_peer(opts, 14).await;
     let writer = handle.direct_writer();
     let batch: Vec<Message> = (0..50).map(|piece| Message::Have { piece }).collect();
     assert!(writer.send_all_now(&batch));
@@ -647,10 +657,7 @@ async fn direct_and_queued_messages_from_one_task_arrive_in_the_order_sent() {
         send_queue_len: 8,
         ..ConnectionOptions::default()
     };
-    let mut server = Server::start(opts.clone()).await;
-    let (mut peer, _) = raw_peer(server.addr, handshake(CLIENT_ID)).await;
-    let session = Session::new(opts);
-    let handle = session.start(server.accept().await, 10);
+    let (server, mut peer, session, handle) = started_with_raw_peer(opts, 10).await;
     let messages = mixed_messages(5, 2000);
     let reader = tokio::spawn(async move {
         let got = read_messages(&mut peer, 2000).await;
@@ -884,10 +891,7 @@ async fn a_message_at_the_limit_is_delivered() {
         },
         ..ConnectionOptions::default()
     };
-    let mut server = Server::start(opts.clone()).await;
-    let (mut stream, _) = raw_peer(server.addr, handshake(CLIENT_ID)).await;
-    let mut session = Session::new(opts);
-    let handle = session.start(server.accept().await, 3);
+    let (server, mut stream, mut session, handle) = started_with_raw_peer(opts, 3).await;
     let piece = Message::Piece {
         index: 1,
         begin: 2,
@@ -944,16 +948,9 @@ async fn silent_peer_fails_our_dial_after_the_handshake_timeout() {
 
 #[tokio::test]
 async fn keep_alives_are_sent_on_an_idle_connection() {
-    let opts = ConnectionOptions {
-        keep_alive_interval: Duration::from_secs(90),
-        idle_timeout: Duration::from_secs(7 * 24 * 3600),
-        ..ConnectionOptions::default()
-    };
-    let mut server = Server::start(opts.clone()).await;
-    let (mut stream, _) = raw_peer(server.addr, handshake(CLIENT_ID)).await;
-    let mut session = Session::new(opts);
+    let opts = keep_alive_options();
+    let (server, mut stream, mut session, handle) = started_with_raw_peer(opts, 4).await;
     session.wait = PAUSED_WAIT;
-    let handle = session.start(server.accept().await, 4);
 
     tokio::time::pause();
     let started = Instant::now();
@@ -983,16 +980,9 @@ async fn keep_alives_are_sent_on_an_idle_connection() {
 
 #[tokio::test]
 async fn direct_writes_count_as_traffic_for_keep_alives() {
-    let opts = ConnectionOptions {
-        keep_alive_interval: Duration::from_secs(90),
-        idle_timeout: Duration::from_secs(7 * 24 * 3600),
-        ..ConnectionOptions::default()
-    };
-    let mut server = Server::start(opts.clone()).await;
-    let (mut stream, _) = raw_peer(server.addr, handshake(CLIENT_ID)).await;
-    let mut session = Session::new(opts);
+    let opts = keep_alive_options();
+    let (server, mut stream, mut session, handle) = started_with_raw_peer(opts, 13).await;
     session.wait = PAUSED_WAIT;
-    let handle = session.start(server.accept().await, 13);
 
     tokio::time::pause();
     // A direct write every 60 s for 5 minutes: never 90 s of quiet, so no keep-alive

@@ -72,6 +72,48 @@ async fn lookup_tracker(
     (format!("http://{addr}"), seen, stop)
 }
 
+/// A one-piece release of `name` seeded by a client, and a [`lookup_tracker`] handing out
+/// that seeder (`slow_completed` as there).
+struct SeededLookup {
+    release: TestRelease,
+    seeder: swarmcdn_client::Client,
+    _dir: tempfile::TempDir,
+    url: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl SeededLookup {
+    async fn start(name: &str, slow_completed: Duration) -> SeededLookup {
+        // One piece: the first piece in is the whole release.
+        let release = release_of_size(name, 20_000, 32 * 1024, None, Vec::new());
+        let (seeder, _dir) = start_seeder(&release, test_client()).await;
+        let std::net::SocketAddr::V4(seeder_addr) = seeder.local_peer_addr() else {
+            unreachable!("bound to 127.0.0.1");
+        };
+        let (url, seen, stop) = lookup_tracker(&release, vec![seeder_addr], slow_completed).await;
+        SeededLookup {
+            release,
+            seeder,
+            _dir,
+            url,
+            seen,
+            stop,
+        }
+    }
+
+    /// The announces the tracker double handled from the client listening on `port`.
+    fn announces_from(&self, port: u16) -> Vec<Seen> {
+        let all = self.seen.lock().unwrap();
+        all.iter().filter(|s| s.port == port).copied().collect()
+    }
+
+    async fn stop(self) {
+        shutdown_clean(self.seeder).await;
+        self.stop.cancel();
+    }
+}
+
 #[tokio::test]
 async fn a_lookups_peers_are_dialled_during_the_signature_check_and_dropped_when_it_fails() {
     let release = TestRelease::build(
@@ -116,30 +158,21 @@ async fn a_lookups_peers_are_dialled_during_the_signature_check_and_dropped_when
 
 #[tokio::test]
 async fn a_session_from_a_lookup_announces_once_it_has_a_piece() {
-    // One piece: the first piece in is the whole release.
-    let release = release_of_size("one-piece", 20_000, 32 * 1024, None, Vec::new());
-    let (seeder, _dir) = start_seeder(&release, test_client()).await;
-    let std::net::SocketAddr::V4(seeder_addr) = seeder.local_peer_addr() else {
-        unreachable!("bound to 127.0.0.1");
-    };
-    let (url, seen, stop) = lookup_tracker(&release, vec![seeder_addr], Duration::ZERO).await;
+    let fx = SeededLookup::start("one-piece", Duration::ZERO).await;
     // The wait for a piece is bounded; here by more than any download can take.
     let mut config = test_client().current_config().clone();
     config.lookup_announce_wait = WAIT;
     let client = test_client()
         .config(config)
-        .tracker(url)
+        .tracker(fx.url.clone())
         .build()
         .await
         .unwrap();
     let port = client.local_peer_addr().port();
 
     let got = get_within(&client, "one-piece").await;
-    assert_eq!(got.progress().bytes_from_peers, release.size());
-    let ours = || -> Vec<Seen> {
-        let all = seen.lock().unwrap();
-        all.iter().filter(|s| s.port == port).copied().collect()
-    };
+    assert_eq!(got.progress().bytes_from_peers, fx.release.size());
+    let ours = || fx.announces_from(port);
     tokio::time::timeout(WAIT, async {
         while ours().len() < 2 {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -167,8 +200,7 @@ async fn a_session_from_a_lookup_announces_once_it_has_a_piece() {
 
     drop(got);
     shutdown_clean(client).await;
-    shutdown_clean(seeder).await;
-    stop.cancel();
+    fx.stop().await;
 }
 
 /// The session stops while its `completed` announce is at the tracker: `stopped` goes out
@@ -176,23 +208,13 @@ async fn a_session_from_a_lookup_announces_once_it_has_a_piece() {
 /// said goodbye.
 #[tokio::test]
 async fn stopped_is_the_last_announce_even_with_one_under_way() {
-    let release = release_of_size("slow-tracker", 20_000, 32 * 1024, None, Vec::new());
-    let (seeder, _dir) = start_seeder(&release, test_client()).await;
-    let std::net::SocketAddr::V4(seeder_addr) = seeder.local_peer_addr() else {
-        unreachable!("bound to 127.0.0.1");
-    };
     let slow = Duration::from_millis(300);
-    let (url, seen, stop) = lookup_tracker(&release, vec![seeder_addr], slow).await;
-    let client = test_client().tracker(url).build().await.unwrap();
+    let fx = SeededLookup::start("slow-tracker", slow).await;
+    let client = test_client().tracker(fx.url.clone()).build().await.unwrap();
     let port = client.local_peer_addr().port();
     let got = get_within(&client, "slow-tracker").await;
-    let ours = || -> Vec<AnnounceEvent> {
-        let all = seen.lock().unwrap();
-        all.iter()
-            .filter(|s| s.port == port)
-            .map(|s| s.event)
-            .collect()
-    };
+    let ours =
+        || -> Vec<AnnounceEvent> { fx.announces_from(port).iter().map(|s| s.event).collect() };
     // `started` is handled; `completed` follows at once and takes `slow` to handle.
     wait_until("the started announce", || !ours().is_empty()).await;
     drop(got);
@@ -205,6 +227,5 @@ async fn stopped_is_the_last_announce_even_with_one_under_way() {
             AnnounceEvent::Stopped
         ]
     );
-    shutdown_clean(seeder).await;
-    stop.cancel();
+    fx.stop().await;
 }
