@@ -17,9 +17,11 @@
 //! ever being sent. Any bytes the peer sent right after its handshake (often a bitfield)
 //! are kept and handed to the connection's reader.
 
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 
 use bytes::{Buf, BytesMut};
+use socket2::{Domain, Protocol, Socket, Type};
 use swarmcdn_proto::id::InfoHash;
 use swarmcdn_proto::peer::Handshake;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -49,13 +51,14 @@ pub async fn connect(
     ours: Handshake,
     opts: &ConnectionOptions,
 ) -> Result<(PeerConnection, Handshake), PeerError> {
-    let stream = timeout(opts.connect_timeout, TcpStream::connect(addr))
+    let mut hello = Vec::with_capacity(Handshake::LEN);
+    ours.encode(&mut hello);
+    let (stream, sent) = timeout(opts.connect_timeout, open(addr, &hello))
         .await
         .map_err(|_| PeerError::ConnectTimeout(opts.connect_timeout))??;
-    stream.set_nodelay(true)?;
     let exchange = async move {
         let mut stream = stream;
-        write_handshake(&mut stream, &ours).await?;
+        stream.write_all(&hello[sent..]).await?;
         let mut received = BytesMut::with_capacity(HANDSHAKE_READ_CAPACITY);
         let theirs = read_handshake(&mut stream, &mut received).await?;
         Ok::<_, PeerError>((stream, theirs, received))
@@ -74,6 +77,50 @@ pub async fn connect(
     }
     let conn = PeerConnection::new(stream, addr, Direction::Outgoing, ours, theirs, received);
     Ok((conn, theirs))
+}
+
+/// Connects to `addr` and sends as much of `hello` as the new connection takes at once;
+/// returns the stream (TCP_NODELAY set) and how many bytes of `hello` went out.
+///
+/// Written out with a socket of our own rather than `TcpStream::connect` for one reason: on
+/// loopback the kernel completes the TCP handshake inside the `connect` call, but tokio
+/// reports a connection established only once its reactor has seen the socket writable (a
+/// wake-up of another thread later). Trying the write straight away sends our handshake
+/// with the connect, so the peer's answer is already under way by then; a release lookup's
+/// dials (`session/opening.rs`) get it back during the signature check. Anywhere else the
+/// write finds the socket still connecting and this is the usual wait for writability.
+async fn open(addr: SocketAddr, hello: &[u8]) -> std::io::Result<(TcpStream, usize)> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(true)?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if still_connecting(&e) => {}
+        Err(e) => return Err(e),
+    }
+    let sent = match socket.send(hello) {
+        Ok(sent) => sent,
+        // Still connecting (WouldBlock; some kernels say NotConnected).
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::NotConnected) => 0,
+        Err(e) => return Err(e),
+    };
+    let stream = TcpStream::from_std(socket.into())?;
+    if sent == 0 {
+        stream.writable().await?;
+        if let Some(error) = stream.take_error()? {
+            return Err(error);
+        }
+    }
+    Ok((stream, sent))
+}
+
+/// Whether a non-blocking `connect` failed only because it has not finished yet.
+fn still_connecting(error: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    if error.raw_os_error() == Some(rustix::io::Errno::INPROGRESS.raw_os_error()) {
+        return true;
+    }
+    error.kind() == ErrorKind::WouldBlock
 }
 
 /// The listener's side of the exchange (without the timeout, which the caller applies):
@@ -142,5 +189,80 @@ async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<(), Pee
     match stream.read_buf(buf).await? {
         0 => Err(PeerError::ClosedByPeer),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    const HELLO: &[u8] = b"a handshake's worth of bytes";
+
+    #[tokio::test]
+    async fn on_loopback_the_first_bytes_go_with_the_connect() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (stream, sent) = open(listener.local_addr().unwrap(), HELLO).await.unwrap();
+        assert_eq!(
+            sent,
+            HELLO.len(),
+            "the connect did not complete in the call"
+        );
+        assert!(stream.nodelay().unwrap());
+        let (mut theirs, _) = listener.accept().await.unwrap();
+        let mut got = vec![0; HELLO.len()];
+        theirs.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, HELLO);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connect_is_an_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let error = open(addr, HELLO).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ConnectionRefused, "{error}");
+    }
+
+    /// A connect that does not complete in the call (the listener's queue is full, so its
+    /// SYN is dropped until the retransmission a second later) waits for the socket to
+    /// become writable and sends nothing before.
+    #[tokio::test]
+    async fn a_connect_still_under_way_is_awaited() {
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        listener
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        listener.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap().as_socket().unwrap();
+        // A backlog of 0 holds one connection.
+        let _queued = std::net::TcpStream::connect(addr).unwrap();
+        let start = Instant::now();
+        let opening = tokio::spawn(async move { open(addr, HELLO).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !opening.is_finished(),
+            "the connect completed with the queue full"
+        );
+        // Room again (whatever is queued is taken off, as it comes): the retransmitted SYN
+        // gets through.
+        listener.set_nonblocking(true).unwrap();
+        let mut accepted = Vec::new();
+        while !opening.is_finished() {
+            assert!(start.elapsed() < Duration::from_secs(30), "never connected");
+            while let Ok((conn, _)) = listener.accept() {
+                accepted.push(conn);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (stream, sent) = opening.await.unwrap().unwrap();
+        assert_eq!(sent, 0);
+        assert!(start.elapsed() >= Duration::from_millis(200));
+        assert!(stream.peer_addr().is_ok());
+        assert!(stream.nodelay().unwrap());
     }
 }
