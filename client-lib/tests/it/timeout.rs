@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use swarmcdn_client::{AddError, GetError};
 use swarmcdn_proto::magnet::Magnet;
+use tokio::io::AsyncReadExt;
 
 use crate::common::*;
 
@@ -78,4 +79,37 @@ async fn add_magnet_times_out_on_a_silent_peer() {
     assert!(client.torrent(release.info_hash()).await.is_none());
     shutdown_clean(client).await;
     drop(silent);
+}
+
+/// A `get` its caller drops (here by a timeout of the caller's own) ends with it: the
+/// lookup it was waiting on is abandoned at once, not left to run to the tracker timeout in
+/// the background.
+#[tokio::test]
+async fn a_get_dropped_by_its_caller_stops_its_lookup() {
+    // A tracker that takes the connection and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut builder = test_client().tracker(format!("http://{}", silent.local_addr().unwrap()));
+    let mut config = builder.current_config().clone();
+    config.tracker_timeout = Duration::from_secs(600);
+    config.get_timeout = Duration::from_secs(600);
+    builder = builder.config(config);
+    let client = builder.build().await.unwrap();
+
+    let getting = tokio::spawn({
+        let client = client.clone();
+        async move { client.get("never-answered").await }
+    });
+    let (mut lookup, _) = tokio::time::timeout(WAIT, silent.accept())
+        .await
+        .expect("no lookup came")
+        .unwrap();
+    getting.abort();
+    assert!(getting.await.unwrap_err().is_cancelled());
+    // The lookup's connection closes (read to its end) instead of waiting 600 s.
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, lookup.read_to_end(&mut rest))
+        .await
+        .expect("the dropped get's lookup is still waiting")
+        .unwrap();
+    shutdown_clean(client).await;
 }
