@@ -10,8 +10,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
-use swarmcdn_proto::manifest::{Manifest, ManifestFile, SignedManifest};
+use swarmcdn_proto::manifest::{FileHasher, Manifest, ManifestFile, SignedManifest};
 use swarmcdn_proto::metainfo::{Info, Metainfo};
 use swarmcdn_proto::{InfoHash, RelativePath};
 use tokio::sync::watch;
@@ -211,15 +210,14 @@ pub(crate) fn file_map(manifest: &Manifest, info: &Info) -> Result<Vec<usize>, G
 }
 
 /// Checks every file's size and SHA-256 against the manifest, reading the store in chunks.
-/// Blocking (reads the whole release). Not the SRI value: see
-/// [`ManifestFile::verify_sha256`].
+/// Blocking (reads the whole release).
 pub(crate) fn verify_files(
     manifest: &Manifest,
     store: &Store,
     files: &[usize],
 ) -> Result<(), GetError> {
     for (entry, &index) in manifest.files().iter().zip(files) {
-        let mut hasher = Sha256::new();
+        let mut hasher = FileHasher::new();
         let mut offset = 0;
         while offset < entry.size() {
             let len = VERIFY_CHUNK.min(entry.size() - offset);
@@ -234,7 +232,7 @@ pub(crate) fn verify_files(
             offset += len;
         }
         entry
-            .verify_sha256(offset, &hasher.finalize().into())
+            .verify_digests(&hasher.finish())
             .map_err(|e| GetError::Integrity {
                 file: entry.path().clone(),
                 reason: e.to_string(),

@@ -257,33 +257,21 @@ impl ManifestFile {
         self.verify_digests(&FileHasher::digest(bytes))
     }
 
-    /// Checks digests computed over chunks by a [`FileHasher`]: size, SHA-256 and the SRI
-    /// value (what a publisher checks of its own files).
+    /// Checks digests computed over chunks by a [`FileHasher`].
     pub fn verify_digests(&self, digests: &FileDigests) -> Result<(), ManifestError> {
-        self.verify_sha256(digests.size, &digests.sha256)?;
+        if digests.size != self.size {
+            return Err(self.size_mismatch(digests.size));
+        }
+        if digests.sha256 != self.sha256 {
+            return Err(ManifestError::DigestMismatch {
+                path: self.path.clone(),
+                algorithm: "SHA-256",
+            });
+        }
         if digests.sri() != self.sri {
             return Err(ManifestError::DigestMismatch {
                 path: self.path.clone(),
                 algorithm: "SHA-384 (SRI)",
-            });
-        }
-        Ok(())
-    }
-
-    /// Checks a file's size and SHA-256 only: what a client checks of a downloaded file.
-    ///
-    /// Bytes whose SHA-256 matches the signed one *are* the publisher's bytes, so the SRI
-    /// value adds nothing to that question, and the browser checks it itself against the
-    /// `integrity` attribute. Hashing SHA-384 as well would more than double the time (no
-    /// CPU instructions for SHA-512 on common x86 hardware, unlike SHA-256).
-    pub fn verify_sha256(&self, size: u64, sha256: &[u8; 32]) -> Result<(), ManifestError> {
-        if size != self.size {
-            return Err(self.size_mismatch(size));
-        }
-        if *sha256 != self.sha256 {
-            return Err(ManifestError::DigestMismatch {
-                path: self.path.clone(),
-                algorithm: "SHA-256",
             });
         }
         Ok(())
@@ -352,22 +340,7 @@ mod tests {
                 ..
             })
         ));
-        // The SHA-256-only check: the size first, then the digest.
-        let sha256: [u8; 32] = Sha256::digest(HELLO).into();
-        assert_eq!(file.verify_sha256(23, &sha256), Ok(()));
-        assert!(matches!(
-            file.verify_sha256(22, &sha256),
-            Err(ManifestError::SizeMismatch { actual: 22, .. })
-        ));
-        let other: [u8; 32] = Sha256::digest(b"alert('Hello, world!');").into();
-        assert!(matches!(
-            file.verify_sha256(23, &other),
-            Err(ManifestError::DigestMismatch {
-                algorithm: "SHA-256",
-                ..
-            })
-        ));
-        // A manifest entry whose SRI disagrees with its SHA-256 is caught by the full check.
+        // A manifest entry whose SRI disagrees with its SHA-256 is caught too.
         let mut odd = file.clone();
         odd.sri = EMPTY_SRI.to_owned();
         assert!(matches!(
