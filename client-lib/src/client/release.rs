@@ -4,8 +4,9 @@
 //! A release's files are named by their path in the *manifest* (`button.js`), not in the
 //! torrent (`share-button-1.2.0/button.js`): the torrent's folder name is a detail of how
 //! the seeder bundles a release. [`file_map`] pairs each manifest entry with its torrent
-//! file, and [`verify_files`] checks each file's size and SHA-256 against the manifest, so
-//! a [`Release`] only ever hands out bytes the publisher signed.
+//! file, and [`verify_files`] checks each file's size, SHA-256 and SRI value against the
+//! manifest, so a [`Release`] only ever hands out bytes the publisher signed, with an SRI
+//! value browsers will accept.
 
 use std::sync::Arc;
 
@@ -209,8 +210,8 @@ pub(crate) fn file_map(manifest: &Manifest, info: &Info) -> Result<Vec<usize>, G
     Ok(indexes)
 }
 
-/// Checks every file's size and SHA-256 against the manifest, reading the store in chunks.
-/// Blocking (reads the whole release).
+/// Checks every file's size, SHA-256 and SRI value against the manifest, reading the store
+/// in chunks. Blocking (reads the whole release).
 pub(crate) fn verify_files(
     manifest: &Manifest,
     store: &Store,
@@ -300,6 +301,33 @@ mod tests {
         assert!(matches!(
             verify_files(&lying, &store, &map),
             Err(GetError::Integrity { file, .. }) if file.to_string() == "a.js"
+        ));
+        // The right bytes under an SRI value that is not theirs: refused too (browsers would
+        // block the file).
+        let digests = FileHasher::digest(b"aaaa");
+        let wrong_sri = FileHasher::digest(b"aaab").sri();
+        let mut entries = lying.files().to_vec();
+        entries[0] = ManifestFile::new(
+            RelativePath::parse("a.js").unwrap(),
+            4,
+            "text/plain",
+            digests.sha256,
+            &wrong_sri,
+        )
+        .unwrap();
+        entries[1] = manifest.files()[1].clone();
+        let odd_sri = Manifest::new(
+            "w".parse().unwrap(),
+            Version::new(1, 0, 0),
+            torrent.info_hash(),
+            1,
+            entries,
+        )
+        .unwrap();
+        assert!(matches!(
+            verify_files(&odd_sri, &store, &map),
+            Err(GetError::Integrity { file, reason })
+                if file.to_string() == "a.js" && reason.contains("SRI")
         ));
         // A file the torrent lacks, or of another size.
         let missing = manifest_for(&[("c.js", b"c")], torrent.info_hash());
