@@ -17,7 +17,7 @@
 //! ever being sent. Any bytes the peer sent right after its handshake (often a bitfield)
 //! are kept and handed to the connection's reader.
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Write};
 use std::net::SocketAddr;
 
 use bytes::{Buf, BytesMut};
@@ -98,13 +98,15 @@ async fn open(addr: SocketAddr, hello: &[u8]) -> std::io::Result<(TcpStream, usi
         Err(e) if still_connecting(&e) => {}
         Err(e) => return Err(e),
     }
-    let sent = match socket.send(hello) {
+    // Written through std's stream, which sends with MSG_NOSIGNAL where there is one.
+    let mut std_stream: std::net::TcpStream = socket.into();
+    let sent = match std_stream.write(hello) {
         Ok(sent) => sent,
         // Still connecting (WouldBlock; some kernels say NotConnected).
         Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::NotConnected) => 0,
         Err(e) => return Err(e),
     };
-    let stream = TcpStream::from_std(socket.into())?;
+    let stream = TcpStream::from_std(std_stream)?;
     if sent == 0 {
         stream.writable().await?;
         if let Some(error) = stream.take_error()? {
@@ -114,13 +116,13 @@ async fn open(addr: SocketAddr, hello: &[u8]) -> std::io::Result<(TcpStream, usi
     Ok((stream, sent))
 }
 
-/// Whether a non-blocking `connect` failed only because it has not finished yet.
+/// Whether a non-blocking `connect` failed only because it has not finished yet: EINPROGRESS
+/// on Unix (where EAGAIN means the connect failed), WSAEWOULDBLOCK on Windows.
 fn still_connecting(error: &std::io::Error) -> bool {
     #[cfg(unix)]
-    if error.raw_os_error() == Some(rustix::io::Errno::INPROGRESS.raw_os_error()) {
-        return true;
-    }
-    error.kind() == ErrorKind::WouldBlock
+    return error.raw_os_error() == Some(rustix::io::Errno::INPROGRESS.raw_os_error());
+    #[cfg(not(unix))]
+    return error.kind() == ErrorKind::WouldBlock;
 }
 
 /// The listener's side of the exchange (without the timeout, which the caller applies):
@@ -196,23 +198,22 @@ async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<(), Pee
 mod tests {
     use std::time::{Duration, Instant};
 
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     use super::*;
 
     const HELLO: &[u8] = b"a handshake's worth of bytes";
 
+    /// On loopback the bytes normally go with the connect (a kernel that defers its packet
+    /// processing may finish the connect later: then none have gone, and none are lost).
     #[tokio::test]
     async fn on_loopback_the_first_bytes_go_with_the_connect() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (stream, sent) = open(listener.local_addr().unwrap(), HELLO).await.unwrap();
-        assert_eq!(
-            sent,
-            HELLO.len(),
-            "the connect did not complete in the call"
-        );
+        let (mut stream, sent) = open(listener.local_addr().unwrap(), HELLO).await.unwrap();
+        assert!(sent == HELLO.len() || sent == 0, "{sent} bytes sent");
         assert!(stream.nodelay().unwrap());
+        stream.write_all(&HELLO[sent..]).await.unwrap();
         let (mut theirs, _) = listener.accept().await.unwrap();
         let mut got = vec![0; HELLO.len()];
         theirs.read_exact(&mut got).await.unwrap();
@@ -230,7 +231,9 @@ mod tests {
 
     /// A connect that does not complete in the call (the listener's queue is full, so its
     /// SYN is dropped until the retransmission a second later) waits for the socket to
-    /// become writable and sends nothing before.
+    /// become writable and sends nothing before. (Linux: a backlog of 0 holds exactly one
+    /// connection there.)
+    #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn a_connect_still_under_way_is_awaited() {
         let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
@@ -240,7 +243,7 @@ mod tests {
         listener.listen(0).unwrap();
         let addr = listener.local_addr().unwrap().as_socket().unwrap();
         // A backlog of 0 holds one connection.
-        let _queued = std::net::TcpStream::connect(addr).unwrap();
+        let _queued = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
         let start = Instant::now();
         let opening = tokio::spawn(async move { open(addr, HELLO).await });
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -261,7 +264,6 @@ mod tests {
         }
         let (stream, sent) = opening.await.unwrap().unwrap();
         assert_eq!(sent, 0);
-        assert!(start.elapsed() >= Duration::from_millis(200));
         assert!(stream.peer_addr().is_ok());
         assert!(stream.nodelay().unwrap());
     }
