@@ -113,3 +113,41 @@ async fn a_get_dropped_by_its_caller_stops_its_lookup() {
         .unwrap();
     shutdown_clean(client).await;
 }
+
+/// `shutdown` ends a `get` still under way (it fails with `Shutdown`, its lookup closed)
+/// and returns once it has ended, instead of leaving it to its 600 s tracker timeout.
+#[tokio::test]
+async fn shutdown_ends_a_get_under_way() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut builder = test_client().tracker(format!("http://{}", silent.local_addr().unwrap()));
+    let mut config = builder.current_config().clone();
+    config.tracker_timeout = Duration::from_secs(600);
+    config.get_timeout = Duration::from_secs(600);
+    builder = builder.config(config);
+    let client = builder.build().await.unwrap();
+
+    let getting = tokio::spawn({
+        let client = client.clone();
+        async move { client.get("never-answered").await }
+    });
+    let (mut lookup, _) = tokio::time::timeout(WAIT, silent.accept())
+        .await
+        .expect("no lookup came")
+        .unwrap();
+    tokio::time::timeout(WAIT, client.shutdown())
+        .await
+        .expect("shutdown waited for the get's lookup");
+    assert_eq!(client.task_count(), 0);
+    let result = tokio::time::timeout(WAIT, getting)
+        .await
+        .expect("the get goes on after shutdown")
+        .unwrap();
+    assert!(matches!(result, Err(GetError::Shutdown)), "{result:?}");
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, lookup.read_to_end(&mut rest))
+        .await
+        .expect("the get's lookup is still open")
+        .unwrap();
+    // And a get after shutdown says so at once.
+    assert!(matches!(client.get("never-answered").await, Err(GetError::Shutdown)));
+}
