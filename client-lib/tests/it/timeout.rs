@@ -149,5 +149,8 @@ async fn shutdown_ends_a_get_under_way() {
         .expect("the get's lookup is still open")
         .unwrap();
     // And a get after shutdown says so at once.
-    assert!(matches!(client.get("never-answered").await, Err(GetError::Shutdown)));
+    assert!(matches!(
+        client.get("never-answered").await,
+        Err(GetError::Shutdown)
+    ));
 }
