@@ -81,12 +81,14 @@ async fn add_magnet_times_out_on_a_silent_peer() {
     drop(silent);
 }
 
-/// A `get` its caller drops (here by a timeout of the caller's own) ends with it: the
-/// lookup it was waiting on is abandoned at once, not left to run to the tracker timeout in
-/// the background.
-#[tokio::test]
-async fn a_get_dropped_by_its_caller_stops_its_lookup() {
-    // A tracker that takes the connection and never answers.
+/// A client whose one tracker takes the connection and never answers (tracker and `get`
+/// timeouts of 600 s), a `get` of it in a task, and the tracker's side of that `get`'s
+/// lookup once it has come.
+async fn get_stuck_in_its_lookup() -> (
+    swarmcdn_client::Client,
+    tokio::task::JoinHandle<Result<swarmcdn_client::Release, GetError>>,
+    tokio::net::TcpStream,
+) {
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut builder = test_client().tracker(format!("http://{}", silent.local_addr().unwrap()));
     let mut config = builder.current_config().clone();
@@ -94,23 +96,35 @@ async fn a_get_dropped_by_its_caller_stops_its_lookup() {
     config.get_timeout = Duration::from_secs(600);
     builder = builder.config(config);
     let client = builder.build().await.unwrap();
-
     let getting = tokio::spawn({
         let client = client.clone();
         async move { client.get("never-answered").await }
     });
-    let (mut lookup, _) = tokio::time::timeout(WAIT, silent.accept())
+    let (lookup, _) = tokio::time::timeout(WAIT, silent.accept())
         .await
         .expect("no lookup came")
         .unwrap();
-    getting.abort();
-    assert!(getting.await.unwrap_err().is_cancelled());
-    // The lookup's connection closes (read to its end) instead of waiting 600 s.
+    (client, getting, lookup)
+}
+
+/// Reads `lookup` to its end: the client closed it.
+async fn assert_closed(mut lookup: tokio::net::TcpStream, what: &str) {
     let mut rest = Vec::new();
     tokio::time::timeout(WAIT, lookup.read_to_end(&mut rest))
         .await
-        .expect("the dropped get's lookup is still waiting")
+        .expect(what)
         .unwrap();
+}
+
+/// A `get` its caller drops (here by aborting the caller's task) ends with it: the lookup
+/// it was waiting on is abandoned at once, not left to run to the tracker timeout in the
+/// background.
+#[tokio::test]
+async fn a_get_dropped_by_its_caller_stops_its_lookup() {
+    let (client, getting, lookup) = get_stuck_in_its_lookup().await;
+    getting.abort();
+    assert!(getting.await.unwrap_err().is_cancelled());
+    assert_closed(lookup, "the dropped get's lookup is still waiting").await;
     shutdown_clean(client).await;
 }
 
@@ -118,22 +132,7 @@ async fn a_get_dropped_by_its_caller_stops_its_lookup() {
 /// and returns once it has ended, instead of leaving it to its 600 s tracker timeout.
 #[tokio::test]
 async fn shutdown_ends_a_get_under_way() {
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut builder = test_client().tracker(format!("http://{}", silent.local_addr().unwrap()));
-    let mut config = builder.current_config().clone();
-    config.tracker_timeout = Duration::from_secs(600);
-    config.get_timeout = Duration::from_secs(600);
-    builder = builder.config(config);
-    let client = builder.build().await.unwrap();
-
-    let getting = tokio::spawn({
-        let client = client.clone();
-        async move { client.get("never-answered").await }
-    });
-    let (mut lookup, _) = tokio::time::timeout(WAIT, silent.accept())
-        .await
-        .expect("no lookup came")
-        .unwrap();
+    let (client, getting, lookup) = get_stuck_in_its_lookup().await;
     tokio::time::timeout(WAIT, client.shutdown())
         .await
         .expect("shutdown waited for the get's lookup");
@@ -143,11 +142,7 @@ async fn shutdown_ends_a_get_under_way() {
         .expect("the get goes on after shutdown")
         .unwrap();
     assert!(matches!(result, Err(GetError::Shutdown)), "{result:?}");
-    let mut rest = Vec::new();
-    tokio::time::timeout(WAIT, lookup.read_to_end(&mut rest))
-        .await
-        .expect("the get's lookup is still open")
-        .unwrap();
+    assert_closed(lookup, "the get's lookup is still open").await;
     // And a get after shutdown says so at once.
     assert!(matches!(
         client.get("never-answered").await,
