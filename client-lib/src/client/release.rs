@@ -304,18 +304,15 @@ mod tests {
         ));
         // The right bytes under an SRI value that is not theirs: refused too (browsers would
         // block the file).
-        let digests = FileHasher::digest(b"aaaa");
-        let wrong_sri = FileHasher::digest(b"aaab").sri();
-        let mut entries = lying.files().to_vec();
-        entries[0] = ManifestFile::new(
+        let odd_entry = ManifestFile::new(
             RelativePath::parse("a.js").unwrap(),
             4,
             "text/plain",
-            digests.sha256,
-            &wrong_sri,
+            FileHasher::digest(b"aaaa").sha256,
+            &FileHasher::digest(b"aaab").sri(),
         )
         .unwrap();
-        entries[1] = manifest.files()[1].clone();
+        let entries = vec![odd_entry, manifest.files()[1].clone()];
         let odd_sri = Manifest::new(
             "w".parse().unwrap(),
             Version::new(1, 0, 0),

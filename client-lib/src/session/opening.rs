@@ -1,38 +1,36 @@
 //! The dials a release lookup lets start before its session exists.
 //!
-//! A tracker's release lookup answers with the signed manifest, the torrent and a sample of
-//! the swarm at once. Connecting to those peers need not wait for the manifest's signature
-//! check: the connect and the BitTorrent handshake name the info-hash the tracker handed
-//! out and tell a peer nothing the tracker did not already know, and nothing a peer sends
-//! is used before a session takes the connection, which only happens for a manifest that
-//! verified. (A forged lookup, from a rogue tracker or on an `http://` tracker's path, can
-//! thus have our peer id and an info-hash of its choosing sent to addresses of its
-//! choosing, where before the check it got only connection attempts; a valid signature
-//! does not vouch for the peer list either, so after the check it can still direct our
-//! handshakes, with the real info-hash.) So [`LookupStart::new`] opens the connections as
-//! soon as the lookup answers, with our handshakes, and the peers' answers arrive while the signature is checked, the
-//! torrent parsed and the session set up. Measured on loopback with a 20 KiB release: about
-//! 100 µs of connect and 130 µs of handshake exchange, against 70 µs of signature check and
-//! 50 µs of session start, which all used to come first.
+//! A tracker's release lookup answers with the signed manifest, the torrent and a sample of the
+//! swarm at once. Connecting to those peers need not wait for the manifest's signature check: the
+//! connect and the BitTorrent handshake name the info-hash the tracker handed out and tell a peer
+//! nothing the tracker did not already know, and nothing a peer sends is used before a session
+//! takes the connection, which only happens for a manifest that verified. (A forged lookup, from a
+//! rogue tracker or on an `http://` tracker's path, can thus have our peer id and an info-hash of
+//! its choosing sent to addresses of its choosing, where before the check it got only connection
+//! attempts; a valid signature does not vouch for the peer list either, so after the check it can
+//! still direct our handshakes, with the real info-hash.) So [`LookupStart::new`] opens the
+//! connections as soon as the lookup answers, with our handshakes, and the peers' answers arrive
+//! while the signature is checked, the torrent parsed and the session set up. Measured on loopback
+//! with a 20 KiB release: about 100 µs of connect and 130 µs of handshake exchange, against 70 µs
+//! of signature check and 50 µs of session start, which all used to come first.
 //!
-//! The dials are futures polled in place by the fetch's task rather than tasks of their
-//! own: one task and one hand-off fewer per dial (when fetches still ran on the caller's
-//! task, dial tasks spawned from an application's main thread made a tiny fetch slower,
-//! 1.01 ms against 0.88 ms). A poll without a waker only starts the work. The first (in `new`) connects, and where
-//! the connect completes inside the call (loopback: see `peer::handshake`) sends our
-//! handshake with it; elsewhere the handshake goes out at the poll after the signature
-//! check ([`LookupStart::advance`]) or at a later one. The session takes what is still
-//! pending over as its own dials (its event loop polls them), whose first poll registers
-//! them for the readiness that has come meanwhile. Each dial holds a place in the client's
-//! connection limit from the start; dropping a [`LookupStart`] (a bad signature, a torrent
-//! that does not match) closes everything it opened.
+//! The dials are futures polled in place by the fetch's task rather than tasks of their own: one
+//! task and one hand-off fewer per dial (when fetches still ran on the caller's task, dial tasks
+//! spawned from an application's main thread made a tiny fetch slower, 1.01 ms against 0.88 ms). A
+//! poll without a waker only starts the work. The first (in `new`) connects, and where the connect
+//! completes inside the call (loopback: see `peer::handshake`) sends our handshake with it;
+//! elsewhere the handshake goes out at the poll after the signature check
+//! ([`LookupStart::advance`]) or at a later one. The session takes what is still pending over as
+//! its own dials (its event loop polls them), whose first poll registers them for the readiness
+//! that has come meanwhile. Each dial holds a place in the client's connection limit from the
+//! start; dropping a [`LookupStart`] (a bad signature, a torrent that does not match) closes
+//! everything it opened.
 //!
-//! The same lookup answered what a first announce asks (who has the release), so a session
-//! started from one counts it as every tracker's first answer for settling, and holds its
-//! first announce back until it has a piece to offer or a moment has passed (see
-//! `announce.rs`). On a tiny
-//! release that announce otherwise ran beside the first peer exchange and slowed it by
-//! about a tenth of a millisecond, for no peer it did not already have.
+//! The same lookup answered what a first announce asks (who has the release), so a session started
+//! from one counts it as every tracker's first answer for settling, and holds its first announce
+//! back until it has a piece to offer or a moment has passed (see `announce.rs`). On a tiny release
+//! that announce otherwise ran beside the first peer exchange and slowed it by about a tenth of a
+//! millisecond, for no peer it did not already have.
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,14 +1,13 @@
 //! One file of a release: its path, size, content type and digests.
 //!
-//! Each file carries two digests. SHA-256 names the content (the site router uses it as the
-//! ETag); the SHA-384 Subresource Integrity value (`sha384-<base64>`) is what a page puts in
-//! `<script integrity="...">` so the *browser* checks the bytes too. A client checks both
-//! before it serves a release: bytes that match the SHA-256 but not the SRI value (a
-//! manifest written by a faulty tool) would be blocked by every browser, so such a release
-//! is refused and the one before it stays in service. SRI
-//! allows several algorithms and several values in one attribute; we carry exactly one
-//! SHA-384 value, the algorithm the SRI specification recommends, so there is one spelling to
-//! check and nothing to negotiate.
+//! Each file carries two digests. SHA-256 names the content (the site router uses it as the ETag);
+//! the SHA-384 Subresource Integrity value (`sha384-<base64>`) is what a page puts in `<script
+//! integrity="...">` so the *browser* checks the bytes too. A client checks both before it serves a
+//! release: bytes that match the SHA-256 but not the SRI value (a manifest written by a faulty
+//! tool) would be blocked by every browser, so such a release is refused and the one before it
+//! stays in service. SRI allows several algorithms and several values in one attribute; we carry
+//! exactly one SHA-384 value, the algorithm the SRI specification recommends, so there is one
+//! spelling to check and nothing to negotiate.
 //!
 //! [`FileHasher`] computes both digests in one pass over chunks, so the seeder can describe a
 //! large file without holding it in memory, and the client can check a file as it assembles it.
